@@ -56,7 +56,8 @@ impl AnthropicClient {
         if turns.first().map(|t| t.0) != Some(Role::User) {
             return Err(LlmError::InvalidRequest {
                 model: self.core.endpoint.id.clone(),
-                detail: "the Anthropic API needs the first non-system message to be from the user".into(),
+                detail: "the Anthropic API needs the first non-system message to be from the user"
+                    .into(),
             });
         }
         let messages: Vec<Value> = turns
@@ -127,8 +128,11 @@ impl ChatModel for AnthropicClient {
         let ep = &self.core.endpoint;
         let ((v, usage), attempts) = ep.retry.run(&ep.id, |_| self.attempt(&body)).await?;
         let blocks = v["content"].as_array().ok_or_else(|| {
-            self.core
-                .malformed(&ep.url("messages"), "no content array".into(), v.to_string().as_bytes())
+            self.core.malformed(
+                &ep.url("messages"),
+                "no content array".into(),
+                v.to_string().as_bytes(),
+            )
         })?;
         let text: String = blocks
             .iter()

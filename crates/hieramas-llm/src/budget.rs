@@ -58,10 +58,17 @@ impl Budget {
     }
 
     /// Holds `worst_case` for a call to `model`, or refuses.
-    pub fn reserve(self: &Arc<Self>, model: &str, worst_case: Usd) -> Result<Reservation, LlmError> {
+    pub fn reserve(
+        self: &Arc<Self>,
+        model: &str,
+        worst_case: Usd,
+    ) -> Result<Reservation, LlmError> {
         let mut l = self.ledger();
         let committed = l.spent + l.reserved;
-        if committed.checked_add(worst_case).is_none_or(|total| total > self.cap) {
+        if committed
+            .checked_add(worst_case)
+            .is_none_or(|total| total > self.cap)
+        {
             return Err(LlmError::BudgetExceeded {
                 model: model.to_string(),
                 cap: self.cap,
@@ -188,8 +195,14 @@ mod tests {
             output_pico_per_token: 10,
         };
         let req = ChatRequest::user("hello").max_tokens(7);
-        assert_eq!(worst_case_cost(price, &req, 100), Usd::from_pico(5 + 16 + 70));
+        assert_eq!(
+            worst_case_cost(price, &req, 100),
+            Usd::from_pico(5 + 16 + 70)
+        );
         let req = ChatRequest::user("hello");
-        assert_eq!(worst_case_cost(price, &req, 100), Usd::from_pico(5 + 16 + 1000));
+        assert_eq!(
+            worst_case_cost(price, &req, 100),
+            Usd::from_pico(5 + 16 + 1000)
+        );
     }
 }

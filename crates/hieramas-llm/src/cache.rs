@@ -37,7 +37,9 @@ impl std::str::FromStr for CacheMode {
             "off" => Ok(CacheMode::Off),
             "read-write" | "rw" => Ok(CacheMode::ReadWrite),
             "replay-only" | "replay" => Ok(CacheMode::ReplayOnly),
-            other => Err(format!("unknown cache mode {other:?} (off, read-write, replay-only)")),
+            other => Err(format!(
+                "unknown cache mode {other:?} (off, read-write, replay-only)"
+            )),
         }
     }
 }
@@ -70,7 +72,8 @@ impl ResponseCache {
             detail,
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| err(format!("cannot create directory: {e}")))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| err(format!("cannot create directory: {e}")))?;
         }
         let conn = Connection::open(&path).map_err(|e| err(e.to_string()))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
@@ -124,18 +127,28 @@ impl ResponseCache {
         let k = key.to_string();
         let row: Option<String> = self
             .blocking(move |c| {
-                c.query_row("SELECT response FROM responses WHERE key = ?1", params![k], |r| r.get(0))
-                    .optional()
+                c.query_row(
+                    "SELECT response FROM responses WHERE key = ?1",
+                    params![k],
+                    |r| r.get(0),
+                )
+                .optional()
             })
             .await?;
         row.map(|json| {
-            serde_json::from_str(&json).map_err(|e| self.error(format!("entry {key} is not a response: {e}")))
+            serde_json::from_str(&json)
+                .map_err(|e| self.error(format!("entry {key} is not a response: {e}")))
         })
         .transpose()
     }
 
     /// Records an answer. The first answer stored under a key is kept (replays stay stable).
-    pub async fn put(&self, key: &str, req: &ChatRequest, resp: &ChatResponse) -> Result<(), LlmError> {
+    pub async fn put(
+        &self,
+        key: &str,
+        req: &ChatRequest,
+        resp: &ChatResponse,
+    ) -> Result<(), LlmError> {
         let (k, model) = (key.to_string(), resp.model.clone());
         let request = serde_json::to_string(req).map_err(|e| self.error(e))?;
         let response = serde_json::to_string(resp).map_err(|e| self.error(e))?;
@@ -221,7 +234,10 @@ mod tests {
         assert_eq!(k.len(), 64);
         let variants = [
             cache_key("other", &base),
-            cache_key("m", &ChatRequest::user("q2").temperature(0.2).max_tokens(10)),
+            cache_key(
+                "m",
+                &ChatRequest::user("q2").temperature(0.2).max_tokens(10),
+            ),
             cache_key("m", &base.clone().temperature(0.3)),
             cache_key("m", &base.clone().max_tokens(11)),
             cache_key("m", &base.clone().seed(1)),
@@ -236,7 +252,10 @@ mod tests {
 
     #[test]
     fn mode_parses() {
-        assert_eq!("replay-only".parse::<CacheMode>(), Ok(CacheMode::ReplayOnly));
+        assert_eq!(
+            "replay-only".parse::<CacheMode>(),
+            Ok(CacheMode::ReplayOnly)
+        );
         assert!("sometimes".parse::<CacheMode>().is_err());
     }
 }

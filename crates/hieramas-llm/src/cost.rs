@@ -142,7 +142,11 @@ pub(crate) fn decimal_to_scaled(input: &str, scale: u32) -> Result<u64, PriceErr
     if int_part.is_empty() && frac_part.is_empty() {
         return Err(err("no digits"));
     }
-    if !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit()) {
+    if !int_part
+        .bytes()
+        .chain(frac_part.bytes())
+        .all(|b| b.is_ascii_digit())
+    {
         return Err(err("not a decimal number"));
     }
     let digits: String = format!("{int_part}{frac_part}");
@@ -239,7 +243,9 @@ impl Price {
 }
 
 /// Reads a price given per million tokens from a config value (number or string).
-pub(crate) fn deserialize_per_million<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+pub(crate) fn deserialize_per_million<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u64>, D::Error> {
     let v = Option::<DecimalInput>::deserialize(d)?;
     v.map(|v| v.to_scaled(6).map_err(serde::de::Error::custom))
         .transpose()
@@ -256,7 +262,12 @@ mod tests {
         assert_eq!(p.input_pico_per_token, 50_000);
         assert_eq!(p.output_pico_per_token, 400_000);
         assert_eq!(Price::per_token("0.00000005", "4e-7").unwrap(), p);
-        assert_eq!(Price::per_million("0.035", "0").unwrap().input_pico_per_token, 35_000);
+        assert_eq!(
+            Price::per_million("0.035", "0")
+                .unwrap()
+                .input_pico_per_token,
+            35_000
+        );
     }
 
     #[test]
@@ -293,7 +304,10 @@ mod tests {
         let s = serde_json::to_string(&u).unwrap();
         assert_eq!(s, "0.0014425");
         assert_eq!(serde_json::from_str::<Usd>(&s).unwrap(), u);
-        assert_eq!(serde_json::from_str::<Usd>("\"1e-6\"").unwrap(), Usd::from_pico(1_000_000));
+        assert_eq!(
+            serde_json::from_str::<Usd>("\"1e-6\"").unwrap(),
+            Usd::from_pico(1_000_000)
+        );
     }
 
     proptest! {

@@ -106,7 +106,9 @@ impl LlmError {
     pub fn is_retryable(&self) -> bool {
         match self {
             LlmError::Http { status, .. } => matches!(status, 408 | 409 | 425 | 429 | 500..=599),
-            LlmError::Timeout { .. } | LlmError::Connection { .. } | LlmError::Malformed { .. } => true,
+            LlmError::Timeout { .. } | LlmError::Connection { .. } | LlmError::Malformed { .. } => {
+                true
+            }
             LlmError::TruncatedStream { delivered, .. } => !delivered,
             _ => false,
         }

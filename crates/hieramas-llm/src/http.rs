@@ -55,7 +55,12 @@ pub struct Endpoint {
 impl Endpoint {
     /// An endpoint with defaults: no key, 16 concurrent calls, 120 s timeout (the official
     /// setting), the default retry policy, and the given price.
-    pub fn new(id: impl Into<String>, model: impl Into<String>, base_url: impl Into<String>, price: Price) -> Endpoint {
+    pub fn new(
+        id: impl Into<String>,
+        model: impl Into<String>,
+        base_url: impl Into<String>,
+        price: Price,
+    ) -> Endpoint {
         Endpoint {
             id: id.into(),
             model: model.into(),
@@ -162,11 +167,20 @@ impl HttpCore {
 
     /// POSTs and parses the successful answer as JSON. An error object inside a 200 body
     /// (OpenRouter does this) becomes an [`LlmError::Http`] with the code it names.
-    pub async fn post_json(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> Result<Value, LlmError> {
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Result<Value, LlmError> {
         let url = self.endpoint.url(path);
         let resp = self.post(path, body, headers).await?;
-        let bytes = resp.bytes().await.map_err(|e| self.transport_error(&url, e))?;
-        let v: Value = serde_json::from_slice(&bytes).map_err(|e| self.malformed(&url, e.to_string(), &bytes))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&url, e))?;
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| self.malformed(&url, e.to_string(), &bytes))?;
         if let Some(err) = in_body_error(&v) {
             return Err(LlmError::Http {
                 model: self.endpoint.id.clone(),
@@ -214,7 +228,10 @@ pub(crate) fn in_body_error(v: &Value) -> Option<(u16, String)> {
     }
     let code = err
         .get("code")
-        .and_then(|c| c.as_u64().or_else(|| c.as_str().and_then(|s| s.parse().ok())))
+        .and_then(|c| {
+            c.as_u64()
+                .or_else(|| c.as_str().and_then(|s| s.parse().ok()))
+        })
         .and_then(|c| u16::try_from(c).ok())
         .filter(|c| (400..600).contains(c))
         .unwrap_or(502);
@@ -237,7 +254,12 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// `message`, a string `error`, or the start of the body.
 pub(crate) fn provider_message(body: &str) -> String {
     if let Ok(v) = serde_json::from_str::<Value>(body) {
-        let candidates = [&v["error"]["message"], &v["message"], &v["error"], &v["detail"]];
+        let candidates = [
+            &v["error"]["message"],
+            &v["message"],
+            &v["error"],
+            &v["detail"],
+        ];
         if let Some(s) = candidates.iter().find_map(|c| c.as_str()) {
             return s.to_string();
         }
@@ -272,8 +294,14 @@ mod tests {
 
     #[test]
     fn extracts_provider_messages() {
-        assert_eq!(provider_message(r#"{"error":{"message":"bad key","type":"x"}}"#), "bad key");
-        assert_eq!(provider_message(r#"{"type":"error","error":{"type":"x","message":"overloaded"}}"#), "overloaded");
+        assert_eq!(
+            provider_message(r#"{"error":{"message":"bad key","type":"x"}}"#),
+            "bad key"
+        );
+        assert_eq!(
+            provider_message(r#"{"type":"error","error":{"type":"x","message":"overloaded"}}"#),
+            "overloaded"
+        );
         assert_eq!(provider_message(r#"{"error":"nope"}"#), "nope");
         assert_eq!(provider_message("  "), "(empty body)");
         assert_eq!(provider_message("<html>502</html>"), "<html>502</html>");
@@ -281,9 +309,18 @@ mod tests {
 
     #[test]
     fn in_body_errors() {
-        assert_eq!(in_body_error(&json!({"error": {"code": 429, "message": "slow"}})), Some((429, "slow".into())));
-        assert_eq!(in_body_error(&json!({"error": {"code": "503", "message": "m"}})), Some((503, "m".into())));
-        assert_eq!(in_body_error(&json!({"error": {"message": "m"}})), Some((502, "m".into())));
+        assert_eq!(
+            in_body_error(&json!({"error": {"code": 429, "message": "slow"}})),
+            Some((429, "slow".into()))
+        );
+        assert_eq!(
+            in_body_error(&json!({"error": {"code": "503", "message": "m"}})),
+            Some((503, "m".into()))
+        );
+        assert_eq!(
+            in_body_error(&json!({"error": {"message": "m"}})),
+            Some((502, "m".into()))
+        );
         assert_eq!(in_body_error(&json!({"error": null, "choices": []})), None);
         assert_eq!(in_body_error(&json!({"choices": []})), None);
     }

@@ -56,7 +56,9 @@ pub use cost::{Price, Usd};
 pub use error::LlmError;
 pub use pool::{Env, ModelSpec, Pool, Provider};
 pub use retry::RetryPolicy;
-pub use types::{ChatModel, ChatRequest, ChatResponse, Embedder, Embeddings, FinishReason, Message, Role, Usage};
+pub use types::{
+    ChatModel, ChatRequest, ChatResponse, Embedder, Embeddings, FinishReason, Message, Role, Usage,
+};
 
 #[cfg(feature = "http")]
 pub use anthropic::AnthropicClient;

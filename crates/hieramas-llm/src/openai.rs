@@ -11,7 +11,9 @@ use crate::cost::Price;
 use crate::error::LlmError;
 use crate::http::{Endpoint, HttpCore, error_chain, in_body_error};
 use crate::sse::SseParser;
-use crate::types::{ChatModel, ChatRequest, ChatResponse, Embedder, Embeddings, FinishReason, Usage};
+use crate::types::{
+    ChatModel, ChatRequest, ChatResponse, Embedder, Embeddings, FinishReason, Usage,
+};
 
 /// A chat (and embeddings) client for one model behind an OpenAI-compatible API.
 pub struct OpenAiClient {
@@ -122,9 +124,13 @@ impl OpenAiClient {
             .await?;
         let url = self.url();
         let model = &self.core.endpoint.id;
-        let choice = v["choices"]
-            .get(0)
-            .ok_or_else(|| self.core.malformed(&url, "no choices in answer".into(), v.to_string().as_bytes()))?;
+        let choice = v["choices"].get(0).ok_or_else(|| {
+            self.core.malformed(
+                &url,
+                "no choices in answer".into(),
+                v.to_string().as_bytes(),
+            )
+        })?;
         let text = match &choice["message"]["content"] {
             Value::String(s) => s.clone(),
             Value::Null => String::new(), // e.g. a reasoning model that spent max_tokens thinking
@@ -141,7 +147,10 @@ impl OpenAiClient {
             url: url.clone(),
         })?;
         Ok(Completion {
-            provider_model: v["model"].as_str().unwrap_or(&self.core.endpoint.model).to_string(),
+            provider_model: v["model"]
+                .as_str()
+                .unwrap_or(&self.core.endpoint.model)
+                .to_string(),
             text,
             finish_reason: choice["finish_reason"]
                 .as_str()
@@ -159,7 +168,10 @@ impl OpenAiClient {
         let _permit = self.core.permit().await;
         let url = self.url();
         let model = self.core.endpoint.id.clone();
-        let resp = self.core.post("chat/completions", &self.body(req, true), &[]).await?;
+        let resp = self
+            .core
+            .post("chat/completions", &self.body(req, true), &[])
+            .await?;
         let mut parser = SseParser::new();
         let mut bytes = resp.bytes_stream();
         let mut text = String::new();
@@ -181,7 +193,10 @@ impl OpenAiClient {
                     if e.is_timeout() && !delivered {
                         return Err(self.core.transport_error(&url, e));
                     }
-                    return Err(truncated(format!("connection broke: {}", error_chain(&e)), delivered));
+                    return Err(truncated(
+                        format!("connection broke: {}", error_chain(&e)),
+                        delivered,
+                    ));
                 }
                 None => (parser.finish().into_iter().collect(), true),
             };
@@ -194,12 +209,19 @@ impl OpenAiClient {
                     if delivered {
                         truncated(format!("undecodable event {:?}: {e}", ev.data), true)
                     } else {
-                        self.core.malformed(&url, format!("undecodable SSE event: {e}"), ev.data.as_bytes())
+                        self.core.malformed(
+                            &url,
+                            format!("undecodable SSE event: {e}"),
+                            ev.data.as_bytes(),
+                        )
                     }
                 })?;
                 if let Some((status, message)) = in_body_error(&v) {
                     if delivered {
-                        return Err(truncated(format!("provider error mid-stream: {message}"), true));
+                        return Err(truncated(
+                            format!("provider error mid-stream: {message}"),
+                            true,
+                        ));
                     }
                     return Err(LlmError::Http {
                         model: model.clone(),
@@ -235,7 +257,10 @@ impl OpenAiClient {
             }
         }
         if !done && finish.is_none() {
-            return Err(truncated("no finish_reason and no [DONE]".into(), delivered));
+            return Err(truncated(
+                "no finish_reason and no [DONE]".into(),
+                delivered,
+            ));
         }
         let usage = usage.ok_or(LlmError::MissingUsage {
             model: model.clone(),
@@ -256,7 +281,10 @@ impl OpenAiClient {
 fn parse_usage(v: &Value) -> Option<Usage> {
     let prompt = v.get("prompt_tokens")?.as_u64()?;
     // Embeddings report only prompt/total tokens.
-    let completion = v.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0);
+    let completion = v
+        .get("completion_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
     Some(Usage {
         prompt_tokens: prompt,
         completion_tokens: completion,
@@ -277,7 +305,9 @@ impl ChatModel for OpenAiClient {
         let start = Instant::now();
         let ep = &self.core.endpoint;
         let (c, attempts) = if self.stream {
-            ep.retry.run(&ep.id, |_| self.attempt_stream(req, None)).await?
+            ep.retry
+                .run(&ep.id, |_| self.attempt_stream(req, None))
+                .await?
         } else {
             ep.retry.run(&ep.id, |_| self.attempt_json(req)).await?
         };
@@ -304,7 +334,9 @@ impl Embedder for OpenAiClient {
             })
             .await?;
         let bad = |detail: String| self.core.malformed(&url, detail, v.to_string().as_bytes());
-        let data = v["data"].as_array().ok_or_else(|| bad("no data array".into()))?;
+        let data = v["data"]
+            .as_array()
+            .ok_or_else(|| bad("no data array".into()))?;
         let mut vectors: Vec<Option<Vec<f32>>> = vec![None; texts.len()];
         for (pos, item) in data.iter().enumerate() {
             let idx = item["index"].as_u64().map(|i| i as usize).unwrap_or(pos);
@@ -315,9 +347,12 @@ impl Embedder for OpenAiClient {
                 .map(|x| x.as_f64().map(|f| f as f32))
                 .collect::<Option<Vec<f32>>>()
                 .ok_or_else(|| bad(format!("data[{pos}].embedding has a non-number")))?;
-            let slot = vectors
-                .get_mut(idx)
-                .ok_or_else(|| bad(format!("index {idx} out of range for {} inputs", texts.len())))?;
+            let slot = vectors.get_mut(idx).ok_or_else(|| {
+                bad(format!(
+                    "index {idx} out of range for {} inputs",
+                    texts.len()
+                ))
+            })?;
             *slot = Some(emb);
         }
         let vectors = vectors

@@ -79,9 +79,13 @@ impl Provider {
     /// (default base URL, environment variable that overrides it)
     fn default_base_url(self) -> Option<(&'static str, Option<&'static str>)> {
         match self {
-            Provider::Openrouter => Some(("https://openrouter.ai/api/v1", Some("OPENROUTER_BASE_URL"))),
+            Provider::Openrouter => {
+                Some(("https://openrouter.ai/api/v1", Some("OPENROUTER_BASE_URL")))
+            }
             Provider::Openai => Some(("https://api.openai.com/v1", Some("OPENAI_BASE_URL"))),
-            Provider::Anthropic => Some(("https://api.anthropic.com/v1", Some("ANTHROPIC_BASE_URL"))),
+            Provider::Anthropic => {
+                Some(("https://api.anthropic.com/v1", Some("ANTHROPIC_BASE_URL")))
+            }
             Provider::Vllm => Some(("http://127.0.0.1:8000/v1", None)),
             Provider::Ollama => Some(("http://127.0.0.1:11434/v1", None)),
             Provider::Llamacpp => Some(("http://127.0.0.1:8080/v1", None)),
@@ -172,11 +176,19 @@ impl Env {
     pub fn process() -> Env {
         Env(std::env::vars().collect())
     }
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Env {
-        Env(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Env {
+        Env(pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect())
     }
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 }
 
@@ -217,7 +229,9 @@ impl Pool {
                 return Err(err(format!("models[{i}]: empty id")));
             }
             if m.id == "skip" {
-                return Err(err(format!("{at}: \"skip\" is reserved for the selector's no-call option")));
+                return Err(err(format!(
+                    "{at}: \"skip\" is reserved for the selector's no-call option"
+                )));
             }
             if !seen.insert(m.id.clone()) {
                 return Err(err(format!("{at}: duplicate id")));
@@ -238,7 +252,9 @@ impl Pool {
                 return Err(err(format!("{at}: max_concurrency must be at least 1")));
             }
             if m.provider == Provider::OpenaiCompatible && m.base_url.is_none() {
-                return Err(err(format!("{at}: provider openai-compatible needs base_url")));
+                return Err(err(format!(
+                    "{at}: provider openai-compatible needs base_url"
+                )));
             }
             let timeout = match m.timeout_s {
                 None => Duration::from_secs(120),
@@ -274,7 +290,11 @@ impl Pool {
             source_name: self.meta.name.clone(),
             detail: format!(
                 "no model {id:?}; the pool has: {}",
-                self.models.iter().map(|m| m.id.as_str()).collect::<Vec<_>>().join(", ")
+                self.models
+                    .iter()
+                    .map(|m| m.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         })
     }
@@ -304,10 +324,9 @@ impl ModelSpec {
         }
         let base_url = match (&self.base_url, self.provider.default_base_url()) {
             (Some(u), _) => u.clone(),
-            (None, Some((default, over))) => over
-                .and_then(|v| env.get(v))
-                .unwrap_or(default)
-                .to_string(),
+            (None, Some((default, over))) => {
+                over.and_then(|v| env.get(v)).unwrap_or(default).to_string()
+            }
             (None, None) => {
                 return Err(LlmError::Pool {
                     source_name: self.id.clone(),
@@ -337,7 +356,9 @@ impl ModelSpec {
             ));
             headers.push((
                 "X-Title".to_string(),
-                env.get("OPENROUTER_APP_TITLE").unwrap_or("hieramas").to_string(),
+                env.get("OPENROUTER_APP_TITLE")
+                    .unwrap_or("hieramas")
+                    .to_string(),
             ));
         }
         Ok(Endpoint {
@@ -354,16 +375,30 @@ impl ModelSpec {
     }
 
     /// A chat client for this model.
-    pub fn connect(&self, env: &Env, http: &reqwest::Client) -> Result<Arc<dyn ChatModel>, LlmError> {
+    pub fn connect(
+        &self,
+        env: &Env,
+        http: &reqwest::Client,
+    ) -> Result<Arc<dyn ChatModel>, LlmError> {
         let endpoint = self.endpoint(env)?;
         Ok(match self.provider {
-            Provider::Anthropic => Arc::new(crate::anthropic::AnthropicClient::new(endpoint, http.clone())),
-            _ => Arc::new(crate::openai::OpenAiClient::new(endpoint, http.clone()).with_streaming(self.stream)),
+            Provider::Anthropic => Arc::new(crate::anthropic::AnthropicClient::new(
+                endpoint,
+                http.clone(),
+            )),
+            _ => Arc::new(
+                crate::openai::OpenAiClient::new(endpoint, http.clone())
+                    .with_streaming(self.stream),
+            ),
         })
     }
 
     /// An embeddings client for this model (OpenAI-compatible providers only).
-    pub fn connect_embedder(&self, env: &Env, http: &reqwest::Client) -> Result<Arc<dyn Embedder>, LlmError> {
+    pub fn connect_embedder(
+        &self,
+        env: &Env,
+        http: &reqwest::Client,
+    ) -> Result<Arc<dyn Embedder>, LlmError> {
         if self.provider == Provider::Anthropic {
             return Err(LlmError::UnsupportedProvider {
                 model: self.id.clone(),
@@ -371,7 +406,10 @@ impl ModelSpec {
                 hint: "the Anthropic API has no embeddings endpoint".into(),
             });
         }
-        Ok(Arc::new(crate::openai::OpenAiClient::new(self.endpoint(env)?, http.clone())))
+        Ok(Arc::new(crate::openai::OpenAiClient::new(
+            self.endpoint(env)?,
+            http.clone(),
+        )))
     }
 }
 
@@ -397,25 +435,52 @@ mod tests {
         assert_eq!(p.models[0].price, Price::per_million("0.1", "0.2").unwrap());
         assert_eq!(p.models[0].max_concurrency, 16);
         assert_eq!(p.index_of("a"), Some(0));
-        assert!(p.require("zzz").unwrap_err().to_string().contains("the pool has: a"));
+        assert!(
+            p.require("zzz")
+                .unwrap_err()
+                .to_string()
+                .contains("the pool has: a")
+        );
     }
 
     #[test]
     fn missing_price_is_an_error_naming_the_model() {
         let text = MINIMAL.replace("output_per_mtok = \"0.2\"", "");
-        let e = Pool::from_toml(&text, "pools/x.toml").unwrap_err().to_string();
-        assert!(e.contains("pools/x.toml") && e.contains("\"a\"") && e.contains("no price"), "{e}");
+        let e = Pool::from_toml(&text, "pools/x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("pools/x.toml") && e.contains("\"a\"") && e.contains("no price"),
+            "{e}"
+        );
     }
 
     #[test]
     fn rejects_bad_pools() {
         let cases = [
             (MINIMAL.replace("id = \"a\"", "id = \"skip\""), "reserved"),
-            (format!("{MINIMAL}\n[[models]]\nid=\"a\"\nprovider=\"openai\"\nmodel=\"x\"\ninput_per_mtok=0\noutput_per_mtok=0"), "duplicate"),
-            (MINIMAL.replace("base_url = \"http://127.0.0.1:1/v1\"", ""), "needs base_url"),
-            (MINIMAL.replace("input_per_mtok = 0.1", "input_per_mtok = -0.1"), "negative"),
-            (MINIMAL.replace("provider = \"openai-compatible\"", "provider = \"nope\""), "unknown variant"),
-            (MINIMAL.replace("model = \"m\"", "model = \"m\"\nmax_concurency = 3"), "unknown field"),
+            (
+                format!(
+                    "{MINIMAL}\n[[models]]\nid=\"a\"\nprovider=\"openai\"\nmodel=\"x\"\ninput_per_mtok=0\noutput_per_mtok=0"
+                ),
+                "duplicate",
+            ),
+            (
+                MINIMAL.replace("base_url = \"http://127.0.0.1:1/v1\"", ""),
+                "needs base_url",
+            ),
+            (
+                MINIMAL.replace("input_per_mtok = 0.1", "input_per_mtok = -0.1"),
+                "negative",
+            ),
+            (
+                MINIMAL.replace("provider = \"openai-compatible\"", "provider = \"nope\""),
+                "unknown variant",
+            ),
+            (
+                MINIMAL.replace("model = \"m\"", "model = \"m\"\nmax_concurency = 3"),
+                "unknown field",
+            ),
             ("[pool]\nname='x'".to_string(), "no [[models]]"),
         ];
         for (text, want) in cases {
@@ -431,15 +496,25 @@ mod tests {
         assert_eq!(
             ids,
             [
-                "qwen3-8b", "qwen3-80b", "deepseek-r1-14b", "llama-8b", "deepseek-v3",
-                "gemma-3-27b", "gpt-5-nano", "gpt-5-mini", "gpt-4o-mini"
+                "qwen3-8b",
+                "qwen3-80b",
+                "deepseek-r1-14b",
+                "llama-8b",
+                "deepseek-v3",
+                "gemma-3-27b",
+                "gpt-5-nano",
+                "gpt-5-mini",
+                "gpt-4o-mini"
             ]
         );
         assert!(p.get("deepseek-r1-14b").unwrap().exclude);
         assert_eq!(p.models.iter().filter(|m| m.exclude).count(), 1);
         assert!(p.models.iter().all(|m| m.provider == Provider::Openrouter));
         assert!(p.meta.prices_date.is_some());
-        assert_eq!(p.get("gpt-5-mini").unwrap().price, Price::per_million("0.25", "2").unwrap());
+        assert_eq!(
+            p.get("gpt-5-mini").unwrap().price,
+            Price::per_million("0.25", "2").unwrap()
+        );
     }
 
     #[cfg(feature = "http")]
@@ -448,8 +523,13 @@ mod tests {
         let p = Pool::paper();
         let m = p.get("gpt-4o-mini").unwrap();
         let e = m.endpoint(&Env::default()).unwrap_err();
-        assert!(matches!(e, LlmError::MissingApiKey { ref var, .. } if var == "OPENROUTER_API_KEY"));
-        let env = Env::from_pairs([("OPENROUTER_API_KEY", "k"), ("OPENROUTER_BASE_URL", "http://127.0.0.1:9/api/v1/")]);
+        assert!(
+            matches!(e, LlmError::MissingApiKey { ref var, .. } if var == "OPENROUTER_API_KEY")
+        );
+        let env = Env::from_pairs([
+            ("OPENROUTER_API_KEY", "k"),
+            ("OPENROUTER_BASE_URL", "http://127.0.0.1:9/api/v1/"),
+        ]);
         let ep = m.endpoint(&env).unwrap();
         assert_eq!(ep.base_url, "http://127.0.0.1:9/api/v1");
         assert_eq!(ep.model, "openai/gpt-4o-mini");

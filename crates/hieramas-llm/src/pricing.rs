@@ -28,7 +28,10 @@ pub async fn fetch_openrouter_prices(
     if !resp.status().is_success() {
         return Err(fail(format!("HTTP {}", resp.status())));
     }
-    let v: Value = resp.json().await.map_err(|e| fail(format!("not JSON: {e}")))?;
+    let v: Value = resp
+        .json()
+        .await
+        .map_err(|e| fail(format!("not JSON: {e}")))?;
     parse_catalogue(&v).map_err(fail)
 }
 
@@ -83,7 +86,11 @@ pub fn diff_prices(pool: &Pool, catalogue: &BTreeMap<String, Price>) -> Vec<Pric
 }
 
 /// Writes the new prices and `prices_date` into the pool file's text, keeping everything else.
-pub fn rewrite_pool_prices(text: &str, changes: &[PriceChange], date: &str) -> Result<String, String> {
+pub fn rewrite_pool_prices(
+    text: &str,
+    changes: &[PriceChange],
+    date: &str,
+) -> Result<String, String> {
     let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| format!("{e}"))?;
     let models = doc
         .get_mut("models")
@@ -94,8 +101,16 @@ pub fn rewrite_pool_prices(text: &str, changes: &[PriceChange], date: &str) -> R
             continue;
         };
         if let Some(new) = changes.iter().find(|c| c.id == id).and_then(|c| c.new) {
-            set_number_keep_comment(t, "input_per_mtok", per_million_string(new.input_pico_per_token))?;
-            set_number_keep_comment(t, "output_per_mtok", per_million_string(new.output_pico_per_token))?;
+            set_number_keep_comment(
+                t,
+                "input_per_mtok",
+                per_million_string(new.input_pico_per_token),
+            )?;
+            set_number_keep_comment(
+                t,
+                "output_per_mtok",
+                per_million_string(new.output_pico_per_token),
+            )?;
         }
     }
     doc["pool"]["prices_date"] = toml_edit::value(date);
@@ -103,9 +118,16 @@ pub fn rewrite_pool_prices(text: &str, changes: &[PriceChange], date: &str) -> R
     Ok(doc.to_string())
 }
 
-fn set_number_keep_comment(t: &mut toml_edit::Table, key: &str, decimal: String) -> Result<(), String> {
+fn set_number_keep_comment(
+    t: &mut toml_edit::Table,
+    key: &str,
+    decimal: String,
+) -> Result<(), String> {
     let f: f64 = decimal.parse().map_err(|e| format!("{decimal}: {e}"))?;
-    let decor = t.get(key).and_then(|i| i.as_value()).map(|v| v.decor().clone());
+    let decor = t
+        .get(key)
+        .and_then(|i| i.as_value())
+        .map(|v| v.decor().clone());
     let mut v = toml_edit::Value::from(f);
     if let Some(d) = decor {
         *v.decor_mut() = d;
@@ -147,15 +169,25 @@ mod tests {
     fn rewrites_prices_keeping_comments() {
         let pool = Pool::paper();
         let mut cat = BTreeMap::new();
-        cat.insert("openai/gpt-4o-mini".to_string(), Price::per_million("0.125", "0.5").unwrap());
+        cat.insert(
+            "openai/gpt-4o-mini".to_string(),
+            Price::per_million("0.125", "0.5").unwrap(),
+        );
         let changes = diff_prices(&pool, &cat);
         assert_eq!(changes.len(), 9);
         assert_eq!(changes.iter().filter(|c| c.new.is_some()).count(), 1);
-        let text = rewrite_pool_prices(crate::pool::PAPER_POOL_TOML, &changes, "2030-01-02").unwrap();
+        let text =
+            rewrite_pool_prices(crate::pool::PAPER_POOL_TOML, &changes, "2030-01-02").unwrap();
         assert!(text.contains("# OpenAI list price"), "comments kept");
         let again = Pool::from_toml(&text, "rewritten").unwrap();
-        assert_eq!(again.get("gpt-4o-mini").unwrap().price, Price::per_million("0.125", "0.5").unwrap());
-        assert_eq!(again.get("qwen3-8b").unwrap().price, pool.get("qwen3-8b").unwrap().price);
+        assert_eq!(
+            again.get("gpt-4o-mini").unwrap().price,
+            Price::per_million("0.125", "0.5").unwrap()
+        );
+        assert_eq!(
+            again.get("qwen3-8b").unwrap().price,
+            pool.get("qwen3-8b").unwrap().price
+        );
         assert_eq!(again.meta.prices_date.as_deref(), Some("2030-01-02"));
         assert_eq!(per_million_string(2_000_000), "2.0");
         assert_eq!(per_million_string(35_000), "0.035");

@@ -122,7 +122,9 @@ impl Retrier<'_> {
         }
         let max_attempts = self.policy.max_attempts.max(1);
         let elapsed = self.start.elapsed();
-        let wait = self.policy.backoff(self.attempts.saturating_sub(1), err.retry_after());
+        let wait = self
+            .policy
+            .backoff(self.attempts.saturating_sub(1), err.retry_after());
         if self.attempts >= max_attempts || elapsed + wait > self.policy.max_elapsed {
             if max_attempts == 1 {
                 return Err(err);
@@ -204,7 +206,8 @@ mod tests {
         };
         for retry in 0..20 {
             let d = p.backoff(retry, None);
-            let ceiling = Duration::from_millis(100 * (1u64 << retry.min(10))).min(Duration::from_secs(1));
+            let ceiling =
+                Duration::from_millis(100 * (1u64 << retry.min(10))).min(Duration::from_secs(1));
             assert!(d <= ceiling, "retry {retry}: {d:?} > {ceiling:?}");
         }
         assert!(p.backoff(0, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
@@ -213,8 +216,12 @@ mod tests {
     #[test]
     fn jitter_varies() {
         let p = RetryPolicy::default();
-        let waits: std::collections::HashSet<Duration> = (0..20).map(|_| p.backoff(3, None)).collect();
-        assert!(waits.len() > 1, "full jitter should not give one fixed wait");
+        let waits: std::collections::HashSet<Duration> =
+            (0..20).map(|_| p.backoff(3, None)).collect();
+        assert!(
+            waits.len() > 1,
+            "full jitter should not give one fixed wait"
+        );
     }
 
     #[test]

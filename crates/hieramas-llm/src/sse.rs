@@ -114,7 +114,8 @@ mod tests {
 
     #[test]
     fn parses_anthropic_style_and_crlf() {
-        let s = b"event: message_start\r\ndata: {}\r\n\r\nevent: ping\r\ndata: x\r\ndata: y\r\n\r\n";
+        let s =
+            b"event: message_start\r\ndata: {}\r\n\r\nevent: ping\r\ndata: x\r\ndata: y\r\n\r\n";
         let evs = parse_all(&[s]);
         assert_eq!(evs[0].event.as_deref(), Some("message_start"));
         assert_eq!(evs[1].data, "x\ny");
@@ -123,7 +124,13 @@ mod tests {
     #[test]
     fn unterminated_event_is_returned_by_finish() {
         let evs = parse_all(&[b"data: tail"]);
-        assert_eq!(evs, vec![SseEvent { event: None, data: "tail".into() }]);
+        assert_eq!(
+            evs,
+            vec![SseEvent {
+                event: None,
+                data: "tail".into()
+            }]
+        );
         assert!(parse_all(&[b"event: only\n"]).is_empty());
     }
 

@@ -6,12 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hieramas_llm::{
-    CacheMode, Cached, ChatModel, ChatRequest, Endpoint, LlmError, OpenAiClient, Price, ResponseCache, http_client,
+    CacheMode, Cached, ChatModel, ChatRequest, Endpoint, LlmError, OpenAiClient, Price,
+    ResponseCache, http_client,
 };
 use hieramas_testkit::TestServer;
 
 fn model(s: &TestServer) -> OpenAiClient {
-    let ep = Endpoint::new("m", "m", s.base_url(), Price::per_million("1", "2").unwrap());
+    let ep = Endpoint::new(
+        "m",
+        "m",
+        s.base_url(),
+        Price::per_million("1", "2").unwrap(),
+    );
     OpenAiClient::new(ep, http_client().unwrap())
 }
 
@@ -29,7 +35,10 @@ async fn replay_serves_recorded_answers_without_http() {
     let again = recording.chat(&q).await.unwrap();
     assert_eq!(s.request_count(), 1, "a hit makes no HTTP call");
     assert!(again.cached);
-    assert_eq!((again.text.as_str(), again.usage, again.cost), (live.text.as_str(), live.usage, live.cost));
+    assert_eq!(
+        (again.text.as_str(), again.usage, again.cost),
+        (live.text.as_str(), live.usage, live.cost)
+    );
 
     // A fresh process would open the file again: replay-only serves it, with the server gone.
     drop((recording, cache, s));
@@ -40,7 +49,10 @@ async fn replay_serves_recorded_answers_without_http() {
     assert_eq!(r.text, "echo: record me");
     assert_eq!(r.cost, live.cost, "replay reports the recorded cost");
     let miss = replay.chat(&q.clone().sample_index(1)).await.unwrap_err();
-    assert!(matches!(miss, LlmError::CacheMiss { ref model, .. } if model == "m"), "{miss:?}");
+    assert!(
+        matches!(miss, LlmError::CacheMiss { ref model, .. } if model == "m"),
+        "{miss:?}"
+    );
     assert!(miss.to_string().contains("replay-only"), "{miss}");
     assert_eq!(dead.request_count(), 0, "replay-only never calls the model");
 }
@@ -66,7 +78,10 @@ async fn concurrent_writers_lose_nothing() {
     let tasks: Vec<_> = (0..200)
         .map(|i| {
             let m = m.clone();
-            tokio::spawn(async move { m.chat(&ChatRequest::user(format!("question {}", i % 100))).await })
+            tokio::spawn(async move {
+                m.chat(&ChatRequest::user(format!("question {}", i % 100)))
+                    .await
+            })
         })
         .collect();
     for t in tasks {
@@ -75,7 +90,10 @@ async fn concurrent_writers_lose_nothing() {
     assert_eq!(cache.len().await.unwrap(), 100);
     let before = s.request_count();
     for i in 0..100 {
-        let r = m.chat(&ChatRequest::user(format!("question {i}"))).await.unwrap();
+        let r = m
+            .chat(&ChatRequest::user(format!("question {i}")))
+            .await
+            .unwrap();
         assert_eq!(r.text, format!("echo: question {i}"));
     }
     assert_eq!(s.request_count(), before, "all 100 served from the cache");
@@ -119,7 +137,12 @@ fn crash_keeps_committed_answers() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crash.sqlite");
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child_writer", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "crash_child_writer",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("HIERAMAS_CACHE_CRASH_CHILD", &path)
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -138,10 +161,17 @@ fn crash_keeps_committed_answers() {
     rt.block_on(async {
         let cache = ResponseCache::open(&path).unwrap();
         let n = cache.len().await.unwrap();
-        assert!(n >= committed, "{n} stored < {committed} reported committed");
+        assert!(
+            n >= committed,
+            "{n} stored < {committed} reported committed"
+        );
         for i in 0..committed {
             let key = hieramas_llm::cache::cache_key("m", &ChatRequest::user(format!("q{i}")));
-            let hit = cache.get(&key).await.unwrap().expect("committed answer survives");
+            let hit = cache
+                .get(&key)
+                .await
+                .unwrap()
+                .expect("committed answer survives");
             assert_eq!(hit.text, format!("a{i}"));
         }
     });

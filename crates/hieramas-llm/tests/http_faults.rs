@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hieramas_llm::{
-    AnthropicClient, ApiKey, Budget, Budgeted, ChatModel, ChatRequest, Embedder, Endpoint, FinishReason, LlmError,
-    Message, OpenAiClient, Price, RetryPolicy, Usd, http_client,
+    AnthropicClient, ApiKey, Budget, Budgeted, ChatModel, ChatRequest, Embedder, Endpoint,
+    FinishReason, LlmError, Message, OpenAiClient, Price, RetryPolicy, Usd, http_client,
 };
 use hieramas_testkit::{Fault, ServerOptions, TestServer};
 
@@ -49,11 +49,14 @@ fn client(s: &TestServer) -> OpenAiClient {
 }
 
 fn req() -> ChatRequest {
-    ChatRequest::new(vec![Message::system("be brief"), Message::user("what is seven times eight")])
-        .temperature(0.2)
-        .top_p(0.9)
-        .max_tokens(100)
-        .seed(7)
+    ChatRequest::new(vec![
+        Message::system("be brief"),
+        Message::user("what is seven times eight"),
+    ])
+    .temperature(0.2)
+    .top_p(0.9)
+    .max_tokens(100)
+    .seed(7)
 }
 
 /// Every failure names the model it was for, in the value and in the message.
@@ -72,14 +75,20 @@ async fn success_sends_the_openai_wire_format_and_prices_usage() {
     assert_eq!((r.usage.prompt_tokens, r.usage.completion_tokens), (15, 6));
     assert_eq!(r.cost, price().cost(r.usage));
     assert_eq!(r.cost, Usd::parse("0.00000585").unwrap()); // 15×0.15e-6 + 6×0.6e-6
-    assert_eq!((r.model.as_str(), r.provider_model.as_str()), ("mini", "openai/gpt-4o-mini"));
+    assert_eq!(
+        (r.model.as_str(), r.provider_model.as_str()),
+        ("mini", "openai/gpt-4o-mini")
+    );
     assert_eq!(r.attempts, 1);
     let sent = &s.requests()[0];
     assert_eq!(sent.path, "/v1/chat/completions");
     assert_eq!(sent.header("authorization"), Some("Bearer sk-test-123"));
     let b = &sent.body;
     assert_eq!(b["model"], "openai/gpt-4o-mini");
-    assert_eq!(b["messages"][0], serde_json::json!({"role": "system", "content": "be brief"}));
+    assert_eq!(
+        b["messages"][0],
+        serde_json::json!({"role": "system", "content": "be brief"})
+    );
     assert_eq!(b["max_tokens"], 100);
     assert_eq!(b["seed"], 7);
     assert_eq!(b["stop"], serde_json::json!(["END"]));
@@ -90,7 +99,10 @@ async fn success_sends_the_openai_wire_format_and_prices_usage() {
 #[tokio::test]
 async fn max_tokens_reports_length() {
     let s = server().await;
-    let r = client(&s).chat(&ChatRequest::user("a b c d e").max_tokens(3)).await.unwrap();
+    let r = client(&s)
+        .chat(&ChatRequest::user("a b c d e").max_tokens(3))
+        .await
+        .unwrap();
     assert_eq!(r.text, "echo: a b");
     assert_eq!(r.finish_reason, FinishReason::Length);
 }
@@ -101,10 +113,17 @@ async fn rate_limit_waits_for_retry_after_then_succeeds() {
     s.push_fault(Fault::rate_limited("1"));
     let t = Instant::now();
     let r = client(&s).chat(&req()).await.unwrap();
-    assert!(t.elapsed() >= Duration::from_secs(1), "Retry-After: 1 not honoured: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 not honoured: {:?}",
+        t.elapsed()
+    );
     assert_eq!(r.attempts, 2);
     assert_eq!(s.request_count(), 2);
-    assert!(r.latency >= Duration::from_secs(1), "latency includes the wait");
+    assert!(
+        r.latency >= Duration::from_secs(1),
+        "latency includes the wait"
+    );
 }
 
 #[tokio::test]
@@ -125,7 +144,10 @@ async fn persistent_failure_stops_at_the_attempt_limit() {
     match &e {
         LlmError::RetriesExhausted { attempts, last, .. } => {
             assert_eq!(*attempts, 4);
-            assert!(matches!(**last, LlmError::Http { status: 503, .. }), "{last:?}");
+            assert!(
+                matches!(**last, LlmError::Http { status: 503, .. }),
+                "{last:?}"
+            );
         }
         other => panic!("want RetriesExhausted, got {other:?}"),
     }
@@ -145,9 +167,18 @@ async fn total_time_bound_stops_retries_early() {
         ..endpoint(&s)
     };
     let t = Instant::now();
-    let e = OpenAiClient::new(ep, http_client().unwrap()).chat(&req()).await.unwrap_err();
-    assert!(t.elapsed() < Duration::from_secs(2), "should give up instead of waiting 5 s");
-    assert!(matches!(e, LlmError::RetriesExhausted { attempts: 1, .. }), "{e:?}");
+    let e = OpenAiClient::new(ep, http_client().unwrap())
+        .chat(&req())
+        .await
+        .unwrap_err();
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "should give up instead of waiting 5 s"
+    );
+    assert!(
+        matches!(e, LlmError::RetriesExhausted { attempts: 1, .. }),
+        "{e:?}"
+    );
     assert_eq!(s.request_count(), 1);
 }
 
@@ -158,12 +189,20 @@ async fn client_errors_fail_at_once_with_the_providers_message() {
         s.push_fault(Fault::Status {
             status,
             retry_after: None,
-            body: Some(format!(r#"{{"error": {{"message": "provider says {status}", "type": "x"}}}}"#)),
+            body: Some(format!(
+                r#"{{"error": {{"message": "provider says {status}", "type": "x"}}}}"#
+            )),
         });
         let e = client(&s).chat(&req()).await.unwrap_err();
         assert_names_model(&e);
-        assert!(matches!(e, LlmError::Http { status: got, .. } if got == status), "{e:?}");
-        assert!(e.to_string().contains(&format!("provider says {status}")), "{e}");
+        assert!(
+            matches!(e, LlmError::Http { status: got, .. } if got == status),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().contains(&format!("provider says {status}")),
+            "{e}"
+        );
         assert_eq!(s.request_count(), 1, "HTTP {status} must not be retried");
     }
 }
@@ -175,7 +214,10 @@ async fn wrong_key_is_a_401_from_the_server() {
         api_key: Some(ApiKey::new("wrong")),
         ..endpoint(&s)
     };
-    let e = OpenAiClient::new(ep, http_client().unwrap()).chat(&req()).await.unwrap_err();
+    let e = OpenAiClient::new(ep, http_client().unwrap())
+        .chat(&req())
+        .await
+        .unwrap_err();
     assert!(matches!(e, LlmError::Http { status: 401, .. }), "{e:?}");
     assert!(e.to_string().contains("Incorrect API key"), "{e}");
 }
@@ -183,9 +225,16 @@ async fn wrong_key_is_a_401_from_the_server() {
 #[tokio::test]
 async fn a_request_the_server_rejects_is_a_400() {
     let s = server().await;
-    let e = client(&s).chat(&ChatRequest::new(vec![])).await.unwrap_err();
+    let e = client(&s)
+        .chat(&ChatRequest::new(vec![]))
+        .await
+        .unwrap_err();
     assert!(matches!(e, LlmError::Http { status: 400, .. }), "{e:?}");
-    assert!(e.to_string().contains("'messages' must be a non-empty array"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("'messages' must be a non-empty array"),
+        "{e}"
+    );
     assert_eq!(s.request_count(), 1);
 }
 
@@ -201,7 +250,10 @@ async fn slow_answer_times_out_and_is_retried() {
     let t = Instant::now();
     let r = c.chat(&req()).await.unwrap();
     assert_eq!(r.attempts, 2);
-    assert!(t.elapsed() < Duration::from_secs(3), "did not wait out the slow answer");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "did not wait out the slow answer"
+    );
 
     s.push_faults(std::iter::repeat_n(Fault::Delay(Duration::from_secs(3)), 4));
     let e = c.chat(&req()).await.unwrap_err();
@@ -262,7 +314,11 @@ async fn in_body_errors_follow_their_code() {
         message: "context too long".into(),
     });
     let e = client(&s).chat(&req()).await.unwrap_err();
-    assert!(matches!(e, LlmError::Http { status: 400, .. }) && e.to_string().contains("context too long"), "{e}");
+    assert!(
+        matches!(e, LlmError::Http { status: 400, .. })
+            && e.to_string().contains("context too long"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -272,7 +328,10 @@ async fn streaming_gives_the_same_answer_and_deltas() {
     let streaming = client(&s).with_streaming(true);
     let via_trait = streaming.chat(&req()).await.unwrap();
     let mut deltas = Vec::new();
-    let via_cb = streaming.chat_streaming(&req(), &mut |d| deltas.push(d.to_string())).await.unwrap();
+    let via_cb = streaming
+        .chat_streaming(&req(), &mut |d| deltas.push(d.to_string()))
+        .await
+        .unwrap();
     for r in [&via_trait, &via_cb] {
         assert_eq!(r.text, plain.text);
         assert_eq!(r.usage, plain.usage);
@@ -290,34 +349,85 @@ async fn streaming_gives_the_same_answer_and_deltas() {
 async fn truncated_stream_is_retried_when_nothing_was_delivered() {
     let s = server().await;
     let c = client(&s).with_streaming(true);
-    s.push_fault(Fault::TruncatedStream { deltas: 2, abort: false });
+    s.push_fault(Fault::TruncatedStream {
+        deltas: 2,
+        abort: false,
+    });
     let r = c.chat(&req()).await.unwrap();
-    assert_eq!((r.attempts, r.text.as_str()), (2, "echo: what is seven times eight"));
+    assert_eq!(
+        (r.attempts, r.text.as_str()),
+        (2, "echo: what is seven times eight")
+    );
 
-    s.push_fault(Fault::TruncatedStream { deltas: 2, abort: true });
+    s.push_fault(Fault::TruncatedStream {
+        deltas: 2,
+        abort: true,
+    });
     assert_eq!(c.chat(&req()).await.unwrap().attempts, 2);
 
-    s.push_faults(std::iter::repeat_n(Fault::TruncatedStream { deltas: 1, abort: false }, 4));
+    s.push_faults(std::iter::repeat_n(
+        Fault::TruncatedStream {
+            deltas: 1,
+            abort: false,
+        },
+        4,
+    ));
     let e = c.chat(&req()).await.unwrap_err();
     assert_names_model(&e);
-    assert!(matches!(e.root(), LlmError::TruncatedStream { delivered: false, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e.root(),
+            LlmError::TruncatedStream {
+                delivered: false,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
 async fn truncated_stream_after_delivery_is_not_retried() {
     let s = server().await;
     let c = client(&s).with_streaming(true);
-    s.push_fault(Fault::TruncatedStream { deltas: 2, abort: false });
+    s.push_fault(Fault::TruncatedStream {
+        deltas: 2,
+        abort: false,
+    });
     let mut seen = String::new();
-    let e = c.chat_streaming(&req(), &mut |d| seen.push_str(d)).await.unwrap_err();
+    let e = c
+        .chat_streaming(&req(), &mut |d| seen.push_str(d))
+        .await
+        .unwrap_err();
     assert_names_model(&e);
-    assert!(matches!(e, LlmError::TruncatedStream { delivered: true, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            LlmError::TruncatedStream {
+                delivered: true,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert_eq!(seen, "echo: what");
     assert_eq!(s.request_count(), 1);
 
-    s.push_fault(Fault::TruncatedStream { deltas: 3, abort: true });
+    s.push_fault(Fault::TruncatedStream {
+        deltas: 3,
+        abort: true,
+    });
     let e = c.chat_streaming(&req(), &mut |_| {}).await.unwrap_err();
-    assert!(matches!(e, LlmError::TruncatedStream { delivered: true, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            LlmError::TruncatedStream {
+                delivered: true,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("connection broke"), "{e}");
 }
 
@@ -325,7 +435,11 @@ async fn truncated_stream_after_delivery_is_not_retried() {
 async fn streaming_without_usage_is_an_error() {
     let s = server().await;
     s.push_fault(Fault::MissingUsage);
-    let e = client(&s).with_streaming(true).chat(&req()).await.unwrap_err();
+    let e = client(&s)
+        .with_streaming(true)
+        .chat(&req())
+        .await
+        .unwrap_err();
     assert!(matches!(e, LlmError::MissingUsage { .. }), "{e:?}");
 }
 
@@ -352,13 +466,19 @@ async fn concurrency_is_capped_per_model() {
         t.await.unwrap().unwrap();
     }
     assert_eq!(s.request_count(), 12);
-    assert_eq!(s.max_in_flight(), 3, "exactly the cap: no more, and the cap was used");
+    assert_eq!(
+        s.max_in_flight(),
+        3,
+        "exactly the cap: no more, and the cap was used"
+    );
 }
 
 #[tokio::test]
 async fn embeddings_come_back_in_input_order_with_cost() {
     let s = server().await;
-    let texts: Vec<String> = ["alpha beta", "gamma", "delta epsilon zeta"].map(String::from).to_vec();
+    let texts: Vec<String> = ["alpha beta", "gamma", "delta epsilon zeta"]
+        .map(String::from)
+        .to_vec();
     let e = client(&s).embed(&texts).await.unwrap();
     assert_eq!(e.vectors.len(), 3);
     for (t, v) in texts.iter().zip(&e.vectors) {
@@ -373,7 +493,12 @@ fn anthropic(s: &TestServer) -> AnthropicClient {
     let ep = Endpoint {
         api_key: Some(ApiKey::new(KEY)),
         retry: fast_retry(),
-        ..Endpoint::new("claude", "claude-haiku-4-5", s.base_url(), Price::per_million("1", "5").unwrap())
+        ..Endpoint::new(
+            "claude",
+            "claude-haiku-4-5",
+            s.base_url(),
+            Price::per_million("1", "5").unwrap(),
+        )
     };
     AnthropicClient::new(ep, http_client().unwrap())
 }
@@ -396,15 +521,26 @@ async fn anthropic_wire_format_and_usage_mapping() {
     assert_eq!(sent.path, "/v1/messages");
     assert_eq!(sent.header("x-api-key"), Some(KEY));
     assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
-    assert_eq!(sent.header("authorization"), None, "Anthropic takes the key in x-api-key only");
+    assert_eq!(
+        sent.header("authorization"),
+        None,
+        "Anthropic takes the key in x-api-key only"
+    );
     let b = &sent.body;
     assert_eq!(b["system"], "sys one\n\nsys two");
-    assert_eq!(b["messages"].as_array().unwrap().len(), 1, "consecutive user turns merged");
+    assert_eq!(
+        b["messages"].as_array().unwrap().len(),
+        1,
+        "consecutive user turns merged"
+    );
     assert_eq!(b["max_tokens"], 4096);
     assert_eq!(b["stop_sequences"], serde_json::json!(["STOP"]));
     assert!(b.get("seed").is_none());
     // input: "sys one sys two" 4 words + 4, "first\n\nsecond part" 3 words + 4 = 15
-    assert_eq!((resp.usage.prompt_tokens, resp.usage.completion_tokens), (15, 4));
+    assert_eq!(
+        (resp.usage.prompt_tokens, resp.usage.completion_tokens),
+        (15, 4)
+    );
     assert_eq!(resp.cost, Usd::parse("0.000035").unwrap());
 }
 
@@ -412,19 +548,37 @@ async fn anthropic_wire_format_and_usage_mapping() {
 async fn anthropic_retries_overload_and_fails_fast_on_auth() {
     let s = server().await;
     s.push_fault(Fault::status(529));
-    let r = anthropic(&s).chat(&ChatRequest::user("hi").max_tokens(1)).await.unwrap();
-    assert_eq!((r.attempts, r.finish_reason.clone()), (2, FinishReason::Length));
+    let r = anthropic(&s)
+        .chat(&ChatRequest::user("hi").max_tokens(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.attempts, r.finish_reason.clone()),
+        (2, FinishReason::Length)
+    );
 
     s.push_fault(Fault::status(401));
-    let e = anthropic(&s).chat(&ChatRequest::user("hi")).await.unwrap_err();
+    let e = anthropic(&s)
+        .chat(&ChatRequest::user("hi"))
+        .await
+        .unwrap_err();
     assert_eq!(e.model(), Some("claude"));
-    assert!(matches!(e, LlmError::Http { status: 401, .. }) && e.to_string().contains("injected fault"), "{e}");
+    assert!(
+        matches!(e, LlmError::Http { status: 401, .. }) && e.to_string().contains("injected fault"),
+        "{e}"
+    );
 
     s.push_fault(Fault::MissingUsage);
-    let e = anthropic(&s).chat(&ChatRequest::user("hi")).await.unwrap_err();
+    let e = anthropic(&s)
+        .chat(&ChatRequest::user("hi"))
+        .await
+        .unwrap_err();
     assert!(matches!(e, LlmError::MissingUsage { .. }), "{e:?}");
 
-    let e = anthropic(&s).chat(&ChatRequest::new(vec![Message::assistant("x")])).await.unwrap_err();
+    let e = anthropic(&s)
+        .chat(&ChatRequest::new(vec![Message::assistant("x")]))
+        .await
+        .unwrap_err();
     assert!(matches!(e, LlmError::InvalidRequest { .. }), "{e:?}");
 }
 
@@ -440,10 +594,16 @@ async fn budget_refuses_before_calling_and_never_passes_the_cap() {
     assert_eq!(budget.reserved(), Usd::ZERO);
     let e = m.chat(&req()).await.unwrap_err();
     assert!(matches!(e, LlmError::BudgetExceeded { .. }), "{e:?}");
-    assert!(e.to_string().contains("budget of $0.00007 would be exceeded"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("budget of $0.00007 would be exceeded"),
+        "{e}"
+    );
     assert_eq!(s.request_count(), 1, "a refused call makes no request");
     // A smaller call still fits.
-    m.chat(&ChatRequest::user("hi").max_tokens(5)).await.unwrap();
+    m.chat(&ChatRequest::user("hi").max_tokens(5))
+        .await
+        .unwrap();
     assert!(budget.spent() <= budget.cap());
 }
 
@@ -455,7 +615,10 @@ async fn nothing_listens_is_a_connection_error() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     // Port just released: nothing listens (a loopback port, so no traffic leaves the machine).
     ep.retry = RetryPolicy::none();
-    let e = OpenAiClient::new(ep, http_client().unwrap()).chat(&req()).await.unwrap_err();
+    let e = OpenAiClient::new(ep, http_client().unwrap())
+        .chat(&req())
+        .await
+        .unwrap_err();
     assert_names_model(&e);
     assert!(matches!(e, LlmError::Connection { .. }), "{e:?}");
 }

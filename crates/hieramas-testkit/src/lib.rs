@@ -336,7 +336,10 @@ fn route(method: &Method, path: &str) -> Api {
     }
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, std::io::Error> {
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, std::io::Error> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let headers: Vec<(String, String)> = req
@@ -428,7 +431,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         Api::OpenAiChat | Api::OpenAiEmbeddings => {
             if let Some(key) = key {
                 if recorded.header("authorization") != Some(&format!("Bearer {key}")) {
-                    return Ok(openai_error(StatusCode::UNAUTHORIZED, "Incorrect API key provided"));
+                    return Ok(openai_error(
+                        StatusCode::UNAUTHORIZED,
+                        "Incorrect API key provided",
+                    ));
                 }
             }
             if api == Api::OpenAiChat {
@@ -440,7 +446,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         Api::Anthropic => {
             if let Some(key) = key {
                 if recorded.header("x-api-key") != Some(key) {
-                    return Ok(anthropic_error(StatusCode::UNAUTHORIZED, "invalid x-api-key"));
+                    return Ok(anthropic_error(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid x-api-key",
+                    ));
                 }
             }
             if recorded.header("anthropic-version").is_none() {
@@ -452,7 +461,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             anthropic_messages(&recorded.body, fault_for_answer)
         }
         Api::Catalog => json_resp(StatusCode::OK, &lock(&state.catalog)),
-        Api::Unknown => openai_error(StatusCode::NOT_FOUND, &format!("no route for {method} {path}")),
+        Api::Unknown => openai_error(
+            StatusCode::NOT_FOUND,
+            &format!("no route for {method} {path}"),
+        ),
     })
 }
 
@@ -469,7 +481,12 @@ struct Reply {
     completion_tokens: u64,
 }
 
-fn echo_reply(messages: &[Value], max_tokens: Option<u64>, stop: &[String], system: Option<&str>) -> Reply {
+fn echo_reply(
+    messages: &[Value],
+    max_tokens: Option<u64>,
+    stop: &[String],
+    system: Option<&str>,
+) -> Reply {
     let mut prompt_tokens = system.map(|s| words(s) + 4).unwrap_or(0);
     let mut last_user = "";
     for m in messages {
@@ -503,7 +520,10 @@ fn echo_reply(messages: &[Value], max_tokens: Option<u64>, stop: &[String], syst
 fn stop_list(v: &Value) -> Vec<String> {
     match v {
         Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a.iter().filter_map(|s| s.as_str().map(String::from)).collect(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|s| s.as_str().map(String::from))
+            .collect(),
         _ => vec![],
     }
 }
@@ -513,15 +533,26 @@ fn openai_chat(body: &Value, fault: Option<Fault>) -> Response<Body> {
         return openai_error(StatusCode::BAD_REQUEST, "'model' is a required property");
     };
     let Some(messages) = body["messages"].as_array().filter(|m| !m.is_empty()) else {
-        return openai_error(StatusCode::BAD_REQUEST, "'messages' must be a non-empty array");
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "'messages' must be a non-empty array",
+        );
     };
-    if messages
-        .iter()
-        .any(|m| !matches!(m["role"].as_str(), Some("system" | "user" | "assistant")) || !m["content"].is_string())
-    {
-        return openai_error(StatusCode::BAD_REQUEST, "each message needs a role and a string content");
+    if messages.iter().any(|m| {
+        !matches!(m["role"].as_str(), Some("system" | "user" | "assistant"))
+            || !m["content"].is_string()
+    }) {
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "each message needs a role and a string content",
+        );
     }
-    let reply = echo_reply(messages, body["max_tokens"].as_u64(), &stop_list(&body["stop"]), None);
+    let reply = echo_reply(
+        messages,
+        body["max_tokens"].as_u64(),
+        &stop_list(&body["stop"]),
+        None,
+    );
     let usage = json!({
         "prompt_tokens": reply.prompt_tokens,
         "completion_tokens": reply.completion_tokens,
@@ -563,7 +594,8 @@ fn openai_stream(
         json!({"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0, "model": model,
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     };
-    let mut events: Vec<String> = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null).to_string()];
+    let mut events: Vec<String> =
+        vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null).to_string()];
     let pieces: Vec<String> = split_keep_spaces(&reply.text);
     let limit = truncate.map(|(n, _)| n).unwrap_or(usize::MAX);
     for p in pieces.iter().take(limit) {
@@ -638,10 +670,16 @@ fn openai_embeddings(body: &Value) -> Response<Body> {
     };
     let inputs: Vec<String> = match &body["input"] {
         Value::String(s) => vec![s.clone()],
-        Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_string) => {
-            a.iter().filter_map(|s| s.as_str().map(String::from)).collect()
+        Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_string) => a
+            .iter()
+            .filter_map(|s| s.as_str().map(String::from))
+            .collect(),
+        _ => {
+            return openai_error(
+                StatusCode::BAD_REQUEST,
+                "'input' must be a string or an array of strings",
+            );
         }
-        _ => return openai_error(StatusCode::BAD_REQUEST, "'input' must be a string or an array of strings"),
     };
     let tokens: u64 = inputs.iter().map(|s| words(s)).sum();
     // Answer in reverse order: the wire format says clients must sort by `index`.
@@ -680,7 +718,10 @@ fn anthropic_messages(body: &Value, fault: Option<Fault>) -> Response<Body> {
         return anthropic_error(StatusCode::BAD_REQUEST, "max_tokens: Field required");
     };
     let Some(messages) = body["messages"].as_array().filter(|m| !m.is_empty()) else {
-        return anthropic_error(StatusCode::BAD_REQUEST, "messages: at least one message is required");
+        return anthropic_error(
+            StatusCode::BAD_REQUEST,
+            "messages: at least one message is required",
+        );
     };
     if messages
         .iter()
@@ -692,7 +733,10 @@ fn anthropic_messages(body: &Value, fault: Option<Fault>) -> Response<Body> {
         );
     }
     if messages[0]["role"] != "user" {
-        return anthropic_error(StatusCode::BAD_REQUEST, "messages: first message must use the user role");
+        return anthropic_error(
+            StatusCode::BAD_REQUEST,
+            "messages: first message must use the user role",
+        );
     }
     let reply = echo_reply(
         messages,
@@ -710,7 +754,8 @@ fn anthropic_messages(body: &Value, fault: Option<Fault>) -> Response<Body> {
         "stop_sequence": null,
     });
     if fault != Some(Fault::MissingUsage) {
-        v["usage"] = json!({"input_tokens": reply.prompt_tokens, "output_tokens": reply.completion_tokens});
+        v["usage"] =
+            json!({"input_tokens": reply.prompt_tokens, "output_tokens": reply.completion_tokens});
     }
     json_resp(StatusCode::OK, &v)
 }
