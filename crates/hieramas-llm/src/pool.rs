@@ -26,7 +26,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -35,6 +34,8 @@ use crate::cost::{Price, deserialize_per_million};
 use crate::error::LlmError;
 #[cfg(feature = "http")]
 use crate::types::{ChatModel, Embedder};
+#[cfg(feature = "http")]
+use std::sync::Arc;
 
 /// The pool shipped as `pools/paper.toml`: the paper's nine OpenRouter models in the official
 /// index order, with a dated price snapshot.
@@ -77,7 +78,7 @@ impl Provider {
     }
 
     /// (default base URL, environment variable that overrides it)
-    fn default_base_url(self) -> Option<(&'static str, Option<&'static str>)> {
+    pub fn default_base_url(self) -> Option<(&'static str, Option<&'static str>)> {
         match self {
             Provider::Openrouter => {
                 Some(("https://openrouter.ai/api/v1", Some("OPENROUTER_BASE_URL")))
@@ -94,7 +95,7 @@ impl Provider {
     }
 
     /// (environment variable holding the key, whether a key is required)
-    fn default_key_env(self) -> Option<(&'static str, bool)> {
+    pub fn default_key_env(self) -> Option<(&'static str, bool)> {
         match self {
             Provider::Openrouter => Some(("OPENROUTER_API_KEY", true)),
             Provider::Openai => Some(("OPENAI_API_KEY", true)),
