@@ -82,6 +82,9 @@ pub struct ModelEntry {
     /// For a folder model: the members to keep, with their checksums.
     #[serde(default)]
     pub files: Vec<FolderFile>,
+    /// For a chat model: how its prompts are written.
+    #[cfg(feature = "candle")]
+    pub chat: Option<crate::chat::ChatFormat>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -14,9 +14,26 @@
 //! # Ok::<(), hieramas_local::fetch::FetchError>(())
 //! ```
 
+#[cfg(feature = "candle")]
+pub mod chat;
+#[cfg(feature = "candle")]
+pub mod engine;
 pub mod fetch;
 #[cfg(feature = "candle")]
+pub mod gemma;
+#[cfg(feature = "candle")]
+pub mod llama;
+#[cfg(feature = "candle")]
+pub mod minilm;
+#[cfg(feature = "candle")]
+mod nn;
+#[cfg(feature = "candle")]
+pub mod pool;
+#[cfg(feature = "candle")]
 pub mod tokenizer;
+
+#[cfg(feature = "candle")]
+pub use nn::KvCache;
 
 use std::path::PathBuf;
 
@@ -29,6 +46,9 @@ pub enum LocalError {
     Load { path: String, detail: String },
     #[error("model format: {0}")]
     Format(String),
+    /// A request the model cannot serve (empty or over-long prompt, bad parameters).
+    #[error("{0}")]
+    Request(String),
 }
 
 /// For tests that need a fetched model: its path, or `None` (with a note) when it is absent.

@@ -182,13 +182,23 @@ impl GgufTokenizer {
                 ])));
             }
         }
+        // User-defined pieces (Gemma: runs of spaces and newlines, HTML tags) are matched in
+        // the raw text before anything else, as llama.cpp does, whatever the special-token
+        // setting; control tokens only when special tokens are parsed.
+        let user_defined: Vec<AddedToken> = tokens
+            .iter()
+            .zip(&types)
+            .filter(|(_, ty)| **ty == TYPE_USER_DEFINED)
+            .map(|(t, _)| AddedToken::from(t.clone(), false).normalized(false))
+            .collect();
+        plain.add_tokens(&user_defined);
         let mut with_special = plain.clone();
         let mut special_ids = HashMap::new();
         let specials: Vec<AddedToken> = tokens
             .iter()
             .zip(&types)
             .enumerate()
-            .filter(|(_, (_, ty))| **ty == TYPE_CONTROL || **ty == TYPE_USER_DEFINED)
+            .filter(|(_, (_, ty))| **ty == TYPE_CONTROL)
             .map(|(i, (t, _))| {
                 special_ids.insert(t.clone(), i as u32);
                 AddedToken::from(t.clone(), true)

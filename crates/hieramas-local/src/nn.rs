@@ -1,0 +1,352 @@
+//! Building blocks shared by the llama and Gemma 3 forwards: GGUF tensor loading (with
+//! re-quantisation of slow formats), a quantized embedding table read row by row, RoPE
+//! tables, and attention of new queries against a per-layer KV cache with an optional
+//! sliding window.
+
+use candle_core::quantized::{GgmlDType, QTensor, ggml_file, gguf_file};
+use candle_core::{DType, Device, Tensor};
+
+use crate::LocalError;
+
+pub(crate) fn ce(e: candle_core::Error) -> LocalError {
+    LocalError::Format(e.to_string())
+}
+
+/// Quant types candle 0.11 has no fast CPU kernel for: re-quantised to Q8_0 at load.
+fn is_slow(t: GgmlDType) -> bool {
+    matches!(t, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1)
+}
+
+/// Loads a quantized tensor, re-quantising slow CPU formats to Q8_0.
+pub(crate) fn load_qtensor<R: std::io::Read + std::io::Seek>(
+    c: &gguf_file::Content,
+    r: &mut R,
+    name: &str,
+    dev: &Device,
+) -> Result<QTensor, LocalError> {
+    let t = c
+        .tensor(r, name, dev)
+        .map_err(|e| LocalError::Format(format!("tensor {name}: {e}")))?;
+    requantize(t)
+}
+
+fn requantize(t: QTensor) -> Result<QTensor, LocalError> {
+    if is_slow(t.dtype()) {
+        let f = t.dequantize(&Device::Cpu).map_err(ce)?;
+        QTensor::quantize(&f, GgmlDType::Q8_0).map_err(ce)
+    } else {
+        Ok(t)
+    }
+}
+
+/// Loads a tensor as f32 (norm weights).
+pub(crate) fn load_f32<R: std::io::Read + std::io::Seek>(
+    c: &gguf_file::Content,
+    r: &mut R,
+    name: &str,
+    dev: &Device,
+) -> Result<Tensor, LocalError> {
+    c.tensor(r, name, dev)
+        .and_then(|t| t.dequantize(dev))
+        .map_err(|e| LocalError::Format(format!("tensor {name}: {e}")))
+}
+
+pub(crate) fn md_usize(c: &gguf_file::Content, key: &str) -> Result<usize, LocalError> {
+    c.metadata
+        .get(key)
+        .and_then(|v| {
+            v.to_u32()
+                .ok()
+                .map(|x| x as usize)
+                .or_else(|| v.to_u64().ok().map(|x| x as usize))
+        })
+        .ok_or_else(|| LocalError::Format(format!("GGUF metadata has no integer {key}")))
+}
+
+pub(crate) fn md_f32(c: &gguf_file::Content, key: &str) -> Option<f32> {
+    c.metadata.get(key).and_then(|v| v.to_f32().ok())
+}
+
+/// A token embedding table kept in its quantized form (Gemma's is 262k × 640: 670 MB as f32)
+/// and dequantized one row per looked-up token.
+pub(crate) struct QEmbedding {
+    raw: Vec<u8>,
+    dtype: GgmlDType,
+    row_bytes: usize,
+    pub(crate) rows: usize,
+    pub(crate) dim: usize,
+}
+
+impl QEmbedding {
+    /// Reads `name` (`[rows, dim]`); also returns the tensor itself, for a tied output head
+    /// (re-quantised if its format is slow).
+    pub(crate) fn load<R: std::io::Read + std::io::Seek>(
+        c: &gguf_file::Content,
+        r: &mut R,
+        name: &str,
+    ) -> Result<(QEmbedding, QTensor), LocalError> {
+        let t = c
+            .tensor(r, name, &Device::Cpu)
+            .map_err(|e| LocalError::Format(format!("tensor {name}: {e}")))?;
+        let (rows, dim) = t.shape().dims2().map_err(ce)?;
+        let dtype = t.dtype();
+        if dim % dtype.block_size() != 0 {
+            return Err(LocalError::Format(format!(
+                "{name}: row of {dim} is not whole {dtype:?} blocks"
+            )));
+        }
+        let row_bytes = dim / dtype.block_size() * dtype.type_size();
+        let raw = t.data().map_err(ce)?.into_owned();
+        if raw.len() != rows * row_bytes {
+            return Err(LocalError::Format(format!(
+                "{name}: {} bytes for {rows} rows of {row_bytes}",
+                raw.len()
+            )));
+        }
+        Ok((
+            QEmbedding {
+                raw,
+                dtype,
+                row_bytes,
+                rows,
+                dim,
+            },
+            requantize(t)?,
+        ))
+    }
+
+    /// `[ids.len(), dim]` f32 rows.
+    pub(crate) fn lookup(&self, ids: &[u32], dev: &Device) -> Result<Tensor, LocalError> {
+        let mut out = Vec::with_capacity(ids.len() * self.dim);
+        for &id in ids {
+            let id = id as usize;
+            if id >= self.rows {
+                return Err(LocalError::Format(format!(
+                    "token id {id} outside the vocabulary of {}",
+                    self.rows
+                )));
+            }
+            let bytes = &self.raw[id * self.row_bytes..(id + 1) * self.row_bytes];
+            let row = ggml_file::qtensor_from_ggml(self.dtype, bytes, vec![self.dim], dev)
+                .and_then(|q| q.dequantize(dev))
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(ce)?;
+            out.extend(row);
+        }
+        Tensor::from_vec(out, (ids.len(), self.dim), dev).map_err(ce)
+    }
+}
+
+/// cos/sin tables `[len, dim/2]` for positions `0..len`, rotary dimension `dim`, base `theta`,
+/// positions divided by `scale` (linear RoPE scaling; 1.0 for none).
+pub(crate) fn rope_tables(
+    dim: usize,
+    len: usize,
+    theta: f32,
+    scale: f32,
+    dev: &Device,
+) -> Result<(Tensor, Tensor), LocalError> {
+    let inv: Vec<f32> = (0..dim / 2)
+        .map(|i| 1.0 / theta.powf(2.0 * i as f32 / dim as f32) / scale)
+        .collect();
+    let inv = Tensor::from_vec(inv, (1, dim / 2), dev).map_err(ce)?;
+    let pos = Tensor::arange(0u32, len as u32, dev)
+        .and_then(|p| p.to_dtype(DType::F32))
+        .and_then(|p| p.reshape((len, 1)))
+        .map_err(ce)?;
+    let freqs = pos.broadcast_mul(&inv).map_err(ce)?;
+    Ok((freqs.cos().map_err(ce)?, freqs.sin().map_err(ce)?))
+}
+
+/// One layer's cached keys and values, `[kv_heads, t, head_dim]` each, for absolute positions
+/// `start..start + t`.
+#[derive(Clone)]
+pub(crate) struct LayerKv {
+    k: Tensor,
+    v: Tensor,
+    start: usize,
+}
+
+/// How new queries attend.
+pub(crate) struct AttnSpec {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub scale: f64,
+    /// A query at position p sees keys at positions > p - window (Gemma's local layers).
+    pub window: Option<usize>,
+}
+
+/// Attention of `n` new tokens at absolute positions `pos..pos + n` (`q`: `[heads, n, d]`,
+/// `k`/`v`: `[kv_heads, n, d]`, already rotated) against `slot`'s cache, which they extend.
+/// With a window, the cache keeps only the keys a later query can still see. Returns
+/// `[n, heads * d]`.
+pub(crate) fn attend(
+    slot: &mut Option<LayerKv>,
+    q: &Tensor,
+    k: Tensor,
+    v: Tensor,
+    pos: usize,
+    spec: &AttnSpec,
+) -> Result<Tensor, LocalError> {
+    let n = q.dim(1).map_err(ce)?;
+    let (k_all, v_all, start) = match slot.take() {
+        Some(c) => (
+            Tensor::cat(&[&c.k, &k], 1).map_err(ce)?,
+            Tensor::cat(&[&c.v, &v], 1).map_err(ce)?,
+            c.start,
+        ),
+        None => (k, v, pos),
+    };
+    let total = k_all.dim(1).map_err(ce)?;
+    let rep = spec.heads / spec.kv_heads;
+    let kr = repeat_kv(&k_all, rep).map_err(ce)?;
+    let vr = repeat_kv(&v_all, rep).map_err(ce)?;
+    let mut att = (q.matmul(&kr.t().map_err(ce)?).map_err(ce)? * spec.scale).map_err(ce)?;
+    if let Some(mask) = mask(n, pos, start, total, spec.window, q.device())? {
+        att = att.broadcast_add(&mask).map_err(ce)?;
+    }
+    let att = candle_nn::ops::softmax_last_dim(&att).map_err(ce)?;
+    let out = att
+        .matmul(&vr)
+        .and_then(|o| o.transpose(0, 1))
+        .and_then(|o| o.reshape((n, spec.heads * spec.head_dim)))
+        .map_err(ce)?;
+    // Keep what a later query (position ≥ pos + n) can still see.
+    let keep_from = match spec.window {
+        Some(w) => (pos + n).saturating_sub(w - 1).max(start),
+        None => start,
+    };
+    let (k_all, v_all) = if keep_from > start {
+        let drop = keep_from - start;
+        (
+            k_all.narrow(1, drop, total - drop).map_err(ce)?,
+            v_all.narrow(1, drop, total - drop).map_err(ce)?,
+        )
+    } else {
+        (k_all, v_all)
+    };
+    *slot = Some(LayerKv {
+        k: k_all,
+        v: v_all,
+        start: keep_from,
+    });
+    Ok(out)
+}
+
+/// Additive mask `[n, total]` for queries at `pos..pos+n` over keys at `start..start+total`,
+/// or `None` when every key is visible to every query.
+fn mask(
+    n: usize,
+    pos: usize,
+    start: usize,
+    total: usize,
+    window: Option<usize>,
+    dev: &Device,
+) -> Result<Option<Tensor>, LocalError> {
+    let visible = |qp: usize, kp: usize| kp <= qp && window.is_none_or(|w| qp - kp < w);
+    let all = (0..n).all(|i| (0..total).all(|j| visible(pos + i, start + j)));
+    if all {
+        return Ok(None);
+    }
+    let m: Vec<f32> = (0..n)
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if visible(pos + i, start + j) {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    Tensor::from_vec(m, (n, total), dev).map(Some).map_err(ce)
+}
+
+/// `[kvh, t, d]` → `[kvh * rep, t, d]`, each kv head repeated `rep` times in place.
+fn repeat_kv(x: &Tensor, rep: usize) -> candle_core::Result<Tensor> {
+    if rep == 1 {
+        return Ok(x.clone());
+    }
+    let (kvh, t, d) = x.dims3()?;
+    x.unsqueeze(1)?
+        .expand((kvh, rep, t, d))?
+        .reshape((kvh * rep, t, d))
+}
+
+/// `[n, heads * d]` rows `offset..offset+n` of a projection → `[heads, n, d]`.
+pub(crate) fn split_heads(
+    x: &Tensor,
+    offset: usize,
+    n: usize,
+    heads: usize,
+    d: usize,
+) -> Result<Tensor, LocalError> {
+    x.narrow(0, offset, n)
+        .and_then(|t| t.reshape((n, heads, d)))
+        .and_then(|t| t.transpose(0, 1))
+        .and_then(|t| t.contiguous())
+        .map_err(ce)
+}
+
+/// A sequence's KV cache: one slot per layer.
+#[derive(Default)]
+pub struct KvCache {
+    pub(crate) layers: Vec<Option<LayerKv>>,
+    pub(crate) len: usize,
+}
+
+impl KvCache {
+    /// Tokens seen so far (the position of the next token).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Forgets everything: the next forward starts at position 0.
+    pub fn clear(&mut self) {
+        self.layers.clear();
+        self.len = 0;
+    }
+    pub(crate) fn slot(&mut self, layer: usize, n_layers: usize) -> &mut Option<LayerKv> {
+        if self.layers.len() < n_layers {
+            self.layers.resize(n_layers, None);
+        }
+        &mut self.layers[layer]
+    }
+}
+
+/// Checks a batch for [`crate::llama::Llama::forward`]-style calls: every sequence has new
+/// tokens and fits the context. Returns all ids concatenated.
+pub(crate) fn check_batch(
+    batch: &[(&mut KvCache, &[u32])],
+    context: usize,
+) -> Result<Vec<u32>, LocalError> {
+    if batch.is_empty() || batch.iter().any(|(_, t)| t.is_empty()) {
+        return Err(LocalError::Format(
+            "forward: every sequence needs at least one new token".into(),
+        ));
+    }
+    for (cache, toks) in batch {
+        if cache.len + toks.len() > context {
+            return Err(LocalError::Format(format!(
+                "sequence of {} tokens exceeds the context of {context}",
+                cache.len + toks.len()
+            )));
+        }
+    }
+    Ok(batch.iter().flat_map(|(_, t)| t.iter().copied()).collect())
+}
+
+/// Rows of each sequence's last new token, and advances every cache by its chunk.
+pub(crate) fn finish_batch(batch: &mut [(&mut KvCache, &[u32])]) -> Vec<u32> {
+    let mut last = Vec::with_capacity(batch.len());
+    let mut offset = 0;
+    for (cache, toks) in batch.iter_mut() {
+        offset += toks.len();
+        last.push((offset - 1) as u32);
+        cache.len += toks.len();
+    }
+    last
+}
