@@ -43,6 +43,14 @@ impl Net {
         }
     }
 
+    /// Swaps quantized weights for f32 ones; see [`Llama::dequantize`].
+    pub fn dequantize(&mut self) -> Result<(), LocalError> {
+        match self {
+            Net::Llama(m) => m.dequantize(),
+            Net::Gemma(m) => m.dequantize(),
+        }
+    }
+
     /// One step over a batch of sequences; see [`Llama::forward`].
     pub fn forward(&self, batch: &mut [(&mut KvCache, &[u32])]) -> Result<Vec<Tensor>, LocalError> {
         match self {

@@ -111,6 +111,26 @@ impl Llama {
         })
     }
 
+    /// Replaces every quantized projection by its f32 dequantization. Quantized matmuls
+    /// round their activations to 8 bits, so chunk shapes can move a logit by ~1; with f32
+    /// weights every split of a prompt gives the same logits (used by the consistency tests).
+    pub fn dequantize(&mut self) -> Result<(), LocalError> {
+        for l in &mut self.layers {
+            for m in [
+                &mut l.wq,
+                &mut l.wk,
+                &mut l.wv,
+                &mut l.wo,
+                &mut l.gate,
+                &mut l.up,
+                &mut l.down,
+            ] {
+                crate::nn::dequantize(m)?;
+            }
+        }
+        crate::nn::dequantize(&mut self.lm_head)
+    }
+
     /// Vocabulary size (rows of the embedding table).
     pub fn vocab(&self) -> usize {
         self.embed.rows

@@ -12,6 +12,14 @@ pub(crate) fn ce(e: candle_core::Error) -> LocalError {
     LocalError::Format(e.to_string())
 }
 
+/// Replaces a quantized projection by its f32 dequantization (see `Net::dequantize`).
+pub(crate) fn dequantize(m: &mut candle_core::quantized::QMatMul) -> Result<(), LocalError> {
+    if let candle_core::quantized::QMatMul::QTensor(q) = m {
+        *m = candle_core::quantized::QMatMul::Tensor(q.dequantize(&Device::Cpu).map_err(ce)?);
+    }
+    Ok(())
+}
+
 /// Quant types candle 0.11 has no fast CPU kernel for: re-quantised to Q8_0 at load.
 fn is_slow(t: GgmlDType) -> bool {
     matches!(t, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1)
