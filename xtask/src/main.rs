@@ -64,7 +64,8 @@ enum Task {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Runs the criterion benchmark suites (`llm`, or all).
+    /// Runs the benchmark suites: `llm` (criterion, client overhead), `local` (local model
+    /// throughput, load time, peak RSS), or `all`.
     Bench {
         #[arg(default_value = "all")]
         suite: String,
@@ -341,9 +342,87 @@ fn prices(pool_path: &Path, base_url: &str, date: Option<String>, dry_run: bool)
 
 fn bench(suite: &str) -> Result<()> {
     match suite {
-        "llm" | "all" => {
-            run(cargo().args(["bench", "-p", "hieramas-llm", "--bench", "client_overhead"]))
-        }
-        other => bail!("unknown bench suite {other:?} (llm, all)"),
+        "llm" => bench_llm(),
+        "local" => bench_local(),
+        "all" => bench_llm().and_then(|()| bench_local()),
+        other => bail!("unknown bench suite {other:?} (llm, local, all)"),
     }
+}
+
+fn bench_llm() -> Result<()> {
+    run(cargo().args(["bench", "-p", "hieramas-llm", "--bench", "client_overhead"]))
+}
+
+/// Throughput of each local chat model, one process per model (so peak RSS is its own). The
+/// dev profile is used on purpose: dependencies and hieramas-local are built at opt-level 3
+/// there, and it shares the build the tests already made.
+fn bench_local() -> Result<()> {
+    models("pypi", &[])?;
+    let path = "crates/hieramas-local/pools/local.toml";
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    let pool = hieramas_llm::Pool::from_toml(&text, path)?;
+    run(cargo().args([
+        "build",
+        "--quiet",
+        "-p",
+        "hieramas-local",
+        "--example",
+        "bench_local",
+    ]))?;
+    for (i, id) in pool.ids().enumerate() {
+        let mut cmd = cargo();
+        cmd.args([
+            "run",
+            "--quiet",
+            "-p",
+            "hieramas-local",
+            "--example",
+            "bench_local",
+            "--",
+            id,
+        ]);
+        if i > 0 {
+            // Only the first table keeps its header.
+            let out = cmd
+                .env("RUST_LOG", "warn")
+                .output()
+                .context("running bench_local")?;
+            if !out.status.success() {
+                bail!(
+                    "bench_local {id} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            print!(
+                "{}",
+                text.lines()
+                    .skip(2)
+                    .map(|l| format!("{l}\n"))
+                    .collect::<String>()
+            );
+        } else {
+            run(cmd.env("RUST_LOG", "warn"))?;
+        }
+    }
+    println!(
+        "(machine: {}; recorded runs: benchmarks/local-models.md)",
+        machine()
+    );
+    Ok(())
+}
+
+/// CPU model and core count, for recording benchmark results.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpu}, {cores} cores")
 }
