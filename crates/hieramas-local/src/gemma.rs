@@ -137,7 +137,7 @@ impl Gemma {
         let lm_head = if c.tensor_infos.contains_key("output.weight") {
             QMatMul::from_qtensor(load_qtensor(c, r, "output.weight", dev)?).map_err(ce)?
         } else {
-            QMatMul::from_qtensor(embed_q).map_err(ce)?
+            QMatMul::from_arc(embed_q).map_err(ce)?
         };
         let rope_local = rope_tables(head_dim, config.context, config.rope_theta_local, 1.0, dev)?;
         let rope_global = rope_tables(

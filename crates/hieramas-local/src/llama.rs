@@ -97,7 +97,7 @@ impl Llama {
             QMatMul::from_qtensor(load_qtensor(c, r, "output.weight", dev)?).map_err(ce)?
         } else {
             // Tied embeddings (SmolLM2): the output projection is the embedding table.
-            QMatMul::from_qtensor(embed_q).map_err(ce)?
+            QMatMul::from_arc(embed_q).map_err(ce)?
         };
         let (cos, sin) = rope_tables(config.head_dim, config.context, config.rope_theta, 1.0, dev)?;
         Ok(Llama {

@@ -4,6 +4,8 @@
 //! sliding window.
 
 use candle_core::quantized::{GgmlDType, QTensor, ggml_file, gguf_file};
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Tensor};
 
 use crate::LocalError;
@@ -78,21 +80,28 @@ pub(crate) fn md_f32(c: &gguf_file::Content, key: &str) -> Option<f32> {
 /// A token embedding table kept in its quantized form (Gemma's is 262k × 640: 670 MB as f32)
 /// and dequantized one row per looked-up token.
 pub(crate) struct QEmbedding {
-    raw: Vec<u8>,
+    rows_data: Rows,
     dtype: GgmlDType,
     row_bytes: usize,
     pub(crate) rows: usize,
     pub(crate) dim: usize,
 }
 
+/// Where the quantized rows live: shared with the tied output head when it keeps the table's
+/// format (Gemma 3: one copy of 262k × 640 instead of two), else a copy of the file's bytes.
+enum Rows {
+    Shared(Arc<QTensor>),
+    Owned(Vec<u8>),
+}
+
 impl QEmbedding {
     /// Reads `name` (`[rows, dim]`); also returns the tensor itself, for a tied output head
-    /// (re-quantised if its format is slow).
+    /// (re-quantised if its format is slow; then the table keeps the original bytes).
     pub(crate) fn load<R: std::io::Read + std::io::Seek>(
         c: &gguf_file::Content,
         r: &mut R,
         name: &str,
-    ) -> Result<(QEmbedding, QTensor), LocalError> {
+    ) -> Result<(QEmbedding, Arc<QTensor>), LocalError> {
         let t = c
             .tensor(r, name, &Device::Cpu)
             .map_err(|e| LocalError::Format(format!("tensor {name}: {e}")))?;
@@ -104,27 +113,37 @@ impl QEmbedding {
             )));
         }
         let row_bytes = dim / dtype.block_size() * dtype.type_size();
-        let raw = t.data().map_err(ce)?.into_owned();
-        if raw.len() != rows * row_bytes {
+        let bytes = t.data().map_err(ce)?.len();
+        if bytes != rows * row_bytes {
             return Err(LocalError::Format(format!(
-                "{name}: {} bytes for {rows} rows of {row_bytes}",
-                raw.len()
+                "{name}: {bytes} bytes for {rows} rows of {row_bytes}"
             )));
         }
+        let (rows_data, head) = if is_slow(dtype) {
+            let raw = t.data().map_err(ce)?.into_owned();
+            (Rows::Owned(raw), Arc::new(requantize(t)?))
+        } else {
+            let shared = Arc::new(t);
+            (Rows::Shared(shared.clone()), shared)
+        };
         Ok((
             QEmbedding {
-                raw,
+                rows_data,
                 dtype,
                 row_bytes,
                 rows,
                 dim,
             },
-            requantize(t)?,
+            head,
         ))
     }
 
-    /// `[ids.len(), dim]` f32 rows.
+/// `[ids.len(), dim]` f32 rows.
     pub(crate) fn lookup(&self, ids: &[u32], dev: &Device) -> Result<Tensor, LocalError> {
+        let all: std::borrow::Cow<'_, [u8]> = match &self.rows_data {
+            Rows::Shared(q) => q.data().map_err(ce)?,
+            Rows::Owned(raw) => std::borrow::Cow::Borrowed(raw),
+        };
         let mut out = Vec::with_capacity(ids.len() * self.dim);
         for &id in ids {
             let id = id as usize;
@@ -134,7 +153,7 @@ impl QEmbedding {
                     self.rows
                 )));
             }
-            let bytes = &self.raw[id * self.row_bytes..(id + 1) * self.row_bytes];
+            let bytes = &all[id * self.row_bytes..(id + 1) * self.row_bytes];
             let row = ggml_file::qtensor_from_ggml(self.dtype, bytes, vec![self.dim], dev)
                 .and_then(|q| q.dequantize(dev))
                 .and_then(|t| t.to_vec1::<f32>())
