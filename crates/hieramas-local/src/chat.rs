@@ -133,11 +133,24 @@ impl LocalChatModel {
             path: path.display().to_string(),
             detail: e,
         };
-        let mut f = std::fs::File::open(path).map_err(|e| load(e.to_string()))?;
+        // Buffered: the GGUF header is read in many small pieces (Gemma: 262k vocabulary strings).
+        let mut f = std::io::BufReader::new(
+            std::fs::File::open(path).map_err(|e| load(e.to_string()))?,
+        );
         let content = candle_core::quantized::gguf_file::Content::read(&mut f)
             .map_err(|e| load(e.to_string()))?;
-        let tokenizer = Arc::new(GgufTokenizer::from_gguf(&content)?);
-        let net = Net::load(&content, &mut f, Some(format.max_context))?;
+        // The tokenizer (Gemma: 262k pieces, merges derived from scores, ~1 s) is built on
+        // another core while the weights load.
+        let (tokenizer, net) = std::thread::scope(|s| {
+            let tokenizer = s.spawn(|| GgufTokenizer::from_gguf(&content));
+            let net = Net::load(&content, &mut f, Some(format.max_context));
+            let tokenizer = tokenizer
+                .join()
+                .map_err(|_| LocalError::Format("building the tokenizer panicked".into()));
+            (tokenizer, net)
+        });
+        let tokenizer = Arc::new(tokenizer??);
+        let net = net?;
         tracing::info!(model = id, context = net.context(), "local model loaded");
         Ok(LocalChatModel {
             id: id.to_string(),
