@@ -134,9 +134,8 @@ impl LocalChatModel {
             detail: e,
         };
         // Buffered: the GGUF header is read in many small pieces (Gemma: 262k vocabulary strings).
-        let mut f = std::io::BufReader::new(
-            std::fs::File::open(path).map_err(|e| load(e.to_string()))?,
-        );
+        let mut f =
+            std::io::BufReader::new(std::fs::File::open(path).map_err(|e| load(e.to_string()))?);
         let content = candle_core::quantized::gguf_file::Content::read(&mut f)
             .map_err(|e| load(e.to_string()))?;
         // The tokenizer (Gemma: 262k pieces, merges derived from scores, ~1 s) is built on

@@ -3,9 +3,9 @@
 //! tables, and attention of new queries against a per-layer KV cache with an optional
 //! sliding window.
 
-use candle_core::quantized::{GgmlDType, QTensor, ggml_file, gguf_file};
 use std::sync::Arc;
 
+use candle_core::quantized::{GgmlDType, QTensor, ggml_file, gguf_file};
 use candle_core::{DType, Device, Tensor};
 
 use crate::LocalError;
@@ -138,7 +138,7 @@ impl QEmbedding {
         ))
     }
 
-/// `[ids.len(), dim]` f32 rows.
+    /// `[ids.len(), dim]` f32 rows.
     pub(crate) fn lookup(&self, ids: &[u32], dev: &Device) -> Result<Tensor, LocalError> {
         let all: std::borrow::Cow<'_, [u8]> = match &self.rows_data {
             Rows::Shared(q) => q.data().map_err(ce)?,

@@ -81,12 +81,11 @@ impl LocalModels {
         spec: &ModelSpec,
     ) -> Result<crate::tokenizer::GgufTokenizer, LocalError> {
         let (_, path) = self.ensure(&spec.model)?;
-        let mut f = std::io::BufReader::new(std::fs::File::open(&path).map_err(|e| {
-            LocalError::Load {
+        let mut f =
+            std::io::BufReader::new(std::fs::File::open(&path).map_err(|e| LocalError::Load {
                 path: path.display().to_string(),
                 detail: e.to_string(),
-            }
-        })?);
+            })?);
         let content = candle_core::quantized::gguf_file::Content::read(&mut f).map_err(|e| {
             LocalError::Load {
                 path: path.display().to_string(),
