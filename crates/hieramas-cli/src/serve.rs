@@ -71,6 +71,7 @@ fn router(state: Shared) -> Router {
 }
 
 /// An OpenAI-style error response.
+#[derive(Debug)]
 struct ApiError {
     status: StatusCode,
     message: String,
@@ -432,4 +433,84 @@ async fn embeddings(AxState(state): AxState<Shared>, body: Bytes) -> Result<Resp
         "usage": {"prompt_tokens": out.usage.prompt_tokens, "total_tokens": out.usage.prompt_tokens},
     }))
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn request(body: Value) -> Result<ChatRequest, ApiError> {
+        to_request(parse(body.to_string().as_bytes())?)
+    }
+
+    #[test]
+    fn openai_request_fields_map_onto_a_chat_request() {
+        let r = request(json!({
+            "model": "m",
+            "messages": [
+                {"role": "developer", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                {"role": "assistant", "content": "c"},
+            ],
+            "temperature": 0.5, "top_p": 0.9, "max_tokens": 7, "seed": 3, "stop": "X", "n": 1,
+        }))
+        .unwrap();
+        assert_eq!(
+            r.messages,
+            [
+                Message::system("be brief"),
+                Message::user("ab"),
+                Message::assistant("c")
+            ]
+        );
+        assert_eq!(
+            (r.temperature, r.top_p, r.max_tokens, r.seed),
+            (Some(0.5), Some(0.9), Some(7), Some(3))
+        );
+        assert_eq!(r.stop, ["X"]);
+        // max_completion_tokens wins over the older max_tokens; stop may be an array.
+        let r = request(
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 7, "max_completion_tokens": 9, "stop": ["a", "b"]}),
+        )
+        .unwrap();
+        assert_eq!((r.max_tokens, r.stop.len()), (Some(9), 2));
+    }
+
+    #[test]
+    fn unsupported_requests_are_400s_naming_the_parameter() {
+        let cases = [
+            (json!({"model": "m", "messages": []}), "messages"),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 2}),
+                "n",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}),
+                "messages",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}),
+                "messages",
+            ),
+        ];
+        for (body, param) in cases {
+            let e = request(body.clone())
+                .err()
+                .unwrap_or_else(|| panic!("{body} was accepted"));
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{body}");
+            assert_eq!(e.param, Some(param), "{body}");
+            assert_eq!(e.body()["error"]["type"], "invalid_request_error");
+        }
+        let e = request(json!({"messages": []})).err().unwrap();
+        assert!(e.message.contains("model"), "{}", e.message);
+        let e = ApiError::from_llm(LlmError::Backend {
+            model: "m".into(),
+            detail: "boom".into(),
+        });
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.body()["error"]["type"], "server_error");
+    }
 }
