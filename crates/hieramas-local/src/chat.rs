@@ -175,6 +175,11 @@ impl LocalChatModel {
         &self.model
     }
 
+    /// What its batching worker has done so far.
+    pub fn engine_stats(&self) -> crate::engine::EngineStats {
+        self.engine.stats()
+    }
+
     fn err(&self, e: LocalError) -> LlmError {
         match e {
             LocalError::Request(detail) => LlmError::InvalidRequest {

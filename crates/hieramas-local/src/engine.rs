@@ -2,6 +2,8 @@
 //! every request submitted to it together — each step is one forward over all active
 //! sequences (prompt chunks of new requests, one token of the others).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -132,12 +134,38 @@ impl Default for EngineOptions {
     }
 }
 
+/// What the batching worker has done so far: how many forward steps it ran, over how many
+/// sequences in all, and the widest batch it ran.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub steps: u64,
+    pub sequence_steps: u64,
+    pub widest_batch: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    steps: AtomicU64,
+    sequence_steps: AtomicU64,
+    widest_batch: AtomicU64,
+}
+
+impl Counters {
+    fn record(&self, batch: usize) {
+        let batch = batch as u64;
+        self.steps.fetch_add(1, Ordering::Relaxed);
+        self.sequence_steps.fetch_add(batch, Ordering::Relaxed);
+        self.widest_batch.fetch_max(batch, Ordering::Relaxed);
+    }
+}
+
 /// A handle on the batching worker of one loaded network. Cloning it is cheap; the worker stops
 /// when the last handle is dropped.
 #[derive(Clone)]
 pub struct Engine {
     tx: mpsc::Sender<Job>,
     context: usize,
+    counters: Arc<Counters>,
 }
 
 impl Engine {
@@ -149,16 +177,32 @@ impl Engine {
     ) -> Engine {
         let (tx, rx) = mpsc::channel();
         let context = net.context();
+        let counters = Arc::new(Counters::default());
+        let for_worker = counters.clone();
         std::thread::Builder::new()
             .name("hieramas-local-engine".into())
-            .spawn(move || worker(net, tokenizer, opts, rx))
+            .spawn(move || worker(net, tokenizer, opts, rx, &for_worker))
             .map(drop)
             .unwrap_or_else(|e| tracing::error!("cannot start the inference thread: {e}"));
-        Engine { tx, context }
+        Engine {
+            tx,
+            context,
+            counters,
+        }
     }
 
     pub fn context(&self) -> usize {
         self.context
+    }
+
+    /// Counts of the work done so far (for tests, benchmarks and monitoring).
+    pub fn stats(&self) -> EngineStats {
+        let c = &self.counters;
+        EngineStats {
+            steps: c.steps.load(Ordering::Relaxed),
+            sequence_steps: c.sequence_steps.load(Ordering::Relaxed),
+            widest_batch: c.widest_batch.load(Ordering::Relaxed),
+        }
     }
 
     /// Generates a completion of `prompt` (token ids, BOS included where the model wants one).
@@ -216,6 +260,7 @@ fn worker(
     tok: std::sync::Arc<GgufTokenizer>,
     opts: EngineOptions,
     rx: mpsc::Receiver<Job>,
+    counters: &Counters,
 ) {
     let context = net.context();
     let mut active: Vec<Seq> = Vec::new();
@@ -263,6 +308,7 @@ fn worker(
                 .zip(&chunks)
                 .map(|(s, c)| (&mut s.cache, c.as_slice()))
                 .collect();
+            counters.record(batch.len());
             net.forward(&mut batch)
         };
         let logits = match result {

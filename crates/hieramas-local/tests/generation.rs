@@ -67,7 +67,8 @@ async fn concurrent_requests_are_batched_and_match_sequential_ones() {
     for q in questions {
         sequential.push(m.chat(&req(q)).await.unwrap());
     }
-    let started = std::time::Instant::now();
+    let after_sequential = m.engine_stats();
+    assert_eq!(after_sequential.widest_batch, 1, "one at a time");
     let handles: Vec<_> = questions
         .iter()
         .map(|q| {
@@ -79,8 +80,7 @@ async fn concurrent_requests_are_batched_and_match_sequential_ones() {
     for h in handles {
         together.push(h.await.unwrap());
     }
-    let batched_wall = started.elapsed();
-    let sequential_sum: std::time::Duration = sequential.iter().map(|r| r.latency).sum();
+    let after_together = m.engine_stats();
     for (s, t) in sequential.iter().zip(&together) {
         assert_eq!(s.text, t.text);
         assert_eq!(s.usage, t.usage);
@@ -88,10 +88,19 @@ async fn concurrent_requests_are_batched_and_match_sequential_ones() {
         assert_eq!(s.cost, hieramas_llm::Usd::default());
         assert!(s.usage.prompt_tokens > 10 && s.usage.completion_tokens >= 1);
     }
-    // Decoded together, four requests take far less than four times one.
+    // Decoded together: the four ran in shared forward steps, so there were far fewer steps
+    // than when they ran one after another, for the same per-sequence work.
+    let sequential_steps = after_sequential.steps;
+    let together_steps = after_together.steps - after_sequential.steps;
+    assert!(after_together.widest_batch >= 2, "{after_together:?}");
     assert!(
-        batched_wall < sequential_sum,
-        "batched {batched_wall:?} vs sequential {sequential_sum:?}"
+        together_steps * 2 <= sequential_steps,
+        "{together_steps} steps together vs {sequential_steps} one by one"
+    );
+    assert_eq!(
+        after_together.sequence_steps - after_sequential.sequence_steps,
+        after_sequential.sequence_steps,
+        "the same work per sequence"
     );
 }
 
