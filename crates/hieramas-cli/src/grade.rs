@@ -1,0 +1,234 @@
+//! `hieramas grade`: the deterministic graders over files in ecosystem formats.
+//!
+//! - `humaneval-plus --samples S.jsonl`: evalplus sample lines `{"task_id", "solution"}` or
+//!   `{"task_id", "completion"}` (then the program is prompt + completion); writes
+//!   `S.eval.jsonl` (one line per sample, input order) and prints pass@1 on base and plus.
+//! - `math --pairs P.jsonl`, `mmlu --pairs P.jsonl`: lines `{"gold", "response"}` (MMLU may
+//!   add `"choices"`); one `{"correct", "extracted"}` line per pair on stdout, a summary on
+//!   stderr.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use hieramas_tasks::data::{DataDir, read_jsonl};
+use hieramas_tasks::humaneval::{Grader, SandboxOptions, default_cache_dir};
+use hieramas_tasks::{math, mmlu};
+use serde::Deserialize;
+
+#[derive(Subcommand)]
+pub enum GradeCommand {
+    /// Runs evalplus-format samples against HumanEval+ base and plus inputs, sandboxed.
+    HumanevalPlus {
+        #[arg(long)]
+        samples: PathBuf,
+        /// The benchmark files (default: $HIERAMAS_DATA_DIR).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Programs run at once (default: the number of cores).
+        #[arg(long)]
+        parallel: Option<usize>,
+    },
+    /// Grades `{"gold", "response"}` lines as MATH answers.
+    Math {
+        #[arg(long)]
+        pairs: PathBuf,
+    },
+    /// Grades `{"gold", "response", "choices"?}` lines as MMLU letters.
+    Mmlu {
+        #[arg(long)]
+        pairs: PathBuf,
+    },
+}
+
+pub fn run(cmd: GradeCommand) -> Result<()> {
+    match cmd {
+        GradeCommand::HumanevalPlus {
+            samples,
+            data_dir,
+            parallel,
+        } => humaneval_plus(&samples, data_dir.as_deref(), parallel),
+        GradeCommand::Math { pairs } => {
+            #[derive(Deserialize)]
+            struct Pair {
+                gold: String,
+                response: String,
+            }
+            let rows: Vec<Pair> = read_jsonl(&pairs)?;
+            let verdicts = rows.iter().map(|p| {
+                let v = math::grade(&p.response, &p.gold);
+                (
+                    v.correct,
+                    serde_json::json!({"correct": v.correct, "extracted": v.extracted}),
+                )
+            });
+            print_pairs(verdicts)
+        }
+        GradeCommand::Mmlu { pairs } => {
+            #[derive(Deserialize)]
+            struct Pair {
+                gold: serde_json::Value,
+                response: String,
+                #[serde(default)]
+                choices: Option<Vec<String>>,
+            }
+            let rows: Vec<Pair> = read_jsonl(&pairs)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for (i, p) in rows.iter().enumerate() {
+                let Some(gold) = mmlu::parse_gold(&p.gold) else {
+                    bail!(
+                        "{}:{}: field `gold`: {} is neither a letter A-D nor an index 0-3",
+                        pairs.display(),
+                        i + 1,
+                        p.gold
+                    );
+                };
+                let v = mmlu::grade(&p.response, gold, p.choices.as_deref());
+                let extracted = v.extracted.map(String::from);
+                out.push((
+                    v.correct,
+                    serde_json::json!({"correct": v.correct, "extracted": extracted}),
+                ));
+            }
+            print_pairs(out.into_iter())
+        }
+    }
+}
+
+fn print_pairs(verdicts: impl Iterator<Item = (bool, serde_json::Value)>) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    let (mut n, mut correct) = (0usize, 0usize);
+    for (ok, line) in verdicts {
+        writeln!(stdout, "{line}")?;
+        n += 1;
+        correct += usize::from(ok);
+    }
+    stdout.flush()?;
+    let pct = if n == 0 {
+        0.0
+    } else {
+        100.0 * correct as f64 / n as f64
+    };
+    eprintln!("{correct}/{n} correct ({pct:.1}%)");
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Sample {
+    task_id: String,
+    #[serde(default)]
+    solution: Option<String>,
+    #[serde(default)]
+    completion: Option<String>,
+}
+
+fn humaneval_plus(
+    samples_path: &Path,
+    data_dir: Option<&Path>,
+    parallel: Option<usize>,
+) -> Result<()> {
+    let dir = DataDir::resolve(data_dir)?;
+    let tasks = dir.humaneval_plus()?;
+    let samples: Vec<Sample> = read_jsonl(samples_path)?;
+    let mut opts = SandboxOptions::default();
+    if let Some(p) = parallel {
+        opts.parallelism = p.max(1);
+    }
+    let grader = Grader::new(tasks, default_cache_dir(), opts);
+    let mut programs = Vec::with_capacity(samples.len());
+    for (i, s) in samples.iter().enumerate() {
+        let Some(task) = grader.task(&s.task_id) else {
+            bail!(
+                "{}:{}: field `task_id`: unknown task {:?}",
+                samples_path.display(),
+                i + 1,
+                s.task_id
+            );
+        };
+        let program = match (&s.solution, &s.completion) {
+            (Some(sol), _) => sol.clone(),
+            (None, Some(c)) => format!("{}{}", task.prompt, c),
+            (None, None) => bail!(
+                "{}:{}: field `solution`: the sample has neither `solution` nor `completion`",
+                samples_path.display(),
+                i + 1
+            ),
+        };
+        programs.push((s.task_id.clone(), program));
+    }
+    if !grader.uses_namespaces() {
+        eprintln!(
+            "note: unshare is unavailable; programs share the host network namespace (sockets are refused in-process)"
+        );
+    }
+    let bar = indicatif::ProgressBar::new(programs.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message("expected outputs");
+    grader
+        .prepare()
+        .context("computing the expected outputs from the canonical solutions")?;
+    bar.set_message("grading");
+    let results = grader.grade_many(&programs, &|n| bar.inc(n as u64));
+    bar.finish_and_clear();
+
+    let out_path = eval_path(samples_path);
+    let tmp = out_path.with_extension("jsonl.tmp");
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+    );
+    // Per task: (samples, base passes, plus passes), for pass@1 as evalplus averages it.
+    let mut per_task: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
+    for ((task_id, _), r) in programs.iter().zip(results) {
+        let r = r.with_context(|| format!("grading a sample of {task_id}"))?;
+        let e = per_task.entry(task_id).or_default();
+        e.0 += 1;
+        e.1 += usize::from(r.base_pass());
+        e.2 += usize::from(r.plus_pass());
+        let line = serde_json::json!({
+            "task_id": task_id,
+            "base_pass": r.base_pass(),
+            "plus_pass": r.plus_pass(),
+            "base_status": r.base.status,
+            "plus_status": r.plus.status,
+            "error": r.first_error(),
+        });
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    drop(out);
+    std::fs::rename(&tmp, &out_path).with_context(|| format!("writing {}", out_path.display()))?;
+    let tasks = per_task.len().max(1) as f64;
+    let pass_at_1 = |pick: fn(&(usize, usize, usize)) -> usize| {
+        100.0
+            * per_task
+                .values()
+                .map(|t| pick(t) as f64 / t.0 as f64)
+                .sum::<f64>()
+            / tasks
+    };
+    println!(
+        "humaneval+ ({} samples, {} tasks)\npass@1 base: {:.1}\npass@1 plus: {:.1}\nper-sample verdicts: {}",
+        programs.len(),
+        per_task.len(),
+        pass_at_1(|t| t.1),
+        pass_at_1(|t| t.2),
+        out_path.display()
+    );
+    Ok(())
+}
+
+/// `S.jsonl` → `S.eval.jsonl`.
+fn eval_path(samples: &Path) -> PathBuf {
+    let name = samples
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".jsonl").unwrap_or(&name);
+    samples.with_file_name(format!("{stem}.eval.jsonl"))
+}

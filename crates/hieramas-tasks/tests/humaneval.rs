@@ -1,0 +1,146 @@
+//! HumanEval+ grading on the real tasks: every canonical solution passes base and plus; wrong
+//! programs of the usual kinds fail.
+
+#![allow(clippy::unwrap_used)]
+
+use hieramas_tasks::data::DataDir;
+use hieramas_tasks::humaneval::{Grader, SandboxOptions, Status, default_cache_dir};
+
+fn grader() -> Option<Grader> {
+    let dir = match DataDir::resolve(None) {
+        Ok(d) => d,
+        Err(e) if std::env::var_os("CI").is_some() => panic!("CI needs the datasets: {e}"),
+        Err(_) => return None,
+    };
+    Some(Grader::new(
+        dir.humaneval_plus().unwrap(),
+        default_cache_dir(),
+        SandboxOptions::default(),
+    ))
+}
+
+#[test]
+fn every_canonical_solution_passes_base_and_plus() {
+    let Some(g) = grader() else { return };
+    let dir = DataDir::resolve(None).unwrap();
+    let samples: Vec<(String, String)> = dir
+        .humaneval_plus()
+        .unwrap()
+        .into_iter()
+        .map(|t| {
+            (
+                t.task_id.clone(),
+                format!("{}{}", t.prompt, t.canonical_solution),
+            )
+        })
+        .collect();
+    g.prepare().unwrap();
+    let results = g.grade_many(&samples, &|_| {});
+    let mut failures = Vec::new();
+    for ((id, _), r) in samples.iter().zip(&results) {
+        let r = r.as_ref().unwrap();
+        if !r.plus_pass() {
+            failures.push(format!("{id}: {:?}", r.first_error()));
+        }
+    }
+    assert_eq!(samples.len(), 164);
+    assert!(
+        failures.is_empty(),
+        "{} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn wrong_programs_fail() {
+    let Some(g) = grader() else { return };
+    let task = |id: &str| g.task(id).unwrap();
+    let t0 = task("HumanEval/0");
+    let t2 = task("HumanEval/2");
+    let t13 = task("HumanEval/13");
+    let cases = [
+        // Off by one: compares with <= threshold instead of <. The base inputs miss it; the
+        // plus inputs catch it.
+        (
+            "HumanEval/0",
+            format!(
+                "{}    for i, a in enumerate(numbers):\n        for j, b in enumerate(numbers):\n            if i != j and abs(a - b) <= threshold:\n                return True\n    return False\n",
+                t0.prompt
+            ),
+            Status::Pass,
+        ),
+        // Wrong type: returns a string.
+        (
+            "HumanEval/2",
+            format!("{}    return str(number % 1.0)\n", t2.prompt),
+            Status::Fail,
+        ),
+        // Infinite loop.
+        (
+            "HumanEval/13",
+            format!("{}    while True:\n        pass\n", t13.prompt),
+            Status::Timeout,
+        ),
+        // Exception.
+        (
+            "HumanEval/13",
+            format!("{}    raise ValueError('nope')\n", t13.prompt),
+            Status::Fail,
+        ),
+        // Prints instead of returning.
+        (
+            "HumanEval/13",
+            format!("{}    import math\n    print(math.gcd(a, b))\n", t13.prompt),
+            Status::Fail,
+        ),
+        // Syntax error.
+        (
+            "HumanEval/13",
+            format!("{}    return gcd(a b)\n", t13.prompt),
+            Status::Fail,
+        ),
+        // Misses the entry point.
+        (
+            "HumanEval/13",
+            "def gcd(a, b):\n    return 1\n".to_string(),
+            Status::Fail,
+        ),
+        // Right on the base inputs only: the plus inputs catch it.
+        (
+            "HumanEval/0",
+            format!(
+                "{}    if len(numbers) > 6:\n        return False\n    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for j, b in enumerate(numbers) if i != j)\n",
+                t0.prompt
+            ),
+            Status::Pass,
+        ),
+    ];
+    for (id, code, base_status) in cases {
+        let r = g.grade(id, &code).unwrap();
+        assert_eq!(r.base.status, base_status, "{id}: {code}\n{r:?}");
+        assert!(!r.plus_pass(), "{id} must fail: {code}");
+        assert!(r.first_error().is_some());
+    }
+}
+
+#[test]
+fn floats_compare_with_tolerance_and_completions_are_programs() {
+    let Some(g) = grader() else { return };
+    let t2 = g.task("HumanEval/2").unwrap();
+    // truncate_number: a different float computation of the same value passes (atol 1e-6).
+    let r = g
+        .grade(
+            "HumanEval/2",
+            &format!("{}    return number - int(number) + 1e-9\n", t2.prompt),
+        )
+        .unwrap();
+    assert!(r.plus_pass(), "{r:?}");
+    let r = g
+        .grade(
+            "HumanEval/2",
+            &format!("{}    return number - int(number) + 1e-3\n", t2.prompt),
+        )
+        .unwrap();
+    assert!(!r.base_pass(), "{r:?}");
+}
