@@ -50,6 +50,10 @@ enum Task {
     Datasets {
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Regenerate datasets/splits/ and datasets/splits.toml from the data (after a data or
+        /// split-protocol change) instead of checking them.
+        #[arg(long)]
+        write_splits: bool,
     },
     /// Refreshes the OpenRouter prices of a pool file from GET /api/v1/models.
     Prices {
@@ -79,7 +83,10 @@ fn main() -> Result<()> {
         Task::Test { args } => test(&root, &args),
         Task::Models { source, ids } => models(&source, &ids),
         Task::Reproduce { pool, data_dir } => reproduce(&root, pool, data_dir),
-        Task::Datasets { data_dir } => {
+        Task::Datasets {
+            data_dir,
+            write_splits,
+        } => {
             let dir = data_dir_or_default(&root, data_dir)?;
             let bad = check_datasets(&root, &dir)?;
             if bad > 0 {
@@ -88,7 +95,7 @@ fn main() -> Result<()> {
                     dir.display()
                 );
             }
-            Ok(())
+            splits(&root, &dir, write_splits)
         }
         Task::Prices {
             pool,
@@ -223,6 +230,36 @@ fn check_datasets(root: &Path, dir: &Path) -> Result<usize> {
         println!("  {:<38} {verdict}", f.path);
     }
     Ok(bad)
+}
+
+/// Computes the seeded splits and checks them against (or writes them to) `datasets/`.
+fn splits(root: &Path, dir: &Path, write: bool) -> Result<()> {
+    use hieramas_tasks::splits::{self, Benchmark, DEFAULT_SEED, SplitSet};
+    let data = hieramas_tasks::data::DataDir::new(dir);
+    let sets = Benchmark::ALL
+        .into_iter()
+        .map(|b| SplitSet::compute(&data, b, DEFAULT_SEED))
+        .collect::<Result<Vec<_>, _>>()?;
+    println!("splits (seed {DEFAULT_SEED}):");
+    for set in &sets {
+        for (name, ids) in &set.splits {
+            println!(
+                "  {:<16} {:<12} {:>5} ids",
+                set.benchmark.name(),
+                name,
+                ids.len()
+            );
+        }
+    }
+    let out = root.join("datasets");
+    if write {
+        splits::write_committed(&out, &sets)?;
+        println!("wrote {}/splits.toml and splits/", out.display());
+    } else {
+        splits::check_committed(&out, &sets)?;
+        println!("  committed splits under {} match", out.display());
+    }
+    Ok(())
 }
 
 fn reproduce(root: &Path, pool: Option<PathBuf>, data_dir: Option<PathBuf>) -> Result<()> {

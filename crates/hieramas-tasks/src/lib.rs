@@ -4,6 +4,7 @@
 //!   a malformed line is an error naming file, line and field.
 //! - [`math`]: final-answer extraction and LaTeX-aware equivalence.
 //! - [`mmlu`]: option-letter extraction.
+//! - [`splits`]: seeded train/valid/test splits, reproducible from (dataset sha256, seed).
 //! - [`humaneval`]: programs run in a sandboxed `python3` against base and plus inputs with
 //!   evalplus semantics.
 //!
@@ -27,6 +28,7 @@ pub mod data;
 pub mod humaneval;
 pub mod math;
 pub mod mmlu;
+pub mod splits;
 
 use std::path::PathBuf;
 
@@ -49,6 +51,16 @@ pub enum TasksError {
         field: String,
         detail: String,
     },
+    #[error("unknown benchmark {0:?} (math, mmlu, humaneval-plus)")]
+    UnknownBenchmark(String),
+    #[error("{benchmark} has no split {split:?} (it has {known})")]
+    UnknownSplit {
+        benchmark: &'static str,
+        split: String,
+        known: String,
+    },
+    #[error("committed splits under {} differ from the data: {detail}", dir.display())]
+    SplitsDiffer { dir: PathBuf, detail: String },
     #[error("unknown task {0:?}")]
     UnknownTask(String),
     #[error("sandbox: {0}")]
