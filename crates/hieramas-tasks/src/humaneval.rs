@@ -593,3 +593,51 @@ fn parallel_map<T: Sync, R: Send>(
         })
         .collect()
 }
+
+/// The program to grade from a chat model's `response` to `task`'s prompt.
+///
+/// The code is the first fenced block (```` ```python ```` or ```` ``` ````) that defines the
+/// entry point, else the first fenced block, else the whole response. If it defines the entry
+/// point, the program is the prompt (for its imports and helper functions) followed by the
+/// code, whose definition replaces the prompt's; otherwise the code is taken as the body that
+/// completes the prompt.
+pub fn program_from_response(task: &HumanEvalTask, response: &str) -> String {
+    let def = format!("def {}(", task.entry_point);
+    let blocks = fenced_blocks(response);
+    let code = blocks
+        .iter()
+        .find(|b| b.contains(&def))
+        .or(blocks.first())
+        .map(|s| s.as_str())
+        .unwrap_or(response);
+    if code.contains(&def) {
+        format!("{}\n\n{}\n", task.prompt.trim_end(), code.trim_end())
+    } else {
+        format!("{}{}\n", task.prompt, code.trim_end())
+    }
+}
+
+/// The contents of the ```` ``` ```` fenced blocks of `text`, in order; an unclosed last fence
+/// runs to the end of the text.
+pub fn fenced_blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("```") {
+            match current.take() {
+                Some(b) => blocks.push(b),
+                None => current = Some(String::new()),
+            }
+        } else if let Some(b) = current.as_mut() {
+            b.push_str(line);
+            b.push('\n');
+        }
+    }
+    if let Some(b) = current
+        && !b.trim().is_empty()
+    {
+        blocks.push(b);
+    }
+    blocks
+}

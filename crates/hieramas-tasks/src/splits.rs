@@ -1,7 +1,10 @@
 //! Deterministic, seeded train/valid/test splits, reproducible from (dataset sha256, seed).
 //!
-//! Every item is ranked by `sha256("<source sha256>:<seed>:<id>")`; a split lists its ids in
-//! rank order, so `--limit N` on a split is itself a seeded random sample. The method's splits
+//! Items are cut into splits by one seeded key, `sha256("<source sha256>:<seed>:cut:<id>")`
+//! (per stratum, lowest keys first), and each split lists its ids by another,
+//! `sha256("<source sha256>:<seed>:order:<id>")`, so `--limit N` on a split is itself a seeded
+//! random sample. (With one key for both, the first ids of a split would crowd into the strata
+//! whose keys happen to run low.) The method's splits
 //! are not published (method §8.1), so these are ours:
 //!
 //! | benchmark | split | from |
@@ -128,7 +131,10 @@ impl SplitSet {
                 vec![
                     ("train".into(), train),
                     ("valid".into(), valid),
-                    ("test".into(), ranked(&sources[1].1, seed, test)),
+                    (
+                        "test".into(),
+                        ranked(&sources[1].1, seed, Purpose::Order, test),
+                    ),
                 ]
             }
             Benchmark::Mmlu => {
@@ -142,6 +148,7 @@ impl SplitSet {
                 let unseen: BTreeSet<String> = ranked(
                     sha,
                     seed,
+                    Purpose::Cut,
                     subjects.iter().map(|s| format!("subject:{s}")).collect(),
                 )
                 .into_iter()
@@ -161,7 +168,12 @@ impl SplitSet {
                     ("test".into(), test),
                     (
                         "test_unseen".into(),
-                        ranked(sha, seed, held_out.into_iter().map(|(id, _)| id).collect()),
+                        ranked(
+                            sha,
+                            seed,
+                            Purpose::Order,
+                            held_out.into_iter().map(|(id, _)| id).collect(),
+                        ),
                     ),
                 ]
             }
@@ -171,13 +183,14 @@ impl SplitSet {
                     .into_iter()
                     .map(|t| t.task_id)
                     .collect();
-                let all = ranked(&sources[0].1, seed, ids);
-                let (train, rest) = all.split_at(80.min(all.len()));
-                let (valid, test) = rest.split_at(20.min(rest.len()));
+                let all: Vec<(String, String)> =
+                    ids.into_iter().map(|id| (id, String::new())).collect();
+                let [train, valid, test] =
+                    stratified_parts(&sources[0].1, seed, &all, |_| [80, 20]);
                 vec![
-                    ("train".into(), train.to_vec()),
-                    ("valid".into(), valid.to_vec()),
-                    ("test".into(), test.to_vec()),
+                    ("train".into(), train),
+                    ("valid".into(), valid),
+                    ("test".into(), test),
                 ]
             }
         };
@@ -213,16 +226,27 @@ impl SplitSet {
     }
 }
 
-/// The rank of an id: `sha256("<source sha256>:<seed>:<id>")`.
-pub fn rank_key(source_sha256: &str, seed: u64, id: &str) -> [u8; 32] {
-    Sha256::digest(format!("{source_sha256}:{seed}:{id}").as_bytes()).into()
+/// What a rank key is for: cutting strata into splits, or ordering the ids of a split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Cut,
+    Order,
+}
+
+/// The rank of an id: `sha256("<source sha256>:<seed>:<cut|order>:<id>")`.
+pub fn rank_key(source_sha256: &str, seed: u64, purpose: Purpose, id: &str) -> [u8; 32] {
+    let purpose = match purpose {
+        Purpose::Cut => "cut",
+        Purpose::Order => "order",
+    };
+    Sha256::digest(format!("{source_sha256}:{seed}:{purpose}:{id}").as_bytes()).into()
 }
 
 /// `ids` sorted by [`rank_key`] (ties, which need a sha256 collision, by id).
-pub fn ranked(source_sha256: &str, seed: u64, ids: Vec<String>) -> Vec<String> {
+pub fn ranked(source_sha256: &str, seed: u64, purpose: Purpose, ids: Vec<String>) -> Vec<String> {
     let mut keyed: Vec<([u8; 32], String)> = ids
         .into_iter()
-        .map(|id| (rank_key(source_sha256, seed, &id), id))
+        .map(|id| (rank_key(source_sha256, seed, purpose, &id), id))
         .collect();
     keyed.sort();
     keyed.into_iter().map(|(_, id)| id).collect()
@@ -243,7 +267,7 @@ fn stratified_parts<const N: usize, const M: usize>(
     }
     let mut parts: [Vec<String>; N] = std::array::from_fn(|_| Vec::new());
     for ids in strata.into_values() {
-        let ids = ranked(sha, seed, ids);
+        let ids = ranked(sha, seed, Purpose::Cut, ids);
         let mut start = 0;
         for (part, size) in parts.iter_mut().zip(sizes(ids.len())) {
             let end = (start + size).min(ids.len());
@@ -252,7 +276,7 @@ fn stratified_parts<const N: usize, const M: usize>(
         }
         parts[N - 1].extend_from_slice(&ids[start..]);
     }
-    parts.map(|p| ranked(sha, seed, p))
+    parts.map(|p| ranked(sha, seed, Purpose::Order, p))
 }
 
 /// Writes every split of `sets` to `<dir>/splits/<benchmark>/<split>.txt` and the listing to
@@ -318,7 +342,7 @@ pub fn check_committed(dir: &std::path::Path, sets: &[SplitSet]) -> Result<(), T
 pub fn listing(sets: &[SplitSet]) -> String {
     let mut s = String::from(
         "# Generated by `cargo xtask datasets --write-splits`; checked by `cargo xtask datasets`.\n\
-         # Each split lists ids (one per line) in rank order: sha256(\"<source sha256>:<seed>:<id>\").\n\
+         # Each split lists ids (one per line) in order of sha256(\"<source sha256>:<seed>:order:<id>\").\n\
          # See crates/hieramas-tasks/src/splits.rs for how each split is cut.\n",
     );
     for set in sets {

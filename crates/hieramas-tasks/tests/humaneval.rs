@@ -144,3 +144,40 @@ fn floats_compare_with_tolerance_and_completions_are_programs() {
         .unwrap();
     assert!(!r.base_pass(), "{r:?}");
 }
+
+#[test]
+fn programs_from_chat_responses() {
+    use hieramas_tasks::humaneval::{fenced_blocks, program_from_response};
+    let task: hieramas_tasks::data::HumanEvalTask = serde_json::from_str(
+        &serde_json::json!({
+            "task_id": "T/0", "prompt": "import math\n\ndef f(x):\n    \"\"\"Doc.\"\"\"\n",
+            "entry_point": "f", "canonical_solution": "    return x\n", "test": "",
+            "base_input": [[1]], "plus_input": [], "atol": 0
+        })
+        .to_string(),
+    )
+    .unwrap();
+    // A whole function in a fence, after some prose: the prompt's imports stay.
+    let p = program_from_response(
+        &task,
+        "Sure!\n```python\ndef f(x):\n    return math.floor(x)\n```\nDone.",
+    );
+    assert!(p.starts_with("import math\n"), "{p}");
+    assert!(p.ends_with("def f(x):\n    return math.floor(x)\n"), "{p}");
+    // A bare body completes the prompt.
+    let p = program_from_response(&task, "    return x + 1");
+    assert_eq!(p, format!("{}    return x + 1\n", task.prompt));
+    // The block that defines the entry point wins over an example block; an unclosed fence counts.
+    assert_eq!(
+        fenced_blocks("```\nf(1)\n```\n```python\ndef f(x):\n  return 2"),
+        ["f(1)\n", "def f(x):\n  return 2\n"]
+    );
+    let p = program_from_response(
+        &task,
+        "```\nprint(f(1))\n```\n```python\ndef f(x):\n    return 2\n```",
+    );
+    assert!(
+        p.ends_with("def f(x):\n    return 2\n") && !p.contains("print"),
+        "{p}"
+    );
+}

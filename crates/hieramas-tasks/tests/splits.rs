@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use hieramas_tasks::data::DataDir;
-use hieramas_tasks::splits::{self, Benchmark, DEFAULT_SEED, SplitSet, ranked};
+use hieramas_tasks::splits::{self, Benchmark, DEFAULT_SEED, Purpose, SplitSet, ranked};
 
 fn data_dir() -> Option<DataDir> {
     match DataDir::resolve(None) {
@@ -148,7 +148,34 @@ fn reproducible_from_sha_and_seed() {
     // The order inside a split is the rank order.
     let set = SplitSet::compute(&d, Benchmark::HumanevalPlus, DEFAULT_SEED).unwrap();
     let test = set.get("test").unwrap().to_vec();
-    assert_eq!(ranked(&set.sources[0].1, DEFAULT_SEED, test.clone()), test);
+    assert_eq!(
+        ranked(
+            &set.sources[0].1,
+            DEFAULT_SEED,
+            Purpose::Order,
+            test.clone()
+        ),
+        test
+    );
+}
+
+#[test]
+fn the_head_of_a_split_is_a_fair_sample() {
+    // `--limit 100` must not crowd into a few subjects: 100 random draws from 49 subjects of
+    // 50 questions each cover ~42 subjects; fewer than 30 has a probability far below 1e-9.
+    let Some(d) = data_dir() else { return };
+    let mmlu = SplitSet::compute(&d, Benchmark::Mmlu, DEFAULT_SEED).unwrap();
+    for name in ["train", "test"] {
+        let head: BTreeSet<&str> = mmlu.get(name).unwrap()[..100]
+            .iter()
+            .map(|id| id.split('/').next().unwrap())
+            .collect();
+        assert!(
+            head.len() >= 30,
+            "{name}: the first 100 ids span {} subjects",
+            head.len()
+        );
+    }
 }
 
 #[test]

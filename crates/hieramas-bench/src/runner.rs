@@ -1,0 +1,333 @@
+//! Runs a method over queries: concurrent calls, real grading, one durable record per query.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+use hieramas_llm::{ChatModel, ChatResponse, LlmError};
+use hieramas_tasks::data::DataDir;
+use hieramas_tasks::humaneval::{self, Grader, SandboxOptions};
+use hieramas_tasks::splits::Benchmark;
+use hieramas_tasks::{math, mmlu};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::BenchError;
+use crate::log::{Record, ResultLog};
+use crate::prompts::{Method, Prompt};
+use crate::query::{Gold, Query, Selection};
+
+/// Bumped when grading changes in a way that changes verdicts, so old records are not reused.
+pub const GRADER_VERSION: u32 = 1;
+
+/// Everything that decides an evaluation's records.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EvalConfig {
+    pub selection: Selection,
+    pub method: Method,
+    /// The pool id calls are made to.
+    pub model: String,
+    /// What identifies the model beyond its id (provider, provider model, price); part of the
+    /// hash, so a repriced or repointed model starts a fresh log.
+    pub model_fingerprint: String,
+    pub prompt: Prompt,
+    /// Calls per query (`sc`: the number of votes).
+    pub samples: u32,
+    /// Queries in flight at once.
+    pub concurrency: usize,
+}
+
+impl EvalConfig {
+    /// sha256 (hex, first 16 digits) of everything that decides the responses and verdicts.
+    /// The limit and the concurrency are not part of it: a larger `--limit` extends a run.
+    pub fn hash(&self) -> String {
+        let s = &self.selection;
+        let key = serde_json::json!({
+            "benchmark": s.benchmark.name(),
+            "split": s.split,
+            "seed": s.seed,
+            "keep_flagged": s.keep_flagged,
+            "method": self.method.name(),
+            "model": self.model,
+            "model_fingerprint": self.model_fingerprint,
+            "prompt": self.prompt,
+            "samples": self.samples,
+            "grader_version": GRADER_VERSION,
+        });
+        let digest = Sha256::digest(key.to_string().as_bytes());
+        hex::encode(&digest[..8])
+    }
+}
+
+/// Grades responses; for HumanEval+ it holds the sandboxed grader.
+#[derive(Clone)]
+pub struct Checker {
+    code: Option<Arc<Grader>>,
+}
+
+impl Checker {
+    /// A checker for `benchmark`. For HumanEval+ this computes (or loads from the cache) the
+    /// canonical solutions' expected outputs, which takes a while the first time.
+    pub async fn new(data: &DataDir, benchmark: Benchmark) -> Result<Checker, BenchError> {
+        if benchmark != Benchmark::HumanevalPlus {
+            return Ok(Checker { code: None });
+        }
+        let tasks = data.humaneval_plus()?;
+        let grader = Arc::new(Grader::new(
+            tasks,
+            humaneval::default_cache_dir(),
+            SandboxOptions::default(),
+        ));
+        let g = grader.clone();
+        tokio::task::spawn_blocking(move || g.prepare())
+            .await
+            .map_err(|e| BenchError::Config(format!("the grader thread failed: {e}")))??;
+        Ok(Checker { code: Some(grader) })
+    }
+
+    /// Grades the responses of one query (a majority vote when there are several).
+    pub async fn grade(&self, q: &Query, responses: &[String]) -> Result<Graded, BenchError> {
+        match &q.gold {
+            Gold::Math(gold) => {
+                let verdicts: Vec<math::Verdict> =
+                    responses.iter().map(|r| math::grade(r, gold)).collect();
+                let winner = vote(
+                    &verdicts,
+                    |v| v.extracted.clone(),
+                    |a, b| math::equivalent(a, b),
+                );
+                Ok(match winner {
+                    Some(i) => Graded {
+                        extracted: verdicts[i].extracted.clone(),
+                        correct: verdicts[i].correct,
+                        ..Graded::default()
+                    },
+                    None => Graded::default(),
+                })
+            }
+            Gold::Mmlu { letter, choices } => {
+                let verdicts: Vec<mmlu::Verdict> = responses
+                    .iter()
+                    .map(|r| mmlu::grade(r, *letter, Some(choices)))
+                    .collect();
+                let winner = vote(&verdicts, |v| v.extracted, |a, b| a == b);
+                Ok(match winner {
+                    Some(i) => Graded {
+                        extracted: verdicts[i].extracted.map(String::from),
+                        correct: verdicts[i].correct,
+                        ..Graded::default()
+                    },
+                    None => Graded::default(),
+                })
+            }
+            Gold::Code { task_id } => {
+                let grader = self.code.clone().ok_or_else(|| {
+                    BenchError::Config("a HumanEval+ query needs a HumanEval+ checker".into())
+                })?;
+                let task = grader
+                    .task(task_id)
+                    .ok_or_else(|| hieramas_tasks::TasksError::UnknownTask(task_id.clone()))?;
+                let programs: Vec<String> = responses
+                    .iter()
+                    .map(|r| humaneval::program_from_response(task, r))
+                    .collect();
+                // The vote is over programs, compared without blank lines and trailing spaces.
+                let normal = |p: &String| {
+                    p.lines()
+                        .map(str::trim_end)
+                        .filter(|l| !l.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                let Some(i) = vote(&programs, |p| Some(normal(p)), |a, b| a == b) else {
+                    return Ok(Graded::default());
+                };
+                let program = programs[i].clone();
+                let id = task_id.clone();
+                let outcome = tokio::task::spawn_blocking(move || grader.grade(&id, &program))
+                    .await
+                    .map_err(|e| BenchError::Config(format!("the grader thread failed: {e}")))??;
+                Ok(Graded {
+                    extracted: Some(programs[i].clone()),
+                    correct: outcome.plus_pass(),
+                    base_pass: Some(outcome.base_pass()),
+                    error: outcome.first_error(),
+                })
+            }
+        }
+    }
+}
+
+/// A query's verdict.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Graded {
+    pub extracted: Option<String>,
+    pub correct: bool,
+    pub base_pass: Option<bool>,
+    pub error: Option<String>,
+}
+
+/// The index of the first item of the largest group of equal answers (ties: the group whose
+/// first item comes first); items without an answer do not vote. `None` if nothing answered.
+pub fn vote<T, A>(
+    items: &[T],
+    answer: impl Fn(&T) -> Option<A>,
+    same: impl Fn(&A, &A) -> bool,
+) -> Option<usize> {
+    let mut groups: Vec<(A, usize, usize)> = Vec::new(); // (representative, count, first index)
+    for (i, item) in items.iter().enumerate() {
+        let Some(a) = answer(item) else { continue };
+        match groups.iter_mut().find(|(rep, _, _)| same(rep, &a)) {
+            Some(g) => g.1 += 1,
+            None => groups.push((a, 1, i)),
+        }
+    }
+    let mut best: Option<(usize, usize)> = None; // (count, first index)
+    for (_, count, first) in groups {
+        if best.is_none_or(|(c, _)| count > c) {
+            best = Some((count, first));
+        }
+    }
+    best.map(|(_, i)| i)
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct RunOutcome {
+    /// Records written by this run.
+    pub written: usize,
+    /// Queries skipped because the log already had them.
+    pub resumed: usize,
+    /// Queries whose calls failed (id, error); they have no record and run again next time.
+    pub failed: Vec<(String, String)>,
+    /// The budget refused a call; no query was started after that.
+    pub budget_exhausted: bool,
+}
+
+/// Runs `cfg` on `queries`, skipping those in `done`, appending one record per finished query
+/// to `log` (then calling `on_record`). Calls that fail leave their query without a record; a
+/// budget refusal stops the run after the queries in flight.
+pub async fn run(
+    cfg: &EvalConfig,
+    model: Arc<dyn ChatModel>,
+    queries: &[Query],
+    checker: &Checker,
+    log: &mut ResultLog,
+    done: &HashSet<String>,
+    mut on_record: impl FnMut(&Record),
+) -> Result<RunOutcome, BenchError> {
+    let hash = cfg.hash();
+    let mut outcome = RunOutcome::default();
+    let todo: Vec<&Query> = queries
+        .iter()
+        .filter(|q| {
+            let skip = done.contains(&q.id);
+            outcome.resumed += usize::from(skip);
+            !skip
+        })
+        .collect();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut results = futures_util::stream::iter(todo)
+        .map(|q| {
+            let model = model.clone();
+            let stop = stop.clone();
+            async move {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return (q, Err(None));
+                }
+                let r = answer(cfg, model.as_ref(), q).await;
+                if let Err(LlmError::BudgetExceeded { .. }) = &r {
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                (q, r.map_err(Some))
+            }
+        })
+        .buffer_unordered(cfg.concurrency.max(1));
+    while let Some((q, r)) = results.next().await {
+        let answered = match r {
+            Ok(a) => a,
+            Err(None) => continue, // not started: the budget ran out before
+            Err(Some(e)) => {
+                if matches!(e, LlmError::BudgetExceeded { .. }) {
+                    outcome.budget_exhausted = true;
+                }
+                tracing::warn!("{}: {e}", q.id);
+                outcome.failed.push((q.id.clone(), e.to_string()));
+                continue;
+            }
+        };
+        let texts: Vec<String> = answered.responses.iter().map(|r| r.text.clone()).collect();
+        let graded = checker.grade(q, &texts).await?;
+        let record = Record {
+            query_id: q.id.clone(),
+            config_hash: hash.clone(),
+            benchmark: cfg.selection.benchmark.name().to_string(),
+            split: cfg.selection.split.clone(),
+            method: cfg.method.name().to_string(),
+            model: cfg.model.clone(),
+            prompt_hash: answered.prompt_hash,
+            responses: texts,
+            extracted: graded.extracted,
+            correct: graded.correct,
+            base_pass: graded.base_pass,
+            error: graded.error,
+            prompt_tokens: answered
+                .responses
+                .iter()
+                .map(|r| r.usage.prompt_tokens)
+                .sum(),
+            completion_tokens: answered
+                .responses
+                .iter()
+                .map(|r| r.usage.completion_tokens)
+                .sum(),
+            cost_pico: answered.responses.iter().map(|r| r.cost.pico()).sum(),
+            latency_ms: answered.latency_ms,
+            cached_calls: answered.responses.iter().map(|r| u32::from(r.cached)).sum(),
+            finished_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        log.append(&record)?;
+        outcome.written += 1;
+        on_record(&record);
+    }
+    Ok(outcome)
+}
+
+struct Answered {
+    responses: Vec<ChatResponse>,
+    prompt_hash: String,
+    latency_ms: u64,
+}
+
+/// The calls of one query: one, or `samples` seeded samples at once.
+async fn answer(cfg: &EvalConfig, model: &dyn ChatModel, q: &Query) -> Result<Answered, LlmError> {
+    let base = cfg.prompt.request(&q.task);
+    let prompt_hash = hex::encode(Sha256::digest(
+        serde_json::to_string(&base.messages)
+            .unwrap_or_default()
+            .as_bytes(),
+    ));
+    let started = Instant::now();
+    let requests: Vec<_> = (0..cfg.samples.max(1))
+        .map(|i| {
+            if cfg.samples > 1 {
+                base.clone().seed(u64::from(i)).sample_index(i)
+            } else {
+                base.clone()
+            }
+        })
+        .collect();
+    let responses = join_all(requests.iter().map(|r| model.chat(r)))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Answered {
+        responses,
+        prompt_hash,
+        latency_ms: started.elapsed().as_millis() as u64,
+    })
+}

@@ -1,0 +1,231 @@
+//! `hieramas eval`: a single-model baseline over a benchmark split, resumable.
+//!
+//! Records go to an append-only JSONL (default `results/eval/<benchmark>-<split>-<method>-
+//! <model>-<config hash>.jsonl`); a rerun of the same command skips the queries already there,
+//! so a crash (even `kill -9`) loses only the queries in flight. The summary covers every
+//! record of the configuration among the selected queries, from this run and earlier ones.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use hieramas_bench::{Checker, EvalConfig, Method, Prompts, ResultLog, Selection, Summary};
+use hieramas_llm::{Budget, Budgeted, ChatModel, Env, ModelSpec, Pool, Provider, Usd};
+use hieramas_local::engine::EngineOptions;
+use hieramas_local::pool::{LocalModels, local_pool};
+use hieramas_tasks::data::DataDir;
+use hieramas_tasks::splits::Benchmark;
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// math, mmlu or humaneval-plus.
+    #[arg(long)]
+    benchmark: String,
+    /// A split of `datasets/splits.toml` (train, valid, test; mmlu also test_unseen).
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// single, cot or sc (self-consistency: majority vote over sampled cot answers).
+    #[arg(long, default_value = "single")]
+    method: String,
+    /// A model id of `pools/local.toml` (run in-process) or of `--pool`.
+    #[arg(long, default_value = "local/smollm2-135m")]
+    model: String,
+    /// Only the first N queries of the split (the split is in seeded random order).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Queries in flight at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Stop starting queries once this much has been spent (USD, e.g. 0.50).
+    #[arg(long)]
+    budget_usd: Option<String>,
+    /// Results JSONL (appended to; default under --out-dir, named by the configuration).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, default_value = "results/eval")]
+    out_dir: PathBuf,
+    /// The benchmark files (default: $HIERAMAS_DATA_DIR).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Pool file for non-local models (default: the paper's pool).
+    #[arg(long)]
+    pool: Option<PathBuf>,
+    /// Split seed (the committed splits use 0).
+    #[arg(long, default_value_t = hieramas_tasks::splits::DEFAULT_SEED)]
+    seed: u64,
+    /// MMLU: also evaluate rows the Redux annotators flagged as wrong.
+    #[arg(long)]
+    keep_flagged: bool,
+    /// Prompts file (default: the built-in `prompts.toml` of hieramas-bench).
+    #[arg(long)]
+    prompts: Option<PathBuf>,
+    /// sc: votes per query (default from the prompts file).
+    #[arg(long)]
+    samples: Option<u32>,
+}
+
+pub async fn run(a: EvalArgs) -> Result<()> {
+    let benchmark: Benchmark = a.benchmark.parse()?;
+    let method: Method = a.method.parse()?;
+    let mut prompts = match &a.prompts {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
+            Prompts::from_toml(&text, &p.display().to_string())?
+        }
+        None => Prompts::builtin()?,
+    };
+    if let Some(k) = a.samples {
+        if k == 0 {
+            bail!("--samples must be at least 1");
+        }
+        prompts.sc.samples = k;
+    }
+    let data = DataDir::resolve(a.data_dir.as_deref())?;
+    let selection = Selection {
+        benchmark,
+        split: a.split.clone(),
+        seed: a.seed,
+        limit: a.limit,
+        keep_flagged: a.keep_flagged,
+    };
+    let queries = hieramas_bench::query::load(&data, &selection)?;
+    if queries.is_empty() {
+        bail!("{benchmark}/{} selects no queries", a.split);
+    }
+
+    let (spec, model) = connect(&a.model, a.pool.as_deref())?;
+    let model: Arc<dyn ChatModel> = match &a.budget_usd {
+        Some(b) => {
+            let cap = Usd::parse(b).with_context(|| format!("--budget-usd {b}"))?;
+            Arc::new(Budgeted::new(model, Budget::new(cap)))
+        }
+        None => model,
+    };
+    let cfg = EvalConfig {
+        selection,
+        method,
+        model: a.model.clone(),
+        model_fingerprint: format!(
+            "{}:{}:{}/{}",
+            spec.provider.as_str(),
+            spec.model,
+            spec.price.input_pico_per_token,
+            spec.price.output_pico_per_token
+        ),
+        prompt: prompts.for_method(benchmark, method),
+        samples: prompts.samples(method),
+        concurrency: a.concurrency.max(1),
+    };
+    let path = a
+        .out
+        .clone()
+        .unwrap_or_else(|| hieramas_bench::results_path(&a.out_dir, &cfg));
+    let (mut log, existing) = ResultLog::open(&path)?;
+    let hash = cfg.hash();
+    let wanted: HashSet<&str> = queries.iter().map(|q| q.id.as_str()).collect();
+    let mut records: Vec<hieramas_bench::Record> = existing
+        .into_iter()
+        .filter(|r| r.config_hash == hash && wanted.contains(r.query_id.as_str()))
+        .collect();
+    let done: HashSet<String> = records.iter().map(|r| r.query_id.clone()).collect();
+    eprintln!(
+        "{benchmark}/{} · {} · {} · {} queries ({} already in {}) · config {hash}",
+        a.split,
+        method.name(),
+        a.model,
+        queries.len(),
+        done.len(),
+        path.display()
+    );
+
+    let checker = Checker::new(&data, benchmark)
+        .await
+        .context("preparing the grader")?;
+    let bar = indicatif::ProgressBar::new(queries.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_position(done.len() as u64);
+    let mut correct = records.iter().filter(|r| r.correct).count();
+    let mut n = records.len();
+    bar.set_message(accuracy_msg(correct, n));
+    let mut fresh = Vec::new();
+    let outcome = hieramas_bench::run(&cfg, model, &queries, &checker, &mut log, &done, |r| {
+        n += 1;
+        correct += usize::from(r.correct);
+        bar.set_message(accuracy_msg(correct, n));
+        bar.inc(1);
+        fresh.push(r.clone());
+    })
+    .await?;
+    bar.finish_and_clear();
+    records.extend(fresh);
+
+    let refs: Vec<&hieramas_bench::Record> = records.iter().collect();
+    let summary = Summary::of(&refs);
+    println!("{}", summary.table());
+    let summary_path = path.with_extension("summary.json");
+    std::fs::write(
+        &summary_path,
+        serde_json::to_string_pretty(&summary)? + "\n",
+    )
+    .with_context(|| format!("writing {}", summary_path.display()))?;
+    eprintln!(
+        "{} new, {} resumed; records: {}; summary: {}",
+        outcome.written,
+        outcome.resumed,
+        path.display(),
+        summary_path.display()
+    );
+    if outcome.budget_exhausted {
+        eprintln!(
+            "stopped: the budget of ${} is spent",
+            a.budget_usd.unwrap_or_default()
+        );
+    }
+    if let Some((id, e)) = outcome.failed.first() {
+        bail!(
+            "{} queries failed (first: {id}: {e}); rerun the same command to retry them",
+            outcome.failed.len()
+        );
+    }
+    if records.len() < queries.len() && !outcome.budget_exhausted {
+        bail!(
+            "{} of {} queries have no record",
+            queries.len() - records.len(),
+            queries.len()
+        );
+    }
+    Ok(())
+}
+
+fn accuracy_msg(correct: usize, n: usize) -> String {
+    if n == 0 {
+        "accuracy -".into()
+    } else {
+        format!("accuracy {:.1}%", 100.0 * correct as f64 / n as f64)
+    }
+}
+
+/// The model `id`: in-process when it is a local model, else a client from the pool file.
+fn connect(id: &str, pool: Option<&std::path::Path>) -> Result<(ModelSpec, Arc<dyn ChatModel>)> {
+    if let Some(spec) = local_pool()?.get(id).cloned() {
+        let m = LocalModels::from_env()?
+            .chat(&spec, EngineOptions::default())
+            .with_context(|| format!("loading {id}"))?;
+        return Ok((spec, Arc::new(m)));
+    }
+    let pool = match pool {
+        Some(p) => Pool::load(p)?,
+        None => Pool::paper(),
+    };
+    let spec = pool.require(id)?.clone();
+    if spec.provider == Provider::Local {
+        bail!("{id} is a local model but not in pools/local.toml");
+    }
+    let m = spec.connect(&Env::process(), &hieramas_llm::http_client()?)?;
+    Ok((spec, m))
+}
