@@ -279,29 +279,70 @@ fn reproduce(root: &Path, pool: Option<PathBuf>, data_dir: Option<PathBuf>) -> R
             println!("   Try them: cargo run -q -p hieramas-cli -- chat \"What is 7*8?\"");
         }
     }
-    println!("\n2. Datasets");
-    match data_dir_or_default(root, data_dir) {
+    println!("\n2. Datasets and splits");
+    let data = match data_dir_or_default(root, data_dir) {
         Ok(dir) => {
             let bad = check_datasets(root, &dir)?;
             if bad > 0 {
                 println!("   {bad} file(s) missing or different.");
+                None
+            } else {
+                splits(root, &dir, false)?;
+                Some(dir)
             }
         }
-        Err(e) => println!("   skipped: {e}"),
-    }
-    println!("\n3. Experiments");
+        Err(e) => {
+            println!("   skipped: {e}");
+            None
+        }
+    };
+    println!("\n3. Single-model baseline on the embedded default (a small real run)");
+    let ran = match (&pool, &data) {
+        (None, Some(dir)) => {
+            // A real, small evaluation that shows the pipeline end to end; resumable, so a
+            // second `reproduce` reuses its records.
+            run(cargo()
+                .args(["run", "-q", "-p", "hieramas-cli", "--", "eval"])
+                .args([
+                    "--benchmark",
+                    "mmlu",
+                    "--split",
+                    "test",
+                    "--method",
+                    "single",
+                ])
+                .args(["--model", "local/smollm2-135m", "--limit", "20"])
+                .arg("--data-dir")
+                .arg(dir)
+                .arg("--out-dir")
+                .arg(root.join("results/eval")))?;
+            true
+        }
+        (Some(_), _) => {
+            println!("   skipped: baselines on a custom pool run with `hieramas eval --pool`");
+            false
+        }
+        (None, None) => {
+            println!("   skipped: no datasets");
+            false
+        }
+    };
+    println!("\n4. Experiments");
     println!(
-        "   Not run: this build has the LLM clients and local inference only. Still to come, in order:"
+        "   Not run yet: this build has local inference, graders and baselines. Still to come, in order:"
     );
     for step in [
-        "benchmark loaders, graders and the HumanEval+ sandbox",
         "supernodes, topologies and the MAS baselines",
         "stage 1: LLM selector with multi-level rewards",
         "stage 2: GNN topology classifier, and the full report",
     ] {
         println!("   - {step}");
     }
-    println!("\nNo LLM was called, nothing was spent, and no results were written.");
+    if ran {
+        println!("\nOnly local models were called (cost $0); results are under results/eval/.");
+    } else {
+        println!("\nNo LLM was called, nothing was spent, and no results were written.");
+    }
     Ok(())
 }
 
