@@ -424,9 +424,33 @@ fn bench(suite: &str) -> Result<()> {
     match suite {
         "llm" => bench_llm(),
         "local" => bench_local(),
-        "all" => bench_llm().and_then(|()| bench_local()),
-        other => bail!("unknown bench suite {other:?} (llm, local, all)"),
+        "humaneval" => bench_humaneval(),
+        "all" => bench_llm()
+            .and_then(|()| bench_local())
+            .and_then(|()| bench_humaneval()),
+        other => bail!("unknown bench suite {other:?} (llm, local, humaneval, all)"),
     }
+}
+
+/// The HumanEval+ grader against evalplus 0.3.1 (installed into `target/evalplus-venv` on
+/// first use), same samples and machine; results go to `benchmarks/humaneval-grader.md` by hand.
+fn bench_humaneval() -> Result<()> {
+    let root = workspace_root()?;
+    run(cargo().args(["build", "-p", "hieramas-cli"]))?;
+    let venv = root.join("target/evalplus-venv");
+    if !venv.join("bin/python").exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        run(Command::new(venv.join("bin/pip")).args(["install", "-q", "evalplus==0.3.1"]))?;
+    }
+    let data = data_dir_or_default(&root, None)?;
+    run(Command::new("bash")
+        .arg(root.join("benchmarks/humaneval-grader/run.sh"))
+        .arg(root.join("target/debug/hieramas"))
+        .env("VENV", &venv)
+        .env("DATA_DIR", &data)
+        .env("OUT", root.join("target/humaneval-bench")))?;
+    println!("record the tables in benchmarks/humaneval-grader.md (machine, date, commit)");
+    Ok(())
 }
 
 fn bench_llm() -> Result<()> {

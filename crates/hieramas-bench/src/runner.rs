@@ -331,3 +331,47 @@ async fn answer(cfg: &EvalConfig, model: &dyn ChatModel, q: &Query) -> Result<An
         latency_ms: started.elapsed().as_millis() as u64,
     })
 }
+
+/// Opens (or creates) the log at `path`, runs the queries it does not hold yet for `cfg`, and
+/// returns what this run did with every record of `cfg` among `queries` — earlier runs' and
+/// this one's — in log order. This is a whole resumable evaluation.
+pub async fn resume(
+    cfg: &EvalConfig,
+    model: Arc<dyn ChatModel>,
+    queries: &[Query],
+    checker: &Checker,
+    path: &std::path::Path,
+    on_record: impl FnMut(&Record),
+) -> Result<(RunOutcome, Vec<Record>), BenchError> {
+    let (mut log, existing) = ResultLog::open(path)?;
+    let hash = cfg.hash();
+    let wanted: HashSet<&str> = queries.iter().map(|q| q.id.as_str()).collect();
+    let mut records: Vec<Record> = existing
+        .into_iter()
+        .filter(|r| r.config_hash == hash && wanted.contains(r.query_id.as_str()))
+        .collect();
+    let done: HashSet<String> = records.iter().map(|r| r.query_id.clone()).collect();
+    let mut fresh = Vec::new();
+    let mut on_record = on_record;
+    let outcome = run(cfg, model, queries, checker, &mut log, &done, |r| {
+        on_record(r);
+        fresh.push(r.clone());
+    })
+    .await?;
+    records.extend(fresh);
+    Ok((outcome, records))
+}
+
+/// The ids of `cfg`'s queries already in the log at `path` (empty if there is no log).
+pub fn logged_ids(cfg: &EvalConfig, path: &std::path::Path) -> Result<HashSet<String>, BenchError> {
+    if !path.exists() {
+        return Ok(HashSet::new());
+    }
+    let (_, records) = ResultLog::open(path)?;
+    let hash = cfg.hash();
+    Ok(records
+        .into_iter()
+        .filter(|r| r.config_hash == hash)
+        .map(|r| r.query_id)
+        .collect())
+}

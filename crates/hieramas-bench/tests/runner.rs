@@ -5,12 +5,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hieramas_bench::prompts::{Method, Prompt};
 use hieramas_bench::{
-    BenchError, Checker, EvalConfig, Gold, Query, Record, ResultLog, Selection, Summary, run,
+    BenchError, Checker, EvalConfig, Gold, Query, Record, ResultLog, RunOutcome, Selection,
+    Summary, resume, run,
 };
 use hieramas_llm::{
     Budget, Budgeted, ChatModel, Endpoint, OpenAiClient, Price, RetryPolicy, Usd, http_client,
@@ -34,6 +36,20 @@ fn model(s: &TestServer) -> Arc<dyn ChatModel> {
         ..Endpoint::new("echo", "echo-1", s.base_url(), price())
     };
     Arc::new(OpenAiClient::new(endpoint, http_client().unwrap()))
+}
+
+/// The whole resumable flow, as `hieramas eval` runs it, with `config(2)`.
+async fn go(server: &TestServer, qs: &[Query], path: &Path) -> (RunOutcome, Vec<Record>) {
+    resume(
+        &config(2),
+        model(server),
+        qs,
+        &checker().await,
+        path,
+        |_| {},
+    )
+    .await
+    .unwrap()
 }
 
 /// MMLU-style queries whose echoed task decides the verdict: even ones answer the gold.
@@ -133,44 +149,22 @@ async fn a_rerun_skips_what_is_logged_and_a_torn_line_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run.jsonl");
     let qs = queries(8);
-    let (mut log, _) = ResultLog::open(&path).unwrap();
-    run(
-        &config(2),
-        model(&server),
-        &qs[..5],
-        &checker().await,
-        &mut log,
-        &HashSet::new(),
-        |_| {},
-    )
-    .await
-    .unwrap();
-    drop(log);
+    go(&server, &qs[..5], &path).await;
     assert_eq!(server.request_count(), 5);
     // A crash in the middle of a write leaves half a line.
     let before = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, format!("{before}{{\"query_id\":\"q/5\",\"conf")).unwrap();
 
-    let (mut log, records) = ResultLog::open(&path).unwrap();
+    let (_, records) = ResultLog::open(&path).unwrap();
     assert_eq!(records.len(), 5);
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
         before,
         "the torn line is cut off"
     );
-    let done: HashSet<String> = records.iter().map(|r| r.query_id.clone()).collect();
-    let out = run(
-        &config(2),
-        model(&server),
-        &qs,
-        &checker().await,
-        &mut log,
-        &done,
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let (out, all) = go(&server, &qs, &path).await;
     assert_eq!((out.written, out.resumed), (3, 5));
+    assert_eq!(all.len(), 8);
     assert_eq!(server.request_count(), 8, "no query was asked twice");
     let (_, records) = ResultLog::open(&path).unwrap();
     let ids: Vec<_> = records.iter().map(|r| r.query_id.clone()).collect();
@@ -204,36 +198,13 @@ async fn failed_calls_leave_no_record_and_run_again() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run.jsonl");
     let qs = queries(3);
-    let (mut log, _) = ResultLog::open(&path).unwrap();
-    let out = run(
-        &config(1),
-        model(&server),
-        &qs,
-        &checker().await,
-        &mut log,
-        &HashSet::new(),
-        |_| {},
-    )
-    .await
-    .unwrap();
-    assert_eq!(out.written, 2);
+    let (out, records) = go(&server, &qs, &path).await;
+    assert_eq!((out.written, records.len()), (2, 2));
     assert_eq!(out.failed.len(), 1);
     assert_eq!(out.failed[0].0, "q/0");
     assert!(out.failed[0].1.contains("400"), "{:?}", out.failed);
-    drop(log);
-    let (mut log, records) = ResultLog::open(&path).unwrap();
-    let done: HashSet<String> = records.iter().map(|r| r.query_id.clone()).collect();
-    let out = run(
-        &config(1),
-        model(&server),
-        &qs,
-        &checker().await,
-        &mut log,
-        &done,
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let (out, records) = go(&server, &qs, &path).await;
+    assert_eq!(records.len(), 3);
     assert_eq!((out.written, out.resumed, out.failed.len()), (1, 2, 0));
 }
 

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use hieramas_bench::{Checker, EvalConfig, Method, Prompts, ResultLog, Selection, Summary};
+use hieramas_bench::{Checker, EvalConfig, Method, Prompts, Selection, Summary};
 use hieramas_llm::{Budget, Budgeted, ChatModel, Env, ModelSpec, Pool, Provider, Usd};
 use hieramas_local::engine::EngineOptions;
 use hieramas_local::pool::{LocalModels, local_pool};
@@ -121,21 +121,19 @@ pub async fn run(a: EvalArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| hieramas_bench::results_path(&a.out_dir, &cfg));
-    let (mut log, existing) = ResultLog::open(&path)?;
     let hash = cfg.hash();
     let wanted: HashSet<&str> = queries.iter().map(|q| q.id.as_str()).collect();
-    let mut records: Vec<hieramas_bench::Record> = existing
-        .into_iter()
-        .filter(|r| r.config_hash == hash && wanted.contains(r.query_id.as_str()))
-        .collect();
-    let done: HashSet<String> = records.iter().map(|r| r.query_id.clone()).collect();
+    let logged = hieramas_bench::logged_ids(&cfg, &path)?;
+    let done = logged
+        .iter()
+        .filter(|id| wanted.contains(id.as_str()))
+        .count();
     eprintln!(
-        "{benchmark}/{} · {} · {} · {} queries ({} already in {}) · config {hash}",
+        "{benchmark}/{} · {} · {} · {} queries ({done} already in {}) · config {hash}",
         a.split,
         method.name(),
         a.model,
         queries.len(),
-        done.len(),
         path.display()
     );
 
@@ -148,21 +146,16 @@ pub async fn run(a: EvalArgs) -> Result<()> {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    bar.set_position(done.len() as u64);
-    let mut correct = records.iter().filter(|r| r.correct).count();
-    let mut n = records.len();
-    bar.set_message(accuracy_msg(correct, n));
-    let mut fresh = Vec::new();
-    let outcome = hieramas_bench::run(&cfg, model, &queries, &checker, &mut log, &done, |r| {
+    bar.set_position(done as u64);
+    let (mut correct, mut n) = (0, 0);
+    let (outcome, records) = hieramas_bench::resume(&cfg, model, &queries, &checker, &path, |r| {
         n += 1;
         correct += usize::from(r.correct);
         bar.set_message(accuracy_msg(correct, n));
         bar.inc(1);
-        fresh.push(r.clone());
     })
     .await?;
     bar.finish_and_clear();
-    records.extend(fresh);
 
     let refs: Vec<&hieramas_bench::Record> = records.iter().collect();
     let summary = Summary::of(&refs);
@@ -204,9 +197,12 @@ pub async fn run(a: EvalArgs) -> Result<()> {
 
 fn accuracy_msg(correct: usize, n: usize) -> String {
     if n == 0 {
-        "accuracy -".into()
+        "this run: accuracy -".into()
     } else {
-        format!("accuracy {:.1}%", 100.0 * correct as f64 / n as f64)
+        format!(
+            "this run: accuracy {:.1}%",
+            100.0 * correct as f64 / n as f64
+        )
     }
 }
 

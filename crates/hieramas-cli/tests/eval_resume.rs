@@ -8,15 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn data_dir() -> Option<String> {
-    match std::env::var("HIERAMAS_DATA_DIR") {
-        Ok(d) => Some(d),
-        Err(_) if std::env::var_os("CI").is_some() => panic!("CI needs HIERAMAS_DATA_DIR"),
-        Err(_) => None,
-    }
-}
-
-fn eval(out: &Path) -> Command {
+fn eval(data: &Path, out: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hieramas"));
     c.args([
         "eval",
@@ -30,8 +22,10 @@ fn eval(out: &Path) -> Command {
         "20",
         "--concurrency",
         "2",
-        "--out",
+        "--data-dir",
     ])
+    .arg(data)
+    .arg("--out")
     .arg(out)
     .env("RUST_LOG", "warn");
     c
@@ -50,11 +44,13 @@ fn kill_9_then_rerun_loses_and_duplicates_nothing() {
     if hieramas_local::model_for_tests("smollm2-135m").is_none() {
         return;
     }
-    let Some(_) = data_dir() else { return };
+    let Some(data) = hieramas_tasks::data::DataDir::for_tests() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("mmlu.jsonl");
 
-    let mut child = eval(&out)
+    let mut child = eval(data.root(), &out)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -80,7 +76,7 @@ fn kill_9_then_rerun_loses_and_duplicates_nothing() {
         "the run was not interrupted ({killed_at} records)"
     );
 
-    let rerun = eval(&out).output().unwrap();
+    let rerun = eval(data.root(), &out).output().unwrap();
     let stderr = String::from_utf8_lossy(&rerun.stderr);
     assert!(rerun.status.success(), "rerun failed: {stderr}");
     let after = std::fs::read_to_string(&out).unwrap();
@@ -120,7 +116,7 @@ fn kill_9_then_rerun_loses_and_duplicates_nothing() {
     assert_eq!(summary["correct"], correct);
 
     // A third run has nothing to do and asks the model nothing.
-    let third = eval(&out).output().unwrap();
+    let third = eval(data.root(), &out).output().unwrap();
     assert!(third.status.success());
     assert_eq!(lines(&out).len(), 20);
     assert!(String::from_utf8_lossy(&third.stderr).contains("0 new, 20 resumed"));

@@ -44,6 +44,20 @@ impl DataDir {
         }
     }
 
+    /// For tests that need the real files: the data directory if `$HIERAMAS_DATA_DIR` is set;
+    /// `None` (the test skips, saying so) when it is not, except under CI (`$CI` set), where
+    /// the data is required and this panics.
+    pub fn for_tests() -> Option<DataDir> {
+        match DataDir::resolve(None) {
+            Ok(d) => Some(d),
+            Err(e) if std::env::var_os("CI").is_some() => panic!("CI needs the datasets: {e}"),
+            Err(_) => {
+                eprintln!("skipped: {DATA_DIR_ENV} is not set");
+                None
+            }
+        }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -6,20 +6,11 @@
 use hieramas_tasks::TasksError;
 use hieramas_tasks::data::{DataDir, read_jsonl};
 
-fn data_dir() -> Option<DataDir> {
-    match DataDir::resolve(None) {
-        Ok(d) => Some(d),
-        Err(e) if std::env::var_os("CI").is_some() => panic!("CI needs the datasets: {e}"),
-        Err(_) => {
-            eprintln!("skipped: HIERAMAS_DATA_DIR is not set");
-            None
-        }
-    }
-}
-
 #[test]
 fn real_files_load_with_the_documented_counts() {
-    let Some(d) = data_dir() else { return };
+    let Some(d) = DataDir::for_tests() else {
+        return;
+    };
     let train = d.math_train().unwrap();
     assert_eq!(train.len(), 7498, "7500 minus the 2 with an empty gold");
     assert!(train.iter().all(|p| !p.answer.is_empty()));
@@ -114,7 +105,9 @@ fn missing_file_and_missing_dir_are_clear() {
 #[test]
 fn reference_solutions_grade_as_correct() {
     use hieramas_tasks::math;
-    let Some(d) = data_dir() else { return };
+    let Some(d) = DataDir::for_tests() else {
+        return;
+    };
     let mut problems = d.math500().unwrap();
     problems.extend(d.math_train().unwrap());
     let wrong: Vec<_> = problems

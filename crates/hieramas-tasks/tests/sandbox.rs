@@ -50,10 +50,8 @@ const CONTROLS: [&str; 5] = [
 
 #[test]
 fn attacks_are_contained() {
-    let dir = match DataDir::resolve(None) {
-        Ok(d) => d,
-        Err(e) if std::env::var_os("CI").is_some() => panic!("CI needs the datasets: {e}"),
-        Err(_) => return,
+    let Some(dir) = DataDir::for_tests() else {
+        return;
     };
     let g = Grader::new(
         dir.humaneval_plus().unwrap(),

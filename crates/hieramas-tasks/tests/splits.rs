@@ -9,17 +9,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use hieramas_tasks::data::DataDir;
 use hieramas_tasks::splits::{self, Benchmark, DEFAULT_SEED, Purpose, SplitSet, ranked};
 
-fn data_dir() -> Option<DataDir> {
-    match DataDir::resolve(None) {
-        Ok(d) => Some(d),
-        Err(e) if std::env::var_os("CI").is_some() => panic!("CI needs the datasets: {e}"),
-        Err(_) => {
-            eprintln!("skipped: HIERAMAS_DATA_DIR is not set");
-            None
-        }
-    }
-}
-
 fn all_ids(d: &DataDir, b: Benchmark) -> BTreeSet<String> {
     match b {
         Benchmark::Math => d
@@ -46,7 +35,9 @@ fn all_ids(d: &DataDir, b: Benchmark) -> BTreeSet<String> {
 
 #[test]
 fn splits_partition_every_benchmark() {
-    let Some(d) = data_dir() else { return };
+    let Some(d) = DataDir::for_tests() else {
+        return;
+    };
     for b in Benchmark::ALL {
         let set = SplitSet::compute(&d, b, DEFAULT_SEED).unwrap();
         let names: Vec<&str> = set.splits.iter().map(|(n, _)| n.as_str()).collect();
@@ -68,7 +59,9 @@ fn splits_partition_every_benchmark() {
 
 #[test]
 fn proportions_and_held_out_subjects() {
-    let Some(d) = data_dir() else { return };
+    let Some(d) = DataDir::for_tests() else {
+        return;
+    };
     let math = SplitSet::compute(&d, Benchmark::Math, DEFAULT_SEED).unwrap();
     assert_eq!(math.get("test").unwrap().len(), 500);
     assert!(
@@ -134,7 +127,9 @@ fn proportions_and_held_out_subjects() {
 
 #[test]
 fn reproducible_from_sha_and_seed() {
-    let Some(d) = data_dir() else { return };
+    let Some(d) = DataDir::for_tests() else {
+        return;
+    };
     for b in Benchmark::ALL {
         let a = SplitSet::compute(&d, b, 7).unwrap();
         assert_eq!(
@@ -163,7 +158,9 @@ fn reproducible_from_sha_and_seed() {
 fn the_head_of_a_split_is_a_fair_sample() {
     // `--limit 100` must not crowd into a few subjects: 100 random draws from 49 subjects of
     // 50 questions each cover ~42 subjects; fewer than 30 has a probability far below 1e-9.
-    let Some(d) = data_dir() else { return };
+    let Some(d) = DataDir::for_tests() else {
+        return;
+    };
     let mmlu = SplitSet::compute(&d, Benchmark::Mmlu, DEFAULT_SEED).unwrap();
     for name in ["train", "test"] {
         let head: BTreeSet<&str> = mmlu.get(name).unwrap()[..100]
@@ -180,7 +177,9 @@ fn the_head_of_a_split_is_a_fair_sample() {
 
 #[test]
 fn committed_splits_match_the_data() {
-    let Some(d) = data_dir() else { return };
+    let Some(d) = DataDir::for_tests() else {
+        return;
+    };
     let sets: Vec<SplitSet> = Benchmark::ALL
         .into_iter()
         .map(|b| SplitSet::compute(&d, b, DEFAULT_SEED).unwrap())
