@@ -6,6 +6,11 @@
 //!   a deterministic topological order; JSON and Graphviz DOT that round-trip.
 //! - [`generate`]: the seeded random DAG generator of method §4.2 and candidate pools.
 //! - [`shapes`]: fixed shapes — full (complete forward DAG in role order), chain, star.
+//! - [`roleset`]: the roles of each benchmark and the decision node's prompts, as data
+//!   (`roles/*.toml`).
+//! - [`schedule`]: runs one query over a topology — supernodes in true topological order,
+//!   independent branches in parallel, then the decision node — and returns its trace
+//!   (`faithful` switches to the official config-order execution).
 //!
 //! ```
 //! use hieramas_topology::{Topology, generate};
@@ -29,6 +34,8 @@
 
 pub mod dot;
 pub mod generate;
+pub mod roleset;
+pub mod schedule;
 pub mod shapes;
 
 use std::collections::BTreeSet;

@@ -1,0 +1,290 @@
+//! Runs one query over a topology: supernodes as soon as their predecessors finish, then the
+//! decision node; returns the answer with a trace of every call.
+//!
+//! - Default: true topological order. Each node starts when all its predecessors have
+//!   finished, so independent branches run in parallel; it receives every (non-skipped)
+//!   predecessor's output appended to the task (method §2.1).
+//! - `faithful`: the official behaviour (method §3.3, §10): nodes run one after another in
+//!   configuration order, and a node receives only the predecessors that come before it in
+//!   that order — edges pointing backwards are silently unused.
+//!
+//! Nothing is shared between queries: every call returns its own usage and cost, and the trace
+//! totals are their exact sums.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared, join_all};
+use hieramas_llm::{ChatModel, ChatRequest, Message, Usd};
+use hieramas_supernode::{Call, Members, Output, Sampling, Slot, Supernode, SupernodeError};
+use serde::Serialize;
+
+use crate::roleset::RoleSet;
+use crate::{DECISION, Topology};
+
+/// Everything one query needs.
+pub struct Plan<'a> {
+    pub topology: &'a Topology,
+    pub roles: &'a RoleSet,
+    /// The models of each role's positions, in role order.
+    pub members: Vec<Members>,
+    pub decision: Arc<dyn ChatModel>,
+    pub sampling: Sampling,
+    pub faithful: bool,
+}
+
+/// A query that could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("the plan has {members} member sets for {roles} roles")]
+    Members { members: usize, roles: usize },
+    #[error("topology roles {topology:?} differ from the role set's {roles:?}")]
+    Roles {
+        topology: Vec<String>,
+        roles: Vec<String>,
+    },
+    #[error(transparent)]
+    Node(#[from] Arc<SupernodeError>),
+    #[error("decision node: {0}")]
+    Decision(hieramas_llm::LlmError),
+}
+
+/// A node of the trace.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TraceNode {
+    pub id: String,
+    pub role: String,
+    pub skipped: bool,
+}
+
+/// A call of the trace.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TraceCall {
+    pub node: String,
+    /// A proposer index, `"synth"` or `"decision"`.
+    pub position: Slot,
+    pub model: String,
+    pub started_ms: u64,
+    pub finished_ms: u64,
+    pub usage: TraceUsage,
+    /// Dollars as a JSON number (for reading); `cost_pico` is exact.
+    pub cost_usd: f64,
+    /// The cost in pico-dollars (10^-12 USD), exact.
+    pub cost_pico: u64,
+    pub text: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct TraceUsage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// What happened in one query.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Trace {
+    pub answer: String,
+    pub nodes: Vec<TraceNode>,
+    /// `[from, to]` node ids, the decision node's incoming edges included.
+    pub edges: Vec<[String; 2]>,
+    /// In the order the calls finished.
+    pub calls: Vec<TraceCall>,
+    pub total_cost_usd: f64,
+    /// Exactly the sum of the calls' `cost_pico`.
+    pub total_cost_pico: u64,
+    /// Exactly the sum of the calls' prompt and completion tokens.
+    pub total_tokens: u64,
+    pub faithful: bool,
+}
+
+impl Trace {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+type NodeFuture<'a> = Shared<BoxFuture<'a, Result<Arc<Output>, Arc<SupernodeError>>>>;
+
+/// Appends the predecessors' outputs to the task (method §2.1).
+pub fn enhanced_task(task: &str, inputs: &[(&str, &str)]) -> String {
+    if inputs.is_empty() {
+        return task.to_string();
+    }
+    let mut s = format!("{task}\n\nOther agents' outputs follow.");
+    for (role, text) in inputs {
+        s.push_str(&format!("\n\nAgent {role}:\n{}", text.trim()));
+    }
+    s
+}
+
+/// The decision node's input: the task, the intro, one block per non-skipped node in role
+/// order, the closing line (method §2.1).
+pub fn decision_input(task: &str, roles: &RoleSet, outputs: &[(&str, &str)]) -> String {
+    let mut s = format!("{task}\n\n{}", roles.decision_input.intro);
+    for (role, text) in outputs {
+        s.push_str(&format!("\n\n{role}:\n{}", text.trim()));
+    }
+    s.push_str(&format!("\n\n{}", roles.decision_input.closing));
+    s
+}
+
+/// Runs `task` through `plan`.
+pub async fn run_query(plan: &Plan<'_>, task: &str) -> Result<Trace, ScheduleError> {
+    let n = plan.topology.len();
+    if plan.members.len() != n {
+        return Err(ScheduleError::Members {
+            members: plan.members.len(),
+            roles: n,
+        });
+    }
+    if plan.topology.roles() != plan.roles.names().as_slice() {
+        return Err(ScheduleError::Roles {
+            topology: plan.topology.roles().to_vec(),
+            roles: plan.roles.names(),
+        });
+    }
+    let clock = Instant::now();
+    let prompts: Vec<_> = plan.roles.roles.iter().map(|r| r.prompts()).collect();
+    let names = plan.topology.roles();
+    let outputs: Vec<Arc<Output>> = if plan.faithful {
+        // Config order; only earlier predecessors are seen.
+        let mut done: Vec<Arc<Output>> = Vec::with_capacity(n);
+        for j in 0..n {
+            let inputs: Vec<(&str, &str)> = plan
+                .topology
+                .predecessors(j)
+                .into_iter()
+                .filter(|&i| i < j)
+                .filter_map(|i| Some((names[i].as_str(), done[i].text.as_deref()?)))
+                .collect();
+            let node = Supernode {
+                id: &names[j],
+                role: &prompts[j],
+                members: &plan.members[j],
+                sampling: plan.sampling,
+            };
+            let out = node
+                .run(&enhanced_task(task, &inputs), clock)
+                .await
+                .map_err(Arc::new)?;
+            done.push(Arc::new(out));
+        }
+        done
+    } else {
+        let mut futs: Vec<Option<NodeFuture<'_>>> = vec![None; n];
+        for j in plan.topology.topological_order() {
+            let preds: Vec<(usize, NodeFuture<'_>)> = plan
+                .topology
+                .predecessors(j)
+                .into_iter()
+                .filter_map(|i| Some((i, futs[i].clone()?)))
+                .collect();
+            let node = Supernode {
+                id: &names[j],
+                role: &prompts[j],
+                members: &plan.members[j],
+                sampling: plan.sampling,
+            };
+            let fut = async move {
+                let mut inputs_owned = Vec::with_capacity(preds.len());
+                for (i, f) in preds {
+                    inputs_owned.push((i, f.await?));
+                }
+                let inputs: Vec<(&str, &str)> = inputs_owned
+                    .iter()
+                    .filter_map(|(i, o)| Some((names[*i].as_str(), o.text.as_deref()?)))
+                    .collect();
+                node.run(&enhanced_task(task, &inputs), clock)
+                    .await
+                    .map(Arc::new)
+                    .map_err(Arc::new)
+            }
+            .boxed()
+            .shared();
+            futs[j] = Some(fut);
+        }
+        let all = join_all(futs.into_iter().flatten()).await;
+        // `futs` was filled in topological order; put the outputs back in role order.
+        let order = plan.topology.topological_order();
+        let mut by_role: Vec<Option<Arc<Output>>> = vec![None; n];
+        for (j, r) in order.into_iter().zip(all) {
+            by_role[j] = Some(r?);
+        }
+        by_role.into_iter().flatten().collect()
+    };
+
+    let finished: Vec<(&str, &str)> = outputs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| Some((names[i].as_str(), o.text.as_deref()?)))
+        .collect();
+    let input = decision_input(task, plan.roles, &finished);
+    let mut messages = vec![Message::user(
+        plan.roles.decision.user.replace("{task}", &input),
+    )];
+    if !plan.roles.decision.system.is_empty() {
+        messages.insert(0, Message::system(plan.roles.decision.system.clone()));
+    }
+    let mut req = ChatRequest::new(messages).max_tokens(plan.sampling.max_tokens);
+    req.temperature = plan.sampling.temperature;
+    req.seed = plan.sampling.seed;
+    let started_ms = clock.elapsed().as_millis() as u64;
+    let r = plan
+        .decision
+        .chat(&req)
+        .await
+        .map_err(ScheduleError::Decision)?;
+    let decision_call = Call {
+        node: DECISION.into(),
+        role: DECISION.into(),
+        position: Slot::Decision,
+        model: r.model.clone(),
+        started_ms,
+        finished_ms: clock.elapsed().as_millis() as u64,
+        usage: r.usage,
+        cost: r.cost,
+        cached: r.cached,
+        text: r.text.clone(),
+    };
+
+    let mut calls: Vec<&Call> = outputs.iter().flat_map(|o| o.calls.iter()).collect();
+    calls.push(&decision_call);
+    calls.sort_by_key(|c| (c.finished_ms, c.started_ms));
+    let total_cost: Usd = calls.iter().map(|c| c.cost).sum();
+    let total_tokens = calls.iter().map(|c| c.usage.total()).sum();
+    Ok(Trace {
+        answer: r.text,
+        nodes: names
+            .iter()
+            .zip(&outputs)
+            .map(|(name, o)| TraceNode {
+                id: name.clone(),
+                role: name.clone(),
+                skipped: o.text.is_none(),
+            })
+            .collect(),
+        edges: plan.topology.edges_with_decision(),
+        calls: calls
+            .into_iter()
+            .map(|c| TraceCall {
+                node: c.node.clone(),
+                position: c.position,
+                model: c.model.clone(),
+                started_ms: c.started_ms,
+                finished_ms: c.finished_ms,
+                usage: TraceUsage {
+                    prompt_tokens: c.usage.prompt_tokens,
+                    completion_tokens: c.usage.completion_tokens,
+                },
+                cost_usd: c.cost.as_f64(),
+                cost_pico: c.cost.pico(),
+                text: c.text.clone(),
+            })
+            .collect(),
+        total_cost_usd: total_cost.as_f64(),
+        total_cost_pico: total_cost.pico(),
+        total_tokens,
+        faithful: plan.faithful,
+    })
+}
