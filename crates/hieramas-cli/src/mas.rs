@@ -1,0 +1,245 @@
+//! `hieramas run`: one query through a HieraMAS multi-agent system — the benchmark's role set
+//! on a topology, pool models at every position, the decision node — printing the answer and
+//! optionally writing the trace.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use hieramas_llm::{ChatModel, Env, ModelSpec, Pool, Provider};
+use hieramas_local::engine::EngineOptions;
+use hieramas_local::pool::{LocalModels, local_pool};
+use hieramas_supernode::{Members, Sampling};
+use hieramas_topology::roleset::RoleSet;
+use hieramas_topology::schedule::{Plan, run_query};
+use hieramas_topology::{Topology, generate, shapes};
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The role set: math, mmlu or humaneval-plus.
+    #[arg(long)]
+    benchmark: String,
+    /// full, chain, star, empty, random (seeded, density 0.3-0.7), or a .json/.dot file.
+    #[arg(long, default_value = "full")]
+    topology: String,
+    /// A pool TOML file; `pools/local.toml` and `pools/paper.toml` name the built-in pools.
+    #[arg(long, default_value = "pools/local.toml")]
+    pool: PathBuf,
+    /// round-robin (pool models in turn over every position), random (seeded) or fixed:MODEL.
+    #[arg(long, default_value = "round-robin")]
+    assign: String,
+    /// The decision node's model (default: the pool's first).
+    #[arg(long)]
+    decision: Option<String>,
+    /// The official execution: config order, backward edges unused.
+    #[arg(long)]
+    faithful: bool,
+    /// Seed of `--topology random` and `--assign random`, and of sampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 256)]
+    max_tokens: u32,
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Write the trace (JSON) here.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// The query.
+    query: String,
+}
+
+/// A pool file, or one of the built-in pools by its conventional path.
+pub fn load_pool(path: &Path) -> Result<Pool> {
+    if path.exists() {
+        return Pool::load(path).with_context(|| format!("{}", path.display()));
+    }
+    match path.file_name().and_then(|n| n.to_str()) {
+        Some("local.toml") => Ok(local_pool()?),
+        Some("paper.toml") => Ok(Pool::paper()),
+        _ => bail!(
+            "{}: no such pool file (built in: pools/local.toml, pools/paper.toml)",
+            path.display()
+        ),
+    }
+}
+
+/// Connects pool models on first use and hands out one shared instance per id.
+pub struct Models {
+    pool: Pool,
+    local: Option<LocalModels>,
+    http: Option<reqwest::Client>,
+    open: HashMap<String, Arc<dyn ChatModel>>,
+}
+
+impl Models {
+    pub fn new(pool: Pool) -> Models {
+        Models {
+            pool,
+            local: None,
+            http: None,
+            open: HashMap::new(),
+        }
+    }
+
+    /// The selectable ids (not `exclude`d), in pool order.
+    pub fn ids(&self) -> Vec<String> {
+        self.pool
+            .models
+            .iter()
+            .filter(|m| !m.exclude)
+            .map(|m| m.id.clone())
+            .collect()
+    }
+
+    pub fn get(&mut self, id: &str) -> Result<Arc<dyn ChatModel>> {
+        if let Some(m) = self.open.get(id) {
+            return Ok(m.clone());
+        }
+        let spec: ModelSpec = self.pool.require(id)?.clone();
+        let m: Arc<dyn ChatModel> = if spec.provider == Provider::Local {
+            if self.local.is_none() {
+                self.local = Some(LocalModels::from_env()?);
+            }
+            let local = self.local.as_ref().context("local models")?;
+            Arc::new(
+                local
+                    .chat(&spec, EngineOptions::default())
+                    .with_context(|| format!("loading {id}"))?,
+            )
+        } else {
+            if self.http.is_none() {
+                self.http = Some(hieramas_llm::http_client()?);
+            }
+            let http = self.http.as_ref().context("http client")?;
+            spec.connect(&Env::process(), http)?
+        };
+        self.open.insert(id.to_string(), m.clone());
+        Ok(m)
+    }
+}
+
+/// The model id at every position: `[role][0..W]` proposers, then the synthesiser.
+pub fn assignment(
+    assign: &str,
+    ids: &[String],
+    roles: usize,
+    width: usize,
+    seed: u64,
+) -> Result<Vec<Vec<String>>> {
+    if ids.is_empty() {
+        bail!("the pool has no selectable models");
+    }
+    let slots = width + 1;
+    Ok(match assign {
+        "round-robin" => (0..roles)
+            .map(|r| {
+                (0..slots)
+                    .map(|p| ids[(r * slots + p) % ids.len()].clone())
+                    .collect()
+            })
+            .collect(),
+        "random" => {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            (0..roles)
+                .map(|_| {
+                    (0..slots)
+                        .map(|_| ids[rng.random_range(0..ids.len())].clone())
+                        .collect()
+                })
+                .collect()
+        }
+        other => match other.strip_prefix("fixed:") {
+            Some(m) if ids.iter().any(|i| i == m) => vec![vec![m.to_string(); slots]; roles],
+            Some(m) => bail!("--assign fixed:{m}: not in the pool ({})", ids.join(", ")),
+            None => bail!("--assign {other:?}: use round-robin, random or fixed:MODEL"),
+        },
+    })
+}
+
+/// A topology over `names` by shape name, or from a .json/.dot file.
+pub fn topology(spec: &str, names: Vec<String>, seed: u64) -> Result<Topology> {
+    Ok(match spec {
+        "full" => shapes::full(names)?,
+        "chain" => shapes::chain(names)?,
+        "star" => shapes::star(names)?,
+        "empty" => shapes::empty(names)?,
+        "random" => generate::random_dag(&names, 0.3, 0.7, seed)?,
+        path => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--topology {path}: not a shape (full, chain, star, empty, random) nor a readable file"))?;
+            let t = if path.ends_with(".dot") || path.ends_with(".gv") {
+                Topology::from_dot(&text)
+            } else {
+                Topology::from_json(&text)
+            }
+            .with_context(|| path.to_string())?;
+            if t.roles() != names.as_slice() {
+                bail!(
+                    "{path}: its roles {:?} are not the role set's {:?} (same names, same order)",
+                    t.roles(),
+                    names
+                );
+            }
+            t
+        }
+    })
+}
+
+pub async fn run(a: RunArgs) -> Result<()> {
+    let roles = RoleSet::builtin(&a.benchmark)?;
+    let topology = topology(&a.topology, roles.names(), a.seed)?;
+    let mut models = Models::new(load_pool(&a.pool)?);
+    let ids = models.ids();
+    let slots = assignment(&a.assign, &ids, roles.roles.len(), roles.width, a.seed)?;
+    let mut members = Vec::with_capacity(slots.len());
+    for role_slots in &slots {
+        let (synth, proposers) = role_slots.split_last().context("empty assignment")?;
+        members.push(Members {
+            proposers: proposers
+                .iter()
+                .map(|id| models.get(id).map(Some))
+                .collect::<Result<_>>()?,
+            synthesizer: Some(models.get(synth)?),
+        });
+    }
+    let decision_id = a.decision.clone().unwrap_or_else(|| ids[0].clone());
+    let decision = models.get(&decision_id)?;
+    let plan = Plan {
+        topology: &topology,
+        roles: &roles,
+        members,
+        decision,
+        sampling: Sampling {
+            temperature: Some(a.temperature),
+            max_tokens: a.max_tokens,
+            seed: Some(a.seed),
+        },
+        faithful: a.faithful,
+    };
+    let started = std::time::Instant::now();
+    let trace = run_query(&plan, &a.query).await?;
+    println!("{}", trace.answer.trim());
+    eprintln!(
+        "[{} roles, {} edges ({}), {} calls, {} tokens, ${:.6} (exact: {} pico-USD), {:.1} s]",
+        topology.len(),
+        topology.edge_count(),
+        if a.faithful {
+            "faithful config order"
+        } else {
+            "topological order"
+        },
+        trace.calls.len(),
+        trace.total_tokens,
+        trace.total_cost_usd,
+        trace.total_cost_pico,
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(path) = &a.trace {
+        std::fs::write(path, trace.to_json() + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("trace: {}", path.display());
+    }
+    Ok(())
+}
