@@ -147,6 +147,12 @@ pub async fn run_query(plan: &Plan<'_>, task: &str) -> Result<Trace, ScheduleErr
     let clock = Instant::now();
     let prompts: Vec<_> = plan.roles.roles.iter().map(|r| r.prompts()).collect();
     let names = plan.topology.roles();
+    let node_at = |j: usize| Supernode {
+        id: &names[j],
+        role: &prompts[j],
+        members: &plan.members[j],
+        sampling: plan.sampling,
+    };
     let outputs: Vec<Arc<Output>> = if plan.faithful {
         // Config order; only earlier predecessors are seen.
         let mut done: Vec<Arc<Output>> = Vec::with_capacity(n);
@@ -158,13 +164,7 @@ pub async fn run_query(plan: &Plan<'_>, task: &str) -> Result<Trace, ScheduleErr
                 .filter(|&i| i < j)
                 .filter_map(|i| Some((names[i].as_str(), done[i].text.as_deref()?)))
                 .collect();
-            let node = Supernode {
-                id: &names[j],
-                role: &prompts[j],
-                members: &plan.members[j],
-                sampling: plan.sampling,
-            };
-            let out = node
+            let out = node_at(j)
                 .run(&enhanced_task(task, &inputs), clock)
                 .await
                 .map_err(Arc::new)?;
@@ -180,12 +180,7 @@ pub async fn run_query(plan: &Plan<'_>, task: &str) -> Result<Trace, ScheduleErr
                 .into_iter()
                 .filter_map(|i| Some((i, futs[i].clone()?)))
                 .collect();
-            let node = Supernode {
-                id: &names[j],
-                role: &prompts[j],
-                members: &plan.members[j],
-                sampling: plan.sampling,
-            };
+            let node = node_at(j);
             let fut = async move {
                 let mut inputs_owned = Vec::with_capacity(preds.len());
                 for (i, f) in preds {
