@@ -39,7 +39,7 @@ use std::path::PathBuf;
 pub use log::{Record, ResultLog};
 pub use prompts::{Method, Prompt, Prompts};
 pub use query::{Gold, Query, Selection};
-pub use runner::{Checker, EvalConfig, RunOutcome, logged_ids, resume, run};
+pub use runner::{Checker, EvalConfig, MasSetup, RunOutcome, Solver, logged_ids, resume, run};
 pub use summary::Summary;
 
 /// Errors of this crate, each saying what and where.

@@ -45,6 +45,9 @@ pub struct Record {
     pub cached_calls: u32,
     /// Seconds since the Unix epoch when the record was written.
     pub finished_at: u64,
+    /// `mas`: the query's trace (every call, the nodes and edges).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<serde_json::Value>,
 }
 
 /// An open results log.

@@ -21,6 +21,8 @@ pub enum Method {
     Cot,
     /// Several sampled `cot` calls and a majority vote over their answers.
     Sc,
+    /// A HieraMAS multi-agent system (role set, topology, decision node).
+    Mas,
 }
 
 impl Method {
@@ -29,6 +31,7 @@ impl Method {
             Method::Single => "single",
             Method::Cot => "cot",
             Method::Sc => "sc",
+            Method::Mas => "mas",
         }
     }
 }
@@ -40,8 +43,9 @@ impl std::str::FromStr for Method {
             "single" => Ok(Method::Single),
             "cot" => Ok(Method::Cot),
             "sc" => Ok(Method::Sc),
+            "mas" => Ok(Method::Mas),
             other => Err(BenchError::Config(format!(
-                "unknown method {other:?} (single, cot, sc)"
+                "unknown method {other:?} (single, cot, sc, mas)"
             ))),
         }
     }

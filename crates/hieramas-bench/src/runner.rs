@@ -14,6 +14,11 @@ use hieramas_tasks::{math, mmlu};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use hieramas_supernode::{Members, Sampling};
+use hieramas_topology::Topology;
+use hieramas_topology::roleset::RoleSet;
+use hieramas_topology::schedule::{Plan, ScheduleError, run_query};
+
 use crate::BenchError;
 use crate::log::{Record, ResultLog};
 use crate::prompts::{Method, Prompt};
@@ -37,6 +42,9 @@ pub struct EvalConfig {
     pub samples: u32,
     /// Queries in flight at once.
     pub concurrency: usize,
+    /// For `mas`: what defines the system (topology, role set, assignment, decision model,
+    /// execution order); part of the hash. `null` for the baselines.
+    pub mas: serde_json::Value,
 }
 
 impl EvalConfig {
@@ -55,6 +63,7 @@ impl EvalConfig {
             "prompt": self.prompt,
             "samples": self.samples,
             "grader_version": GRADER_VERSION,
+            "mas": self.mas,
         });
         let digest = Sha256::digest(key.to_string().as_bytes());
         hex::encode(&digest[..8])
@@ -211,7 +220,7 @@ pub struct RunOutcome {
 /// budget refusal stops the run after the queries in flight.
 pub async fn run(
     cfg: &EvalConfig,
-    model: Arc<dyn ChatModel>,
+    solver: impl Into<Solver>,
     queries: &[Query],
     checker: &Checker,
     log: &mut ResultLog,
@@ -219,6 +228,7 @@ pub async fn run(
     mut on_record: impl FnMut(&Record),
 ) -> Result<RunOutcome, BenchError> {
     let hash = cfg.hash();
+    let solver: Solver = solver.into();
     let mut outcome = RunOutcome::default();
     let todo: Vec<&Query> = queries
         .iter()
@@ -231,14 +241,19 @@ pub async fn run(
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut results = futures_util::stream::iter(todo)
         .map(|q| {
-            let model = model.clone();
+            let solver = solver.clone();
             let stop = stop.clone();
             async move {
                 if stop.load(std::sync::atomic::Ordering::SeqCst) {
                     return (q, Err(None));
                 }
-                let r = answer(cfg, model.as_ref(), q).await;
-                if let Err(LlmError::BudgetExceeded { .. }) = &r {
+                let r = match &solver {
+                    Solver::Model(m) => answer(cfg, m.as_ref(), q).await.map_err(Failure::from),
+                    Solver::Mas(setup) => answer_mas(setup, q).await,
+                };
+                if let Err(f) = &r
+                    && f.budget
+                {
                     stop.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
                 (q, r.map_err(Some))
@@ -249,16 +264,14 @@ pub async fn run(
         let answered = match r {
             Ok(a) => a,
             Err(None) => continue, // not started: the budget ran out before
-            Err(Some(e)) => {
-                if matches!(e, LlmError::BudgetExceeded { .. }) {
-                    outcome.budget_exhausted = true;
-                }
-                tracing::warn!("{}: {e}", q.id);
-                outcome.failed.push((q.id.clone(), e.to_string()));
+            Err(Some(f)) => {
+                outcome.budget_exhausted |= f.budget;
+                tracing::warn!("{}: {}", q.id, f.message);
+                outcome.failed.push((q.id.clone(), f.message));
                 continue;
             }
         };
-        let texts: Vec<String> = answered.responses.iter().map(|r| r.text.clone()).collect();
+        let texts = answered.texts;
         let graded = checker.grade(q, &texts).await?;
         let record = Record {
             query_id: q.id.clone(),
@@ -273,19 +286,12 @@ pub async fn run(
             correct: graded.correct,
             base_pass: graded.base_pass,
             error: graded.error,
-            prompt_tokens: answered
-                .responses
-                .iter()
-                .map(|r| r.usage.prompt_tokens)
-                .sum(),
-            completion_tokens: answered
-                .responses
-                .iter()
-                .map(|r| r.usage.completion_tokens)
-                .sum(),
-            cost_pico: answered.responses.iter().map(|r| r.cost.pico()).sum(),
+            prompt_tokens: answered.prompt_tokens,
+            completion_tokens: answered.completion_tokens,
+            cost_pico: answered.cost_pico,
             latency_ms: answered.latency_ms,
-            cached_calls: answered.responses.iter().map(|r| u32::from(r.cached)).sum(),
+            cached_calls: answered.cached_calls,
+            trace: answered.trace,
             finished_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -297,10 +303,87 @@ pub async fn run(
     Ok(outcome)
 }
 
+/// What answers a query: one model (the baselines) or a multi-agent system.
+#[derive(Clone)]
+pub enum Solver {
+    Model(Arc<dyn ChatModel>),
+    Mas(Arc<MasSetup>),
+}
+
+impl From<Arc<dyn ChatModel>> for Solver {
+    fn from(m: Arc<dyn ChatModel>) -> Solver {
+        Solver::Model(m)
+    }
+}
+
+/// A multi-agent system: role set on a topology, models at every position, the decision node.
+pub struct MasSetup {
+    pub topology: Topology,
+    pub roles: RoleSet,
+    pub members: Vec<Members>,
+    pub decision: Arc<dyn ChatModel>,
+    pub sampling: Sampling,
+    pub faithful: bool,
+}
+
 struct Answered {
-    responses: Vec<ChatResponse>,
+    texts: Vec<String>,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    cost_pico: u64,
+    cached_calls: u32,
     prompt_hash: String,
     latency_ms: u64,
+    trace: Option<serde_json::Value>,
+}
+
+/// Why a query has no answer; `budget` when the budget refused a call.
+struct Failure {
+    message: String,
+    budget: bool,
+}
+
+impl From<LlmError> for Failure {
+    fn from(e: LlmError) -> Failure {
+        Failure {
+            budget: matches!(e, LlmError::BudgetExceeded { .. }),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// One query through the multi-agent system; the record keeps its trace.
+async fn answer_mas(setup: &MasSetup, q: &Query) -> Result<Answered, Failure> {
+    let plan = Plan {
+        topology: &setup.topology,
+        roles: &setup.roles,
+        members: setup.members.clone(),
+        decision: setup.decision.clone(),
+        sampling: setup.sampling,
+        faithful: setup.faithful,
+    };
+    let started = Instant::now();
+    let trace = run_query(&plan, &q.task).await.map_err(|e| {
+        let budget = match &e {
+            ScheduleError::Node(n) => matches!(n.llm(), Some(LlmError::BudgetExceeded { .. })),
+            ScheduleError::Decision(d) => matches!(d, LlmError::BudgetExceeded { .. }),
+            _ => false,
+        };
+        Failure {
+            message: e.to_string(),
+            budget,
+        }
+    })?;
+    Ok(Answered {
+        texts: vec![trace.answer.clone()],
+        prompt_tokens: trace.calls.iter().map(|c| c.usage.prompt_tokens).sum(),
+        completion_tokens: trace.calls.iter().map(|c| c.usage.completion_tokens).sum(),
+        cost_pico: trace.total_cost_pico,
+        cached_calls: 0,
+        prompt_hash: hex::encode(Sha256::digest(q.task.as_bytes())),
+        latency_ms: started.elapsed().as_millis() as u64,
+        trace: serde_json::to_value(&trace).ok(),
+    })
 }
 
 /// The calls of one query: one, or `samples` seeded samples at once.
@@ -321,14 +404,19 @@ async fn answer(cfg: &EvalConfig, model: &dyn ChatModel, q: &Query) -> Result<An
             }
         })
         .collect();
-    let responses = join_all(requests.iter().map(|r| model.chat(r)))
+    let responses: Vec<ChatResponse> = join_all(requests.iter().map(|r| model.chat(r)))
         .await
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Answered {
-        responses,
+        texts: responses.iter().map(|r| r.text.clone()).collect(),
+        prompt_tokens: responses.iter().map(|r| r.usage.prompt_tokens).sum(),
+        completion_tokens: responses.iter().map(|r| r.usage.completion_tokens).sum(),
+        cost_pico: responses.iter().map(|r| r.cost.pico()).sum(),
+        cached_calls: responses.iter().map(|r| u32::from(r.cached)).sum(),
         prompt_hash,
         latency_ms: started.elapsed().as_millis() as u64,
+        trace: None,
     })
 }
 
@@ -337,7 +425,7 @@ async fn answer(cfg: &EvalConfig, model: &dyn ChatModel, q: &Query) -> Result<An
 /// this one's — in log order. This is a whole resumable evaluation.
 pub async fn resume(
     cfg: &EvalConfig,
-    model: Arc<dyn ChatModel>,
+    solver: impl Into<Solver>,
     queries: &[Query],
     checker: &Checker,
     path: &std::path::Path,
@@ -353,7 +441,7 @@ pub async fn resume(
     let done: HashSet<String> = records.iter().map(|r| r.query_id.clone()).collect();
     let mut fresh = Vec::new();
     let mut on_record = on_record;
-    let outcome = run(cfg, model, queries, checker, &mut log, &done, |r| {
+    let outcome = run(cfg, solver, queries, checker, &mut log, &done, |r| {
         on_record(r);
         fresh.push(r.clone());
     })

@@ -86,6 +86,7 @@ fn config(concurrency: usize) -> EvalConfig {
         },
         samples: 1,
         concurrency,
+        mas: serde_json::Value::Null,
     }
 }
 
@@ -259,4 +260,61 @@ fn the_config_hash_covers_what_decides_responses() {
     let mut other = base.clone();
     other.method = Method::Cot;
     assert_ne!(base.hash(), other.hash());
+}
+
+#[tokio::test]
+async fn a_multi_agent_system_answers_and_its_trace_is_kept() {
+    use hieramas_bench::{MasSetup, Solver};
+    use hieramas_supernode::{Members, Sampling};
+    use hieramas_topology::roleset::RoleSet;
+    use hieramas_topology::shapes;
+
+    let server = TestServer::start().await.unwrap();
+    let roles = RoleSet::builtin("mmlu").unwrap();
+    let m = model(&server);
+    let setup = MasSetup {
+        topology: shapes::chain(roles.names()).unwrap(),
+        members: (0..roles.roles.len())
+            .map(|_| Members::fixed(m.clone(), roles.width))
+            .collect(),
+        roles,
+        decision: m,
+        sampling: Sampling::default(),
+        faithful: false,
+    };
+    let mut cfg = config(2);
+    cfg.method = Method::Mas;
+    cfg.mas = serde_json::json!({"topology": "chain"});
+    assert_ne!(
+        cfg.hash(),
+        config(2).hash(),
+        "the system is part of the hash"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mas.jsonl");
+    let qs = queries(2);
+    let (out, records) = resume(
+        &cfg,
+        Solver::Mas(Arc::new(setup)),
+        &qs,
+        &checker().await,
+        &path,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!((out.written, records.len()), (2, 2));
+    // 8 roles x (2 proposers + synth) + decision per query.
+    assert_eq!(server.request_count(), 2 * (8 * 3 + 1));
+    for r in &records {
+        let trace = r.trace.as_ref().unwrap();
+        assert_eq!(trace["calls"].as_array().unwrap().len(), 25);
+        assert_eq!(r.cost_pico, trace["total_cost_pico"].as_u64().unwrap());
+        assert_eq!(
+            r.prompt_tokens + r.completion_tokens,
+            trace["total_tokens"].as_u64().unwrap()
+        );
+        assert_eq!(r.responses, [trace["answer"].as_str().unwrap()]);
+        assert_eq!(r.method, "mas");
+    }
 }

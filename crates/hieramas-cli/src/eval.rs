@@ -10,10 +10,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use hieramas_bench::{Checker, EvalConfig, Method, Prompts, Selection, Summary};
+use hieramas_bench::{Checker, EvalConfig, MasSetup, Method, Prompts, Selection, Solver, Summary};
 use hieramas_llm::{Budget, Budgeted, ChatModel, Env, ModelSpec, Pool, Provider, Usd};
 use hieramas_local::engine::EngineOptions;
 use hieramas_local::pool::{LocalModels, local_pool};
+use hieramas_supernode::Sampling;
 use hieramas_tasks::data::DataDir;
 use hieramas_tasks::splits::Benchmark;
 
@@ -25,7 +26,8 @@ pub struct EvalArgs {
     /// A split of `datasets/splits.toml` (train, valid, test; mmlu also test_unseen).
     #[arg(long, default_value = "test")]
     split: String,
-    /// single, cot or sc (self-consistency: majority vote over sampled cot answers).
+    /// single, cot, sc (self-consistency: majority vote over sampled cot answers) or mas (a
+    /// HieraMAS multi-agent system: --topology, --pool, --assign, --decision).
     #[arg(long, default_value = "single")]
     method: String,
     /// A model id of `pools/local.toml` (run in-process) or of `--pool`.
@@ -48,9 +50,25 @@ pub struct EvalArgs {
     /// The benchmark files (default: $HIERAMAS_DATA_DIR).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Pool file for non-local models (default: the paper's pool).
+    /// Pool file: for baselines, where non-local models are found (default: the paper's
+    /// pool); for `mas`, the models placed at the positions (default: pools/local.toml).
     #[arg(long)]
     pool: Option<PathBuf>,
+    /// mas: full, chain, star, empty, random (seeded by --seed) or a .json/.dot file.
+    #[arg(long, default_value = "full")]
+    topology: String,
+    /// mas: round-robin, random or fixed:MODEL.
+    #[arg(long, default_value = "round-robin")]
+    assign: String,
+    /// mas: the decision node's model (default: the pool's first).
+    #[arg(long)]
+    decision: Option<String>,
+    /// mas: the official config-order execution (backward edges unused).
+    #[arg(long)]
+    faithful: bool,
+    /// mas: most tokens per call.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: u32,
     /// Split seed (the committed splits use 0).
     #[arg(long, default_value_t = hieramas_tasks::splits::DEFAULT_SEED)]
     seed: u64,
@@ -94,28 +112,82 @@ pub async fn run(a: EvalArgs) -> Result<()> {
         bail!("{benchmark}/{} selects no queries", a.split);
     }
 
-    let (spec, model) = connect(&a.model, a.pool.as_deref())?;
-    let model: Arc<dyn ChatModel> = match &a.budget_usd {
-        Some(b) => {
-            let cap = Usd::parse(b).with_context(|| format!("--budget-usd {b}"))?;
-            Arc::new(Budgeted::new(model, Budget::new(cap)))
-        }
-        None => model,
+    let budget = match &a.budget_usd {
+        Some(b) => Some(Budget::new(
+            Usd::parse(b).with_context(|| format!("--budget-usd {b}"))?,
+        )),
+        None => None,
     };
-    let cfg = EvalConfig {
-        selection,
-        method,
-        model: a.model.clone(),
-        model_fingerprint: format!(
+    let (solver, model_id, fingerprint, mas_description): (
+        Solver,
+        String,
+        String,
+        serde_json::Value,
+    ) = if method == Method::Mas {
+        let pool = match &a.pool {
+            Some(p) => crate::mas::load_pool(p)?,
+            None => local_pool()?,
+        };
+        let pool_name = pool.meta.name.clone();
+        let mut models = crate::mas::Models::new(pool, budget.clone());
+        let mas = crate::mas::build(
+            benchmark.name(),
+            &a.topology,
+            &mut models,
+            &a.assign,
+            a.decision.as_deref(),
+            a.seed,
+        )?;
+        let mut description = mas.description.clone();
+        description["faithful"] = a.faithful.into();
+        description["max_tokens"] = a.max_tokens.into();
+        let setup = MasSetup {
+            topology: mas.topology,
+            roles: mas.roles,
+            members: mas.members,
+            decision: mas.decision,
+            sampling: Sampling {
+                temperature: Some(0.0),
+                max_tokens: a.max_tokens,
+                seed: Some(a.seed),
+            },
+            faithful: a.faithful,
+        };
+        (
+            Solver::Mas(Arc::new(setup)),
+            format!("mas:{pool_name}:{}", a.topology),
+            String::new(),
+            description,
+        )
+    } else {
+        let (spec, model) = connect(&a.model, a.pool.as_deref())?;
+        let model: Arc<dyn ChatModel> = match &budget {
+            Some(b) => Arc::new(Budgeted::new(model, b.clone())),
+            None => model,
+        };
+        let fingerprint = format!(
             "{}:{}:{}/{}",
             spec.provider.as_str(),
             spec.model,
             spec.price.input_pico_per_token,
             spec.price.output_pico_per_token
-        ),
+        );
+        (
+            Solver::Model(model),
+            a.model.clone(),
+            fingerprint,
+            serde_json::Value::Null,
+        )
+    };
+    let cfg = EvalConfig {
+        selection,
+        method,
+        model: model_id,
+        model_fingerprint: fingerprint,
         prompt: prompts.for_method(benchmark, method),
         samples: prompts.samples(method),
         concurrency: a.concurrency.max(1),
+        mas: mas_description,
     };
     let path = a
         .out
@@ -132,7 +204,7 @@ pub async fn run(a: EvalArgs) -> Result<()> {
         "{benchmark}/{} · {} · {} · {} queries ({done} already in {}) · config {hash}",
         a.split,
         method.name(),
-        a.model,
+        cfg.model,
         queries.len(),
         path.display()
     );
@@ -148,7 +220,7 @@ pub async fn run(a: EvalArgs) -> Result<()> {
     );
     bar.set_position(done as u64);
     let (mut correct, mut n) = (0, 0);
-    let (outcome, records) = hieramas_bench::resume(&cfg, model, &queries, &checker, &path, |r| {
+    let (outcome, records) = hieramas_bench::resume(&cfg, solver, &queries, &checker, &path, |r| {
         n += 1;
         correct += usize::from(r.correct);
         bar.set_message(accuracy_msg(correct, n));

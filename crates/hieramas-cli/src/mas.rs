@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use hieramas_llm::{ChatModel, Env, ModelSpec, Pool, Provider};
+use hieramas_llm::{Budget, Budgeted, ChatModel, Env, ModelSpec, Pool, Provider};
 use hieramas_local::engine::EngineOptions;
 use hieramas_local::pool::{LocalModels, local_pool};
 use hieramas_supernode::{Members, Sampling};
@@ -67,15 +67,18 @@ pub fn load_pool(path: &Path) -> Result<Pool> {
 /// Connects pool models on first use and hands out one shared instance per id.
 pub struct Models {
     pool: Pool,
+    /// Every model handed out is charged to this budget when set.
+    budget: Option<Arc<Budget>>,
     local: Option<LocalModels>,
     http: Option<reqwest::Client>,
     open: HashMap<String, Arc<dyn ChatModel>>,
 }
 
 impl Models {
-    pub fn new(pool: Pool) -> Models {
+    pub fn new(pool: Pool, budget: Option<Arc<Budget>>) -> Models {
         Models {
             pool,
+            budget,
             local: None,
             http: None,
             open: HashMap::new(),
@@ -113,6 +116,10 @@ impl Models {
             }
             let http = self.http.as_ref().context("http client")?;
             spec.connect(&Env::process(), http)?
+        };
+        let m: Arc<dyn ChatModel> = match &self.budget {
+            Some(b) => Arc::new(Budgeted::new(m, b.clone())),
+            None => m,
         };
         self.open.insert(id.to_string(), m.clone());
         Ok(m)
@@ -187,12 +194,28 @@ pub fn topology(spec: &str, names: Vec<String>, seed: u64) -> Result<Topology> {
     })
 }
 
-pub async fn run(a: RunArgs) -> Result<()> {
-    let roles = RoleSet::builtin(&a.benchmark)?;
-    let topology = topology(&a.topology, roles.names(), a.seed)?;
-    let mut models = Models::new(load_pool(&a.pool)?);
+/// A multi-agent system ready to run, and what defines it (for config hashes and reports).
+pub struct Mas {
+    pub topology: Topology,
+    pub roles: RoleSet,
+    pub members: Vec<Members>,
+    pub decision: Arc<dyn ChatModel>,
+    pub description: serde_json::Value,
+}
+
+/// The benchmark's role set on `topology`, pool models placed by `assign`, the decision model.
+pub fn build(
+    benchmark: &str,
+    topology_spec: &str,
+    models: &mut Models,
+    assign: &str,
+    decision: Option<&str>,
+    seed: u64,
+) -> Result<Mas> {
+    let roles = RoleSet::builtin(benchmark)?;
+    let topology = topology(topology_spec, roles.names(), seed)?;
     let ids = models.ids();
-    let slots = assignment(&a.assign, &ids, roles.roles.len(), roles.width, a.seed)?;
+    let slots = assignment(assign, &ids, roles.roles.len(), roles.width, seed)?;
     let mut members = Vec::with_capacity(slots.len());
     for role_slots in &slots {
         let (synth, proposers) = role_slots.split_last().context("empty assignment")?;
@@ -204,13 +227,38 @@ pub async fn run(a: RunArgs) -> Result<()> {
             synthesizer: Some(models.get(synth)?),
         });
     }
-    let decision_id = a.decision.clone().unwrap_or_else(|| ids[0].clone());
-    let decision = models.get(&decision_id)?;
+    let decision_id = decision.map_or_else(|| ids[0].clone(), String::from);
+    let description = serde_json::json!({
+        "benchmark": benchmark,
+        "topology": serde_json::from_str::<serde_json::Value>(&topology.to_json())?,
+        "assignment": slots,
+        "decision": decision_id,
+    });
+    Ok(Mas {
+        decision: models.get(&decision_id)?,
+        topology,
+        roles,
+        members,
+        description,
+    })
+}
+
+pub async fn run(a: RunArgs) -> Result<()> {
+    let mut models = Models::new(load_pool(&a.pool)?, None);
+    let mas = build(
+        &a.benchmark,
+        &a.topology,
+        &mut models,
+        &a.assign,
+        a.decision.as_deref(),
+        a.seed,
+    )?;
+    let topology = mas.topology;
     let plan = Plan {
         topology: &topology,
-        roles: &roles,
-        members,
-        decision,
+        roles: &mas.roles,
+        members: mas.members,
+        decision: mas.decision,
         sampling: Sampling {
             temperature: Some(a.temperature),
             max_tokens: a.max_tokens,

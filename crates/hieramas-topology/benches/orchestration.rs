@@ -1,0 +1,145 @@
+//! Orchestration cost of one MAS query, and throughput against a slow loopback server.
+//!
+//! - `overhead`: the MATH role set (3 roles × W = 2 + decision, full topology) with a
+//!   zero-latency in-process model (it answers at once, cost 0): what scheduling, prompt
+//!   building and tracing cost per query. Target < 100 µs.
+//! - `throughput` (printed, not timed by criterion): 1,000 queries, 256 in flight, against the
+//!   loopback OpenAI-compatible test server that sleeps 50 ms per call; wall time compared with
+//!   the ideal `critical path × waves`. Target ideal ÷ wall ≥ 0.95.
+//!
+//! Results are recorded in `benchmarks/orchestration.md`.
+#![allow(clippy::unwrap_used)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use futures_util::StreamExt;
+use hieramas_llm::{ChatModel, Endpoint, OpenAiClient, Price, http_client};
+use hieramas_supernode::{Members, Sampling};
+use hieramas_testkit::{ServerOptions, TestServer};
+use hieramas_topology::roleset::RoleSet;
+use hieramas_topology::schedule::{Plan, run_query};
+use hieramas_topology::shapes;
+use instant::instant_model;
+
+mod instant {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use hieramas_llm::{
+        ChatModel, ChatRequest, ChatResponse, FinishReason, LlmError, Price, Usage, Usd,
+    };
+
+    /// Answers every request at once with a fixed text (an in-process stand-in for latency-free
+    /// inference, used only to measure orchestration).
+    pub struct Instant0;
+
+    #[async_trait::async_trait]
+    impl ChatModel for Instant0 {
+        fn id(&self) -> &str {
+            "instant"
+        }
+        fn price(&self) -> Price {
+            Price::default()
+        }
+        async fn chat(&self, _req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+            Ok(ChatResponse {
+                model: "instant".into(),
+                provider_model: "instant".into(),
+                text: "The answer is 56".into(),
+                finish_reason: FinishReason::Stop,
+                usage: Usage {
+                    prompt_tokens: 10,
+                    completion_tokens: 4,
+                },
+                cost: Usd::ZERO,
+                latency: Duration::ZERO,
+                attempts: 1,
+                cached: false,
+            })
+        }
+    }
+
+    pub fn instant_model() -> Arc<dyn ChatModel> {
+        Arc::new(Instant0)
+    }
+}
+
+fn plan<'a>(
+    t: &'a hieramas_topology::Topology,
+    roles: &'a RoleSet,
+    m: Arc<dyn ChatModel>,
+) -> Plan<'a> {
+    Plan {
+        topology: t,
+        roles,
+        members: (0..t.len())
+            .map(|_| Members::fixed(m.clone(), roles.width))
+            .collect(),
+        decision: m,
+        sampling: Sampling::default(),
+        faithful: false,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let roles = RoleSet::builtin("math").unwrap();
+    let t = shapes::full(roles.names()).unwrap();
+    let p = plan(&t, &roles, instant_model());
+    c.bench_function("mas_query_overhead_math_full_w2", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(run_query(&p, "What is 7*8?").await.unwrap());
+        })
+    });
+
+    // Throughput against a 50 ms server.
+    let server = rt
+        .block_on(TestServer::start_with(ServerOptions {
+            latency: Duration::from_millis(50),
+            no_recording: true,
+            ..ServerOptions::default()
+        }))
+        .unwrap();
+    let endpoint = Endpoint {
+        max_concurrency: 4096,
+        timeout: Duration::from_secs(60),
+        ..Endpoint::new(
+            "slow",
+            "slow",
+            server.base_url(),
+            Price::per_million("1", "2").unwrap(),
+        )
+    };
+    let m: Arc<dyn ChatModel> = Arc::new(OpenAiClient::new(endpoint, http_client().unwrap()));
+    let p = plan(&t, &roles, m);
+    let (queries, in_flight) = (1000usize, 256usize);
+    let started = Instant::now();
+    rt.block_on(async {
+        futures_util::stream::iter(0..queries)
+            .map(|i| {
+                let p = &p;
+                async move { run_query(p, &format!("query {i}")).await.unwrap() }
+            })
+            .buffer_unordered(in_flight)
+            .for_each(|_| async {})
+            .await;
+    });
+    let wall = started.elapsed().as_secs_f64();
+    // Full topology over 3 roles: a chain of 3 supernodes (proposers ∥, then synth) + decision.
+    let critical_path = 0.050 * (3.0 * 2.0 + 1.0);
+    let waves = queries.div_ceil(in_flight) as f64;
+    let ideal = critical_path * waves;
+    println!(
+        "throughput: {queries} queries, {in_flight} in flight, 50 ms/call: wall {wall:.3} s, ideal {ideal:.3} s, ideal/wall {:.3}",
+        ideal / wall
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
