@@ -95,6 +95,11 @@ impl Models {
             .collect()
     }
 
+    /// The pool entry of `id`.
+    pub fn spec(&self, id: &str) -> Result<&ModelSpec> {
+        Ok(self.pool.require(id)?)
+    }
+
     pub fn get(&mut self, id: &str) -> Result<Arc<dyn ChatModel>> {
         if let Some(m) = self.open.get(id) {
             return Ok(m.clone());
@@ -228,11 +233,23 @@ pub fn build(
         });
     }
     let decision_id = decision.map_or_else(|| ids[0].clone(), String::from);
+    // Everything that decides the answers: prompts, topology, who sits where, and what each
+    // model id is (provider, model, price), so an edited role set or a repriced pool is a new
+    // configuration.
+    let mut used: Vec<&String> = slots.iter().flatten().chain([&decision_id]).collect();
+    used.sort();
+    used.dedup();
+    let specs = used
+        .into_iter()
+        .map(|id| Ok((id.clone(), serde_json::to_value(models.spec(id)?)?)))
+        .collect::<Result<serde_json::Map<_, _>>>()?;
     let description = serde_json::json!({
         "benchmark": benchmark,
+        "roles": serde_json::to_value(&roles)?,
         "topology": serde_json::from_str::<serde_json::Value>(&topology.to_json())?,
         "assignment": slots,
         "decision": decision_id,
+        "models": specs,
     });
     Ok(Mas {
         decision: models.get(&decision_id)?,

@@ -1,6 +1,6 @@
 //! Role sets: the supernodes of a benchmark and its decision node, as data (`roles/*.toml`).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::TopologyError;
 use hieramas_supernode::RolePrompts;
@@ -13,7 +13,7 @@ pub const BUILTIN: [(&str, &str); 3] = [
 ];
 
 /// The roles of one benchmark, in configuration order, and how the decision node is asked.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoleSet {
     pub benchmark: String,
@@ -25,7 +25,7 @@ pub struct RoleSet {
 }
 
 /// The text around the supernode outputs the decision node reads (method §2.1).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionInput {
     pub intro: String,
@@ -33,7 +33,7 @@ pub struct DecisionInput {
 }
 
 /// The decision node's prompts; `{task}` in `user` is the decision input.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionPrompts {
     pub system: String,
@@ -41,7 +41,7 @@ pub struct DecisionPrompts {
 }
 
 /// One role.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Role {
     pub name: String,
