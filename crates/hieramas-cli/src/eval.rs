@@ -54,21 +54,9 @@ pub struct EvalArgs {
     /// pool); for `mas`, the models placed at the positions (default: pools/local.toml).
     #[arg(long)]
     pool: Option<PathBuf>,
-    /// mas: full, chain, star, empty, random (seeded by --seed) or a .json/.dot file.
-    #[arg(long, default_value = "full")]
-    topology: String,
-    /// mas: round-robin, random or fixed:MODEL.
-    #[arg(long, default_value = "round-robin")]
-    assign: String,
-    /// mas: the decision node's model (default: the pool's first).
-    #[arg(long)]
-    decision: Option<String>,
-    /// mas: the official config-order execution (backward edges unused).
-    #[arg(long)]
-    faithful: bool,
-    /// mas: most tokens per call.
-    #[arg(long, default_value_t = 256)]
-    max_tokens: u32,
+    /// mas: the system (random topologies and assignments are seeded by --seed).
+    #[command(flatten)]
+    mas: crate::mas::MasArgs,
     /// Split seed (the committed splits use 0).
     #[arg(long, default_value_t = hieramas_tasks::splits::DEFAULT_SEED)]
     seed: u64,
@@ -130,17 +118,8 @@ pub async fn run(a: EvalArgs) -> Result<()> {
         };
         let pool_name = pool.meta.name.clone();
         let mut models = crate::mas::Models::new(pool, budget.clone());
-        let mas = crate::mas::build(
-            benchmark.name(),
-            &a.topology,
-            &mut models,
-            &a.assign,
-            a.decision.as_deref(),
-            a.seed,
-        )?;
-        let mut description = mas.description.clone();
-        description["faithful"] = a.faithful.into();
-        description["max_tokens"] = a.max_tokens.into();
+        let mas = crate::mas::build(benchmark.name(), &a.mas, &mut models, a.seed)?;
+        let description = mas.description.clone();
         let setup = MasSetup {
             topology: mas.topology,
             roles: mas.roles,
@@ -148,14 +127,14 @@ pub async fn run(a: EvalArgs) -> Result<()> {
             decision: mas.decision,
             sampling: Sampling {
                 temperature: Some(0.0),
-                max_tokens: a.max_tokens,
+                max_tokens: a.mas.max_tokens,
                 seed: Some(a.seed),
             },
-            faithful: a.faithful,
+            faithful: a.mas.faithful,
         };
         (
             Solver::Mas(Arc::new(setup)),
-            format!("mas:{pool_name}:{}", a.topology),
+            format!("mas:{pool_name}:{}", a.mas.topology),
             String::new(),
             description,
         )

@@ -20,26 +20,14 @@ pub struct RunArgs {
     /// The role set: math, mmlu or humaneval-plus.
     #[arg(long)]
     benchmark: String,
-    /// full, chain, star, empty, random (seeded, density 0.3-0.7), or a .json/.dot file.
-    #[arg(long, default_value = "full")]
-    topology: String,
     /// A pool TOML file; `pools/local.toml` and `pools/paper.toml` name the built-in pools.
     #[arg(long, default_value = "pools/local.toml")]
     pool: PathBuf,
-    /// round-robin (pool models in turn over every position), random (seeded) or fixed:MODEL.
-    #[arg(long, default_value = "round-robin")]
-    assign: String,
-    /// The decision node's model (default: the pool's first).
-    #[arg(long)]
-    decision: Option<String>,
-    /// The official execution: config order, backward edges unused.
-    #[arg(long)]
-    faithful: bool,
+    #[command(flatten)]
+    mas: MasArgs,
     /// Seed of `--topology random` and `--assign random`, and of sampling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    #[arg(long, default_value_t = 256)]
-    max_tokens: u32,
     #[arg(long, default_value_t = 0.0)]
     temperature: f32,
     /// Write the trace (JSON) here.
@@ -47,6 +35,27 @@ pub struct RunArgs {
     trace: Option<PathBuf>,
     /// The query.
     query: String,
+}
+
+/// The flags that define a multi-agent system, shared by `hieramas run` and `hieramas eval
+/// --method mas`.
+#[derive(clap::Args)]
+pub struct MasArgs {
+    /// full, chain, star, empty, random (seeded, density 0.3-0.7), or a .json/.dot file.
+    #[arg(long, default_value = "full")]
+    pub topology: String,
+    /// round-robin (pool models in turn over every position), random (seeded) or fixed:MODEL.
+    #[arg(long, default_value = "round-robin")]
+    pub assign: String,
+    /// The decision node's model (default: the pool's first).
+    #[arg(long)]
+    pub decision: Option<String>,
+    /// The official execution: config order, backward edges unused.
+    #[arg(long)]
+    pub faithful: bool,
+    /// Most tokens per call.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: u32,
 }
 
 /// A pool file, or one of the built-in pools by its conventional path.
@@ -209,18 +218,11 @@ pub struct Mas {
 }
 
 /// The benchmark's role set on `topology`, pool models placed by `assign`, the decision model.
-pub fn build(
-    benchmark: &str,
-    topology_spec: &str,
-    models: &mut Models,
-    assign: &str,
-    decision: Option<&str>,
-    seed: u64,
-) -> Result<Mas> {
+pub fn build(benchmark: &str, args: &MasArgs, models: &mut Models, seed: u64) -> Result<Mas> {
     let roles = RoleSet::builtin(benchmark)?;
-    let topology = topology(topology_spec, roles.names(), seed)?;
+    let topology = topology(&args.topology, roles.names(), seed)?;
     let ids = models.ids();
-    let slots = assignment(assign, &ids, roles.roles.len(), roles.width, seed)?;
+    let slots = assignment(&args.assign, &ids, roles.roles.len(), roles.width, seed)?;
     let mut members = Vec::with_capacity(slots.len());
     for role_slots in &slots {
         let (synth, proposers) = role_slots.split_last().context("empty assignment")?;
@@ -232,7 +234,7 @@ pub fn build(
             synthesizer: Some(models.get(synth)?),
         });
     }
-    let decision_id = decision.map_or_else(|| ids[0].clone(), String::from);
+    let decision_id = args.decision.clone().unwrap_or_else(|| ids[0].clone());
     // Everything that decides the answers: prompts, topology, who sits where, and what each
     // model id is (provider, model, price), so an edited role set or a repriced pool is a new
     // configuration.
@@ -250,6 +252,8 @@ pub fn build(
         "assignment": slots,
         "decision": decision_id,
         "models": specs,
+        "faithful": args.faithful,
+        "max_tokens": args.max_tokens,
     });
     Ok(Mas {
         decision: models.get(&decision_id)?,
@@ -262,14 +266,7 @@ pub fn build(
 
 pub async fn run(a: RunArgs) -> Result<()> {
     let mut models = Models::new(load_pool(&a.pool)?, None);
-    let mas = build(
-        &a.benchmark,
-        &a.topology,
-        &mut models,
-        &a.assign,
-        a.decision.as_deref(),
-        a.seed,
-    )?;
+    let mas = build(&a.benchmark, &a.mas, &mut models, a.seed)?;
     let topology = mas.topology;
     let plan = Plan {
         topology: &topology,
@@ -278,10 +275,10 @@ pub async fn run(a: RunArgs) -> Result<()> {
         decision: mas.decision,
         sampling: Sampling {
             temperature: Some(a.temperature),
-            max_tokens: a.max_tokens,
+            max_tokens: a.mas.max_tokens,
             seed: Some(a.seed),
         },
-        faithful: a.faithful,
+        faithful: a.mas.faithful,
     };
     let started = std::time::Instant::now();
     let trace = run_query(&plan, &a.query).await?;
@@ -290,7 +287,7 @@ pub async fn run(a: RunArgs) -> Result<()> {
         "[{} roles, {} edges ({}), {} calls, {} tokens, ${:.6} (exact: {} pico-USD), {:.1} s]",
         topology.len(),
         topology.edge_count(),
-        if a.faithful {
+        if a.mas.faithful {
             "faithful config order"
         } else {
             "topological order"

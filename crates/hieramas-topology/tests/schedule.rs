@@ -75,6 +75,19 @@ async fn run(
     run_query(&plan, "TASK").await.unwrap()
 }
 
+/// The last (user) message of every request the server received that starts with `prefix`.
+fn user_prompts(server: &TestServer, prefix: &str) -> Vec<String> {
+    server
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            let last = r.body["messages"].as_array()?.last()?;
+            last["content"].as_str().map(String::from)
+        })
+        .filter(|p| p.starts_with(prefix))
+        .collect()
+}
+
 /// Every call of an edge's target starts after every call of its source finished.
 fn respects_edges(trace: &Trace) {
     for [from, to] in &trace.edges {
@@ -114,18 +127,7 @@ async fn branches_run_in_parallel_and_edges_are_respected() {
     assert!(end < 490, "took {end} ms");
     assert_eq!(trace.calls.len(), 5);
     // c saw both predecessors' outputs; the decision node saw every node.
-    let reqs = server.requests();
-    let prompt_of = |needle: &str| {
-        reqs.iter()
-            .map(|r| {
-                r.body["messages"].as_array().unwrap().last().unwrap()["content"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .find(|p| p.starts_with(needle))
-            .unwrap()
-    };
+    let prompt_of = |prefix: &str| user_prompts(&server, prefix).into_iter().next().unwrap();
     let c_prompt = prompt_of("c asks");
     assert!(
         c_prompt.contains("Agent a:\necho: a asks: TASK")
@@ -163,17 +165,7 @@ async fn faithful_mode_drops_backward_edges() {
     let server = fresh().await;
     let trace = run(&server, &t, &set, 2, false).await;
     respects_edges(&trace);
-    let x_prompts: Vec<String> = server
-        .requests()
-        .iter()
-        .map(|r| {
-            r.body["messages"][1]["content"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .filter(|p| p.starts_with("x asks"))
-        .collect();
+    let x_prompts = user_prompts(&server, "x asks");
     assert!(
         x_prompts.iter().all(|p| p.contains("Agent y:")),
         "{x_prompts:?}"
@@ -183,17 +175,7 @@ async fn faithful_mode_drops_backward_edges() {
     let server2 = fresh().await;
     let trace = run(&server2, &t, &set, 2, true).await;
     assert!(trace.faithful);
-    let x_prompts: Vec<String> = server2
-        .requests()
-        .iter()
-        .map(|r| {
-            r.body["messages"][1]["content"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .filter(|p| p.starts_with("x asks"))
-        .collect();
+    let x_prompts = user_prompts(&server2, "x asks");
     assert_eq!(x_prompts.len(), 2);
     assert!(
         x_prompts.iter().all(|p| !p.contains("Agent y:")),
