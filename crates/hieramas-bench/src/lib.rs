@@ -7,6 +7,8 @@
 //!   [`hieramas_tasks`] (MATH equivalence, MMLU letters, sandboxed HumanEval+), majority votes.
 //! - [`log`]: the append-only JSONL results log, one durable record per query; a rerun after a
 //!   crash skips what is there and never writes a query twice.
+//! - [`reference`]: MoA-style layered propose–aggregate and multi-agent debate over several
+//!   models (method §7).
 //! - [`summary`]: accuracy, exact cost, tokens, latency percentiles.
 //!
 //! The `hieramas eval` command wires these to the model pools; this crate takes any
@@ -31,6 +33,7 @@
 pub mod log;
 pub mod prompts;
 pub mod query;
+pub mod reference;
 pub mod runner;
 pub mod summary;
 
@@ -39,7 +42,10 @@ use std::path::PathBuf;
 pub use log::{Record, ResultLog};
 pub use prompts::{Method, Prompt, Prompts};
 pub use query::{Gold, Query, Selection};
-pub use runner::{Checker, EvalConfig, MasSetup, RunOutcome, Solver, logged_ids, resume, run};
+pub use reference::{Ensemble, EnsembleSetup};
+pub use runner::{
+    Checker, EvalConfig, MasSetup, RunOutcome, Solver, logged_ids, prediction_extractor, resume, run,
+};
 pub use summary::Summary;
 
 /// Errors of this crate, each saying what and where.

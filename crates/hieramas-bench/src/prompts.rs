@@ -7,6 +7,7 @@ use hieramas_tasks::splits::Benchmark;
 use serde::{Deserialize, Serialize};
 
 use crate::BenchError;
+use crate::reference::{DebateSettings, Ensemble, MoaSettings};
 
 /// The prompts shipped with this crate.
 pub const DEFAULT_PROMPTS: &str = include_str!("prompts.toml");
@@ -23,6 +24,10 @@ pub enum Method {
     Sc,
     /// A HieraMAS multi-agent system (role set, topology, decision node).
     Mas,
+    /// MoA-style layered propose–aggregate over pool models (reference, method §7).
+    Moa,
+    /// Multi-agent debate over pool models, majority vote of the last round (method §7.6).
+    Debate,
 }
 
 impl Method {
@@ -32,6 +37,8 @@ impl Method {
             Method::Cot => "cot",
             Method::Sc => "sc",
             Method::Mas => "mas",
+            Method::Moa => "moa",
+            Method::Debate => "debate",
         }
     }
 }
@@ -44,8 +51,10 @@ impl std::str::FromStr for Method {
             "cot" => Ok(Method::Cot),
             "sc" => Ok(Method::Sc),
             "mas" => Ok(Method::Mas),
+            "moa" => Ok(Method::Moa),
+            "debate" => Ok(Method::Debate),
             other => Err(BenchError::Config(format!(
-                "unknown method {other:?} (single, cot, sc, mas)"
+                "unknown method {other:?} (single, cot, sc, mas, moa, debate)"
             ))),
         }
     }
@@ -83,12 +92,14 @@ pub struct ScSettings {
     pub temperature: f32,
 }
 
-/// Every benchmark's `single` and `cot` prompts, and the `sc` settings.
+/// Every benchmark's `single` and `cot` prompts, and the `sc`, `moa` and `debate` settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Prompts {
     #[serde(flatten)]
     pub benchmarks: BTreeMap<String, BTreeMap<String, Prompt>>,
     pub sc: ScSettings,
+    pub moa: MoaSettings,
+    pub debate: DebateSettings,
 }
 
 impl Prompts {
@@ -116,6 +127,21 @@ impl Prompts {
                     });
                 }
             }
+        }
+        let bad = |detail: &str| BenchError::Prompts {
+            source_name: source.to_string(),
+            detail: detail.to_string(),
+        };
+        if p.moa.layers == 0 || p.moa.width == 0 {
+            return Err(bad("[moa] layers and width must be at least 1"));
+        }
+        if p.debate.agents == 0 || p.debate.rounds == 0 {
+            return Err(bad("[debate] agents and rounds must be at least 1"));
+        }
+        if !p.moa.aggregate.contains("{responses}") || !p.debate.refine.contains("{responses}") {
+            return Err(bad(
+                "[moa] aggregate and [debate] refine must use {responses}",
+            ));
         }
         if p.sc.samples == 0 {
             return Err(BenchError::Prompts {
@@ -154,7 +180,16 @@ impl Prompts {
         p
     }
 
-    /// How many calls `method` makes per query.
+    /// The settings of a reference method (`moa` or `debate`).
+    pub fn ensemble(&self, method: Method) -> Option<Ensemble> {
+        match method {
+            Method::Moa => Some(Ensemble::Moa(self.moa.clone())),
+            Method::Debate => Some(Ensemble::Debate(self.debate.clone())),
+            _ => None,
+        }
+    }
+
+    /// How many calls `method` makes per query (per model for the baselines).
     pub fn samples(&self, method: Method) -> u32 {
         if method == Method::Sc {
             self.sc.samples

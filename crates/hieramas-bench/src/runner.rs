@@ -17,12 +17,13 @@ use sha2::{Digest, Sha256};
 use hieramas_supernode::{Members, Sampling};
 use hieramas_topology::Topology;
 use hieramas_topology::roleset::RoleSet;
-use hieramas_topology::schedule::{Plan, ScheduleError, run_query};
+use hieramas_topology::schedule::{Extractor, Plan, ScheduleError, run_query};
 
 use crate::BenchError;
 use crate::log::{Record, ResultLog};
 use crate::prompts::{Method, Prompt};
 use crate::query::{Gold, Query, Selection};
+use crate::reference::EnsembleSetup;
 
 /// Bumped when grading changes in a way that changes verdicts, so old records are not reused.
 pub const GRADER_VERSION: u32 = 1;
@@ -250,6 +251,7 @@ pub async fn run(
                 let r = match &solver {
                     Solver::Model(m) => answer(cfg, m.as_ref(), q).await.map_err(Failure::from),
                     Solver::Mas(setup) => answer_mas(setup, q).await,
+                    Solver::Ensemble(setup) => answer_ensemble(setup, q).await,
                 };
                 if let Err(f) = &r
                     && f.budget
@@ -308,6 +310,8 @@ pub async fn run(
 pub enum Solver {
     Model(Arc<dyn ChatModel>),
     Mas(Arc<MasSetup>),
+    /// MoA or debate (reference methods).
+    Ensemble(Arc<EnsembleSetup>),
 }
 
 impl From<Arc<dyn ChatModel>> for Solver {
@@ -324,6 +328,8 @@ pub struct MasSetup {
     pub decision: Arc<dyn ChatModel>,
     pub sampling: Sampling,
     pub faithful: bool,
+    /// The consensus override's extractor (method §3.3); `None`: off.
+    pub consensus: Option<Extractor>,
 }
 
 struct Answered {
@@ -352,6 +358,22 @@ impl From<LlmError> for Failure {
     }
 }
 
+/// The prediction the benchmark's grader would extract, for the consensus override: MATH's
+/// normalised final answer, MMLU's letter, HumanEval's first code block.
+pub fn prediction_extractor(benchmark: Benchmark) -> Extractor {
+    match benchmark {
+        Benchmark::Math => |t| {
+            math::extract_answer(t).map(|a| math::normalize(&a))
+        },
+        Benchmark::Mmlu => |t| mmlu::extract_letter(t, None).map(String::from),
+        Benchmark::HumanevalPlus => |t| {
+            humaneval::fenced_blocks(t)
+                .first()
+                .map(|b| b.trim().to_string())
+        },
+    }
+}
+
 /// One query through the multi-agent system; the record keeps its trace.
 async fn answer_mas(setup: &MasSetup, q: &Query) -> Result<Answered, Failure> {
     let plan = Plan {
@@ -361,6 +383,7 @@ async fn answer_mas(setup: &MasSetup, q: &Query) -> Result<Answered, Failure> {
         decision: setup.decision.clone(),
         sampling: setup.sampling,
         faithful: setup.faithful,
+        consensus: setup.consensus,
     };
     let started = Instant::now();
     let trace = run_query(&plan, &q.task).await.map_err(|e| {
@@ -379,6 +402,22 @@ async fn answer_mas(setup: &MasSetup, q: &Query) -> Result<Answered, Failure> {
         prompt_tokens: trace.calls.iter().map(|c| c.usage.prompt_tokens).sum(),
         completion_tokens: trace.calls.iter().map(|c| c.usage.completion_tokens).sum(),
         cost_pico: trace.total_cost_pico,
+        cached_calls: 0,
+        prompt_hash: hex::encode(Sha256::digest(q.task.as_bytes())),
+        latency_ms: started.elapsed().as_millis() as u64,
+        trace: serde_json::to_value(&trace).ok(),
+    })
+}
+
+/// One query through MoA or debate; the record keeps every call.
+async fn answer_ensemble(setup: &EnsembleSetup, q: &Query) -> Result<Answered, Failure> {
+    let started = Instant::now();
+    let trace = setup.run(&q.task).await.map_err(Failure::from)?;
+    Ok(Answered {
+        texts: trace.answers.clone(),
+        prompt_tokens: trace.calls.iter().map(|c| c.prompt_tokens).sum(),
+        completion_tokens: trace.calls.iter().map(|c| c.completion_tokens).sum(),
+        cost_pico: trace.calls.iter().map(|c| c.cost_pico).sum(),
         cached_calls: 0,
         prompt_hash: hex::encode(Sha256::digest(q.task.as_bytes())),
         latency_ms: started.elapsed().as_millis() as u64,

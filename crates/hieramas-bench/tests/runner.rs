@@ -281,6 +281,7 @@ async fn a_multi_agent_system_answers_and_its_trace_is_kept() {
         decision: m,
         sampling: Sampling::default(),
         faithful: false,
+        consensus: None,
     };
     let mut cfg = config(2);
     cfg.method = Method::Mas;
@@ -316,5 +317,85 @@ async fn a_multi_agent_system_answers_and_its_trace_is_kept() {
         );
         assert_eq!(r.responses, [trace["answer"].as_str().unwrap()]);
         assert_eq!(r.method, "mas");
+    }
+}
+
+/// MoA and debate over two models on the loopback server: the layer/round structure reaches
+/// the wire, every call is in the record, and the totals are exact.
+#[tokio::test]
+async fn moa_and_debate_run_their_rounds_and_keep_every_call() {
+    use hieramas_bench::reference::{DebateSettings, Ensemble, MoaSettings};
+    use hieramas_bench::{EnsembleSetup, Solver};
+
+    let prompts = hieramas_bench::Prompts::builtin().unwrap();
+    let moa = Ensemble::Moa(MoaSettings {
+        layers: 2,
+        width: 3,
+        ..prompts.moa.clone()
+    });
+    let debate = Ensemble::Debate(DebateSettings {
+        agents: 3,
+        rounds: 2,
+        ..prompts.debate.clone()
+    });
+    for (method, ensemble, calls, answers) in [
+        (Method::Moa, moa, 2 * 3 + 1, 1),
+        (Method::Debate, debate, 3 * 2, 3),
+    ] {
+        let server = TestServer::start().await.unwrap();
+        let m = model(&server);
+        let setup = EnsembleSetup {
+            ensemble,
+            prompt: config(1).prompt,
+            models: vec![m.clone(), m.clone()],
+            aggregator: m,
+        };
+        assert_eq!(setup.calls_per_query(), calls);
+        let mut cfg = config(2);
+        cfg.method = method;
+        let dir = tempfile::tempdir().unwrap();
+        let qs = queries(2);
+        let (out, records) = resume(
+            &cfg,
+            Solver::Ensemble(Arc::new(setup)),
+            &qs,
+            &checker().await,
+            &dir.path().join("r.jsonl"),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.written, 2, "{method:?}");
+        assert_eq!(server.request_count(), 2 * calls, "{method:?}");
+        let last_user = |body: &serde_json::Value| -> String {
+            let msgs = body["messages"].as_array().unwrap();
+            msgs.last().unwrap()["content"].as_str().unwrap().to_string()
+        };
+        let prompts: Vec<String> = server
+            .requests()
+            .iter()
+            .map(|r| last_user(&r.body))
+            .collect();
+        // Later steps show earlier answers: MoA numbers the previous layer's three answers,
+        // debate labels every earlier answer by round and agent.
+        let marker = if method == Method::Moa {
+            "3. echo: "
+        } else {
+            "Round 1, agent 3:\necho: "
+        };
+        let follow_ups = prompts.iter().filter(|p| p.contains(marker)).count();
+        let expected = if method == Method::Moa { 2 * 4 } else { 2 * 3 };
+        assert_eq!(follow_ups, expected, "{method:?}: {prompts:#?}");
+        for r in &records {
+            let trace = r.trace.as_ref().unwrap();
+            let tcalls = trace["calls"].as_array().unwrap();
+            assert_eq!(tcalls.len(), calls);
+            let sum = |k: &str| tcalls.iter().map(|c| c[k].as_u64().unwrap()).sum::<u64>();
+            assert_eq!(r.cost_pico, sum("cost_pico"));
+            assert_eq!(r.prompt_tokens, sum("prompt_tokens"));
+            assert_eq!(r.completion_tokens, sum("completion_tokens"));
+            assert_eq!(r.responses.len(), answers);
+            assert_eq!(r.method, method.name());
+        }
     }
 }

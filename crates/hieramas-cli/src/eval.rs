@@ -1,4 +1,5 @@
-//! `hieramas eval`: a single-model baseline over a benchmark split, resumable.
+//! `hieramas eval`: a baseline, a multi-agent system or a reference method over a benchmark
+//! split, resumable.
 //!
 //! Records go to an append-only JSONL (default `results/eval/<benchmark>-<split>-<method>-
 //! <model>-<config hash>.jsonl`); a rerun of the same command skips the queries already there,
@@ -10,7 +11,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use hieramas_bench::{Checker, EvalConfig, MasSetup, Method, Prompts, Selection, Solver, Summary};
+use hieramas_bench::{
+    Checker, EnsembleSetup, EvalConfig, MasSetup, Method, Prompts, Selection, Solver, Summary,
+};
 use hieramas_llm::{Budget, Budgeted, ChatModel, Env, ModelSpec, Pool, Provider, Usd};
 use hieramas_local::engine::EngineOptions;
 use hieramas_local::pool::{LocalModels, local_pool};
@@ -26,8 +29,10 @@ pub struct EvalArgs {
     /// A split of `datasets/splits.toml` (train, valid, test; mmlu also test_unseen).
     #[arg(long, default_value = "test")]
     split: String,
-    /// single, cot, sc (self-consistency: majority vote over sampled cot answers) or mas (a
-    /// HieraMAS multi-agent system: --topology, --pool, --assign, --decision).
+    /// single, cot, sc (self-consistency: majority vote over sampled cot answers), mas (a
+    /// HieraMAS multi-agent system: --topology, --pool, --assign, --decision), moa (layered
+    /// propose-aggregate over the --pool models, aggregator --decision) or debate (the --pool
+    /// models debate; majority vote of the last round).
     #[arg(long, default_value = "single")]
     method: String,
     /// A model id of `pools/local.toml` (run in-process) or of `--pool`.
@@ -51,7 +56,8 @@ pub struct EvalArgs {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Pool file: for baselines, where non-local models are found (default: the paper's
-    /// pool); for `mas`, the models placed at the positions (default: pools/local.toml).
+    /// pool); for mas, moa and debate, the models placed at the positions (default:
+    /// pools/local.toml).
     #[arg(long)]
     pool: Option<PathBuf>,
     /// mas: the system (random topologies and assignments are seeded by --seed).
@@ -131,10 +137,46 @@ pub async fn run(a: EvalArgs) -> Result<()> {
                 seed: Some(a.seed),
             },
             faithful: a.mas.faithful,
+            consensus: mas.consensus,
         };
         (
             Solver::Mas(Arc::new(setup)),
             format!("mas:{pool_name}:{}", a.mas.topology),
+            String::new(),
+            description,
+        )
+    } else if let Some(ensemble) = prompts.ensemble(method) {
+        let pool = match &a.pool {
+            Some(p) => crate::mas::load_pool(p)?,
+            None => local_pool()?,
+        };
+        let pool_name = pool.meta.name.clone();
+        let mut models = crate::mas::Models::new(pool, budget.clone());
+        let ids = models.ids();
+        let aggregator_id = a.mas.decision.clone().unwrap_or_else(|| ids[0].clone());
+        let mut used = ids.clone();
+        used.push(aggregator_id.clone());
+        used.sort();
+        used.dedup();
+        let specs = used
+            .iter()
+            .map(|id| Ok((id.clone(), serde_json::to_value(models.spec(id)?)?)))
+            .collect::<Result<serde_json::Map<_, _>>>()?;
+        let description = serde_json::json!({
+            "ensemble": ensemble,
+            "models": ids,
+            "aggregator": aggregator_id,
+            "specs": specs,
+        });
+        let setup = EnsembleSetup {
+            ensemble,
+            prompt: prompts.for_method(benchmark, method),
+            models: ids.iter().map(|id| models.get(id)).collect::<Result<_>>()?,
+            aggregator: models.get(&aggregator_id)?,
+        };
+        (
+            Solver::Ensemble(Arc::new(setup)),
+            format!("{}:{pool_name}", method.name()),
             String::new(),
             description,
         )

@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use hieramas_llm::{Budget, Budgeted, ChatModel, Env, ModelSpec, Pool, Provider};
+use hieramas_llm::{Budget, Budgeted, ChatModel, Env, Limited, ModelSpec, Pool, Provider};
 use hieramas_local::engine::EngineOptions;
 use hieramas_local::pool::{LocalModels, local_pool};
 use hieramas_supernode::{Members, Sampling};
 use hieramas_topology::roleset::RoleSet;
-use hieramas_topology::schedule::{Plan, run_query};
+use hieramas_tasks::splits::Benchmark;
+use hieramas_topology::schedule::{Extractor, Plan, run_query};
 use hieramas_topology::{Topology, generate, shapes};
 
 #[derive(clap::Args)]
@@ -56,6 +57,10 @@ pub struct MasArgs {
     /// Most tokens per call.
     #[arg(long, default_value_t = 256)]
     pub max_tokens: u32,
+    /// Turn off the consensus override (method §3.3: when every supernode's extracted
+    /// prediction agrees, it is the answer, whatever the decision node says).
+    #[arg(long)]
+    pub no_consensus: bool,
 }
 
 /// A pool file, or one of the built-in pools by its conventional path.
@@ -119,11 +124,11 @@ impl Models {
                 self.local = Some(LocalModels::from_env()?);
             }
             let local = self.local.as_ref().context("local models")?;
-            Arc::new(
-                local
-                    .chat(&spec, EngineOptions::default())
-                    .with_context(|| format!("loading {id}"))?,
-            )
+            let m = local
+                .chat(&spec, EngineOptions::default())
+                .with_context(|| format!("loading {id}"))?;
+            // HTTP clients hold their `max_concurrency` themselves; in-process ones get it here.
+            Arc::new(Limited::new(Arc::new(m), spec.max_concurrency))
         } else {
             if self.http.is_none() {
                 self.http = Some(hieramas_llm::http_client()?);
@@ -211,6 +216,7 @@ pub fn topology(spec: &str, names: Vec<String>, seed: u64) -> Result<Topology> {
 /// A multi-agent system ready to run, and what defines it (for config hashes and reports).
 pub struct Mas {
     pub topology: Topology,
+    pub consensus: Option<Extractor>,
     pub roles: RoleSet,
     pub members: Vec<Members>,
     pub decision: Arc<dyn ChatModel>,
@@ -254,9 +260,15 @@ pub fn build(benchmark: &str, args: &MasArgs, models: &mut Models, seed: u64) ->
         "models": specs,
         "faithful": args.faithful,
         "max_tokens": args.max_tokens,
+        "consensus": !args.no_consensus,
     });
+    let consensus = match benchmark.parse::<Benchmark>() {
+        Ok(b) if !args.no_consensus => Some(hieramas_bench::prediction_extractor(b)),
+        _ => None,
+    };
     Ok(Mas {
         decision: models.get(&decision_id)?,
+        consensus,
         topology,
         roles,
         members,
@@ -279,10 +291,14 @@ pub async fn run(a: RunArgs) -> Result<()> {
             seed: Some(a.seed),
         },
         faithful: a.mas.faithful,
+        consensus: mas.consensus,
     };
     let started = std::time::Instant::now();
     let trace = run_query(&plan, &a.query).await?;
     println!("{}", trace.answer.trim());
+    if let Some(p) = &trace.consensus {
+        eprintln!("[consensus override: every supernode predicted {p:?}]");
+    }
     eprintln!(
         "[{} roles, {} edges ({}), {} calls, {} tokens, ${:.6} (exact: {} pico-USD), {:.1} s]",
         topology.len(),

@@ -34,6 +34,7 @@
 pub mod budget;
 pub mod cost;
 pub mod error;
+pub mod limit;
 pub mod pool;
 pub mod retry;
 pub mod sse;
@@ -54,6 +55,7 @@ pub mod cache;
 pub use budget::{Budget, Budgeted};
 pub use cost::{Price, Usd};
 pub use error::LlmError;
+pub use limit::Limited;
 pub use pool::{Env, ModelSpec, Pool, Provider};
 pub use retry::RetryPolicy;
 pub use types::{

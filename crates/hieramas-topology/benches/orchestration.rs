@@ -81,6 +81,7 @@ fn plan<'a>(
         decision: m,
         sampling: Sampling::default(),
         faithful: false,
+        consensus: None,
     }
 }
 

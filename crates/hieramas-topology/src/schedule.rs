@@ -8,6 +8,13 @@
 //!   configuration order, and a node receives only the predecessors that come before it in
 //!   that order — edges pointing backwards are silently unused.
 //!
+//! - Consensus override (method §3.3, on when [`Plan::consensus`] is set): when every
+//!   non-skipped supernode's extracted prediction (empty ones dropped) is the same, the first
+//!   agreeing supernode's output is the answer instead of the decision node's. The decision
+//!   node is still called and paid for, as in the official code. The official code compares
+//!   whole texts for MATH and MMLU, so it practically never fires there; an extractor makes it
+//!   mean what it says.
+//!
 //! Nothing is shared between queries: every call returns its own usage and cost, and the trace
 //! totals are their exact sums.
 
@@ -32,7 +39,12 @@ pub struct Plan<'a> {
     pub decision: Arc<dyn ChatModel>,
     pub sampling: Sampling,
     pub faithful: bool,
+    /// The prediction extractor of the consensus override; `None` turns the override off.
+    pub consensus: Option<Extractor>,
 }
+
+/// Extracts the prediction a grader would see from an output (`None`: no prediction).
+pub type Extractor = fn(&str) -> Option<String>;
 
 /// A query that could not be answered.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +96,13 @@ pub struct TraceUsage {
 /// What happened in one query.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Trace {
+    /// The final answer: the decision node's, or the agreeing supernodes' (`consensus`).
     pub answer: String,
+    /// What the decision node answered.
+    pub decision_answer: String,
+    /// The prediction every non-skipped supernode agreed on, when the override replaced the
+    /// decision node's answer.
+    pub consensus: Option<String>,
     pub nodes: Vec<TraceNode>,
     /// `[from, to]` node ids, the decision node's incoming edges included.
     pub edges: Vec<[String; 2]>,
@@ -243,13 +261,20 @@ pub async fn run_query(plan: &Plan<'_>, task: &str) -> Result<Trace, ScheduleErr
         text: r.text.clone(),
     };
 
+    let agreed = plan
+        .consensus
+        .and_then(|extract| consensus(extract, finished.iter().map(|(_, t)| *t)));
     let mut calls: Vec<&Call> = outputs.iter().flat_map(|o| o.calls.iter()).collect();
     calls.push(&decision_call);
     calls.sort_by_key(|c| (c.finished_ms, c.started_ms));
     let total_cost: Usd = calls.iter().map(|c| c.cost).sum();
     let total_tokens = calls.iter().map(|c| c.usage.total()).sum();
     Ok(Trace {
-        answer: r.text,
+        answer: agreed
+            .as_ref()
+            .map_or_else(|| r.text.clone(), |(_, text)| text.to_string()),
+        decision_answer: r.text,
+        consensus: agreed.map(|(p, _)| p),
         nodes: names
             .iter()
             .zip(&outputs)
@@ -282,4 +307,24 @@ pub async fn run_query(plan: &Plan<'_>, task: &str) -> Result<Trace, ScheduleErr
         total_tokens,
         faithful: plan.faithful,
     })
+}
+
+/// The prediction all `outputs` agree on (those without one left out) and the first output
+/// that made it, or `None` when there is none or they differ.
+pub fn consensus<'t>(
+    extract: Extractor,
+    outputs: impl IntoIterator<Item = &'t str>,
+) -> Option<(String, &'t str)> {
+    let mut agreed: Option<(String, &'t str)> = None;
+    for text in outputs {
+        let Some(p) = extract(text).filter(|p| !p.trim().is_empty()) else {
+            continue;
+        };
+        match &agreed {
+            None => agreed = Some((p, text)),
+            Some((q, _)) if *q == p => {}
+            Some(_) => return None,
+        }
+    }
+    agreed
 }

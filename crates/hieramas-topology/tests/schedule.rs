@@ -11,7 +11,7 @@ use hieramas_llm::{ChatModel, Endpoint, OpenAiClient, Price, RetryPolicy, http_c
 use hieramas_supernode::{Members, Sampling};
 use hieramas_testkit::{ServerOptions, TestServer};
 use hieramas_topology::roleset::RoleSet;
-use hieramas_topology::schedule::{Plan, Trace, run_query};
+use hieramas_topology::schedule::{Extractor, Plan, Trace, run_query};
 use hieramas_topology::{Topology, shapes};
 
 /// A loopback server that answers after 100 ms.
@@ -61,6 +61,17 @@ async fn run(
     width: usize,
     faithful: bool,
 ) -> Trace {
+    run_with(server, t, set, width, faithful, None).await
+}
+
+async fn run_with(
+    server: &TestServer,
+    t: &Topology,
+    set: &RoleSet,
+    width: usize,
+    faithful: bool,
+    consensus: Option<Extractor>,
+) -> Trace {
     let m = model(server, "m");
     let plan = Plan {
         topology: t,
@@ -71,6 +82,7 @@ async fn run(
         decision: model(server, "judge"),
         sampling: Sampling::default(),
         faithful,
+        consensus,
     };
     run_query(&plan, "TASK").await.unwrap()
 }
@@ -197,6 +209,48 @@ async fn faithful_mode_drops_backward_edges() {
         .min()
         .unwrap();
     assert!(x_end <= y_start);
+}
+
+#[tokio::test]
+async fn consensus_overrides_the_decision_only_when_every_prediction_agrees() {
+    let server = fresh().await;
+    let set = roles(&["a", "b", "c"], 2);
+    let t = shapes::chain(set.names()).unwrap();
+    let synth_text = |trace: &Trace, node: &str| {
+        trace
+            .calls
+            .iter()
+            .find(|c| c.node == node && c.position == hieramas_supernode::Slot::Synth)
+            .unwrap()
+            .text
+            .clone()
+    };
+
+    // Every node "predicts" the same thing (node c predicts nothing and is left out): the first
+    // agreeing node's output is the answer; the decision node was still called and paid for.
+    let same: Extractor = |t| (!t.contains("c asks")).then(|| "42".to_string());
+    let trace = run_with(&server, &t, &set, 2, false, Some(same)).await;
+    assert_eq!(trace.consensus.as_deref(), Some("42"));
+    assert_eq!(trace.answer, synth_text(&trace, "a"));
+    assert!(trace.decision_answer.starts_with("echo: D: "));
+    assert_ne!(trace.answer, trace.decision_answer);
+    assert_eq!(trace.calls.len(), 3 * 3 + 1);
+    assert_eq!(
+        trace.total_cost_pico,
+        trace.calls.iter().map(|c| c.cost_pico).sum::<u64>()
+    );
+
+    // The outputs differ: the decision node's answer stands.
+    let whole: Extractor = |t| Some(t.to_string());
+    let trace = run_with(&server, &t, &set, 2, false, Some(whole)).await;
+    assert_eq!(trace.consensus, None);
+    assert_eq!(trace.answer, trace.decision_answer);
+
+    // Nobody predicts anything: no override either.
+    let nothing: Extractor = |_| None;
+    let trace = run_with(&server, &t, &set, 2, false, Some(nothing)).await;
+    assert_eq!(trace.consensus, None);
+    assert_eq!(trace.answer, trace.decision_answer);
 }
 
 #[tokio::test]
