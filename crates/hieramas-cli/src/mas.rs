@@ -54,13 +54,21 @@ pub struct MasArgs {
     /// The official execution: config order, backward edges unused.
     #[arg(long)]
     pub faithful: bool,
-    /// Most tokens per call.
-    #[arg(long, default_value_t = 256)]
-    pub max_tokens: u32,
+    /// Most tokens per call (mas, moa, debate: default 256; the baselines: default from the
+    /// prompts file).
+    #[arg(long)]
+    pub max_tokens: Option<u32>,
     /// Turn off the consensus override (method §3.3: when every supernode's extracted
     /// prediction agrees, it is the answer, whatever the decision node says).
     #[arg(long)]
     pub no_consensus: bool,
+}
+
+impl MasArgs {
+    /// Most tokens per call of a multi-agent system.
+    pub fn max_tokens(&self) -> u32 {
+        self.max_tokens.unwrap_or(256)
+    }
 }
 
 /// A pool file, or one of the built-in pools by its conventional path.
@@ -259,7 +267,7 @@ pub fn build(benchmark: &str, args: &MasArgs, models: &mut Models, seed: u64) ->
         "decision": decision_id,
         "models": specs,
         "faithful": args.faithful,
-        "max_tokens": args.max_tokens,
+        "max_tokens": args.max_tokens(),
         "consensus": !args.no_consensus,
     });
     let consensus = match benchmark.parse::<Benchmark>() {
@@ -287,7 +295,7 @@ pub async fn run(a: RunArgs) -> Result<()> {
         decision: mas.decision,
         sampling: Sampling {
             temperature: Some(a.temperature),
-            max_tokens: a.mas.max_tokens,
+            max_tokens: a.mas.max_tokens(),
             seed: Some(a.seed),
         },
         faithful: a.mas.faithful,

@@ -118,7 +118,11 @@ fn bench(c: &mut Criterion) {
         )
     };
     let m: Arc<dyn ChatModel> = Arc::new(OpenAiClient::new(endpoint, http_client().unwrap()));
-    let p = plan(&t, &roles, m);
+    let mut p = plan(&t, &roles, m);
+    // Answers of at most 128 words, as a model with `max_tokens = 128` gives: the echo server
+    // would otherwise return whole prompts, which grow along the graph with every echoed
+    // proposal — megabytes of JSON per query that no real model would send back.
+    p.sampling.max_tokens = 128;
     let (queries, in_flight) = (1000usize, 256usize);
     let started = Instant::now();
     rt.block_on(async {

@@ -8,6 +8,7 @@
 //! - [`shapes`]: fixed shapes — full (complete forward DAG in role order), chain, star.
 //! - [`roleset`]: the roles of each benchmark and the decision node's prompts, as data
 //!   (`roles/*.toml`).
+//! - [`svg`]: a topology as an SVG picture (layered, decision node last).
 //! - [`schedule`]: runs one query over a topology — supernodes in true topological order,
 //!   independent branches in parallel, then the decision node — and returns its trace
 //!   (`faithful` switches to the official config-order execution).
@@ -37,6 +38,7 @@ pub mod generate;
 pub mod roleset;
 pub mod schedule;
 pub mod shapes;
+pub mod svg;
 
 use std::collections::BTreeSet;
 
@@ -293,6 +295,11 @@ impl Topology {
                 .collect(),
         };
         serde_json::to_string_pretty(&json).unwrap_or_default()
+    }
+
+    /// An SVG picture with `title` above it (see [`svg`]).
+    pub fn to_svg(&self, title: &str) -> String {
+        svg::write(self, title)
     }
 
     /// Reads [`Topology::to_json`]'s format; edges into the decision node are accepted and

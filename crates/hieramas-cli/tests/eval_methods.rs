@@ -1,0 +1,86 @@
+//! `hieramas eval --method mas|moa|debate` end to end against a loopback OpenAI-compatible
+//! server (hieramas-testkit, `echo:` answers) named in a pool file, on 2 MMLU test queries:
+//! every record keeps all its calls, totals are exact, and the configuration file says what
+//! ran.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use hieramas_testkit::TestServer;
+use serde_json::Value;
+
+fn pool_file(dir: &Path, base_url: &str) -> std::path::PathBuf {
+    let pool = dir.join("pool.toml");
+    std::fs::write(
+        &pool,
+        format!(
+            "[pool]\nname = \"loopback\"\n\n[[models]]\nid = \"m1\"\nprovider = \"openai-compatible\"\nmodel = \"m1\"\nbase_url = \"{base_url}\"\ninput_per_mtok = 1\noutput_per_mtok = 2\n\n[[models]]\nid = \"m2\"\nprovider = \"openai-compatible\"\nmodel = \"m2\"\nbase_url = \"{base_url}\"\ninput_per_mtok = 3\noutput_per_mtok = 4\n"
+        ),
+    )
+    .unwrap();
+    pool
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mas_moa_and_debate_keep_every_call_and_say_what_ran() {
+    let Some(data) = hieramas_tasks::data::DataDir::for_tests() else {
+        return;
+    };
+    let server = TestServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool_file(dir.path(), &server.base_url());
+    // (method, calls per query, responses per record)
+    for (method, calls, responses) in [("mas", 8 * 3 + 1, 1), ("moa", 2 * 3 + 1, 1), ("debate", 3 * 2, 3)] {
+        let out = dir.path().join(format!("{method}.jsonl"));
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hieramas"));
+        cmd.args(["eval", "--benchmark", "mmlu", "--method", method, "--limit", "2"])
+            .args(["--max-tokens", "32", "--pool"])
+            .arg(&pool)
+            .arg("--data-dir")
+            .arg(data.root())
+            .arg("--out")
+            .arg(&out)
+            .env("RUST_LOG", "warn");
+        let before = server.request_count();
+        let output = tokio::task::spawn_blocking(move || cmd.output())
+            .await
+            .unwrap()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{method}: {stderr}");
+        assert_eq!(server.request_count() - before, 2 * calls, "{method}");
+
+        let records: Vec<Value> = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(records.len(), 2, "{method}");
+        for r in &records {
+            let tcalls = r["trace"]["calls"].as_array().unwrap();
+            assert_eq!(tcalls.len(), calls, "{method}");
+            let cost: u64 = tcalls.iter().map(|c| c["cost_pico"].as_u64().unwrap()).sum();
+            assert_eq!(r["cost_pico"].as_u64().unwrap(), cost, "{method}");
+            assert!(cost > 0);
+            assert_eq!(r["responses"].as_array().unwrap().len(), responses, "{method}");
+            assert_eq!(r["method"], method);
+        }
+        // Every request honoured the cap.
+        for req in server.requests().iter().skip(before) {
+            assert_eq!(req.body["max_tokens"], 32, "{method}");
+        }
+        let config: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.with_extension("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(config["config_hash"], records[0]["config_hash"]);
+        match method {
+            "mas" => {
+                assert_eq!(config["mas"]["topology"]["roles"].as_array().unwrap().len(), 8);
+                assert_eq!(config["mas"]["consensus"], true);
+            }
+            "moa" => assert_eq!(config["mas"]["ensemble"]["kind"], "moa"),
+            _ => assert_eq!(config["mas"]["ensemble"]["rounds"], 2),
+        }
+    }
+}
