@@ -5,7 +5,8 @@
 //!   building and tracing cost per query. Target < 100 µs.
 //! - `throughput` (printed, not timed by criterion): 1,000 queries, 256 in flight, against the
 //!   loopback OpenAI-compatible test server that sleeps 50 ms per call; wall time compared with
-//!   the ideal `critical path × waves`. Target ideal ÷ wall ≥ 0.95.
+//!   the ideal `critical path × waves`. Target ideal ÷ wall ≥ 0.95. Printed beside it: the same
+//!   with an in-process model that sleeps 50 ms (the scheduler alone, without HTTP).
 //!
 //! Results are recorded in `benchmarks/orchestration.md`.
 #![allow(clippy::unwrap_used)]
@@ -22,7 +23,7 @@ use hieramas_testkit::{ServerOptions, TestServer};
 use hieramas_topology::roleset::RoleSet;
 use hieramas_topology::schedule::{Plan, run_query};
 use hieramas_topology::shapes;
-use instant::instant_model;
+use instant::{instant_model, sleeping_model};
 
 mod instant {
     use std::sync::Arc;
@@ -32,9 +33,11 @@ mod instant {
         ChatModel, ChatRequest, ChatResponse, FinishReason, LlmError, Price, Usage, Usd,
     };
 
-    /// Answers every request at once with a fixed text (an in-process stand-in for latency-free
-    /// inference, used only to measure orchestration).
-    pub struct Instant0;
+    /// Answers every request with a fixed text, after `delay` (zero: at once) — an in-process
+    /// stand-in for inference, used only to measure orchestration.
+    pub struct Instant0 {
+        pub delay: Duration,
+    }
 
     #[async_trait::async_trait]
     impl ChatModel for Instant0 {
@@ -45,6 +48,9 @@ mod instant {
             Price::default()
         }
         async fn chat(&self, _req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+            if !self.delay.is_zero() {
+                tokio::time::sleep(self.delay).await;
+            }
             Ok(ChatResponse {
                 model: "instant".into(),
                 provider_model: "instant".into(),
@@ -63,7 +69,13 @@ mod instant {
     }
 
     pub fn instant_model() -> Arc<dyn ChatModel> {
-        Arc::new(Instant0)
+        Arc::new(Instant0 {
+            delay: Duration::ZERO,
+        })
+    }
+
+    pub fn sleeping_model(delay: Duration) -> Arc<dyn ChatModel> {
+        Arc::new(Instant0 { delay })
     }
 }
 
@@ -124,26 +136,43 @@ fn bench(c: &mut Criterion) {
     // proposal — megabytes of JSON per query that no real model would send back.
     p.sampling.max_tokens = 128;
     let (queries, in_flight) = (1000usize, 256usize);
-    let started = Instant::now();
-    rt.block_on(async {
-        futures_util::stream::iter(0..queries)
-            .map(|i| {
-                let p = &p;
-                async move { run_query(p, &format!("query {i}")).await.unwrap() }
-            })
-            .buffer_unordered(in_flight)
-            .for_each(|_| async {})
-            .await;
-    });
-    let wall = started.elapsed().as_secs_f64();
     // Full topology over 3 roles: a chain of 3 supernodes (proposers ∥, then synth) + decision.
     let critical_path = 0.050 * (3.0 * 2.0 + 1.0);
-    let waves = queries.div_ceil(in_flight) as f64;
-    let ideal = critical_path * waves;
-    println!(
-        "throughput: {queries} queries, {in_flight} in flight, 50 ms/call: wall {wall:.3} s, ideal {ideal:.3} s, ideal/wall {:.3}",
-        ideal / wall
-    );
+    let ideal = critical_path * queries.div_ceil(in_flight) as f64;
+    let go = |p: &Plan<'_>, label: &str| {
+        let cpu0 = cpu_seconds();
+        let started = Instant::now();
+        rt.block_on(async {
+            futures_util::stream::iter(0..queries)
+                .map(|i| async move { run_query(p, &format!("query {i}")).await.unwrap() })
+                .buffer_unordered(in_flight)
+                .for_each(|_| async {})
+                .await;
+        });
+        let wall = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - cpu0;
+        println!(
+            "throughput ({label}): {queries} queries, {in_flight} in flight, 50 ms/call: wall {wall:.3} s, ideal {ideal:.3} s, ideal/wall {:.3}; CPU {cpu:.2} s",
+            ideal / wall
+        );
+    };
+    go(&p, "loopback HTTP server");
+    // The same with an in-process model that sleeps 50 ms: the scheduler alone, no HTTP.
+    let mut p = plan(&t, &roles, sleeping_model(Duration::from_millis(50)));
+    p.sampling.max_tokens = 128;
+    go(&p, "in-process 50 ms model");
+}
+
+/// User + system CPU seconds of this process so far (Linux; 0 elsewhere).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses): utime is the 14th field.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 criterion_group!(benches, bench);
