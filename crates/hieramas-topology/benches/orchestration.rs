@@ -102,9 +102,11 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let roles = RoleSet::builtin("math").unwrap();
-    let t = shapes::full(roles.names()).unwrap();
-    let p = plan(&t, &roles, instant_model());
+    // Leaked so that queries can be spawned as tasks of their own ('static plans).
+    let roles: &'static RoleSet = Box::leak(Box::new(RoleSet::builtin("math").unwrap()));
+    let t: &'static hieramas_topology::Topology =
+        Box::leak(Box::new(shapes::full(roles.names()).unwrap()));
+    let p = plan(t, roles, instant_model());
     c.bench_function("mas_query_overhead_math_full_w2", |b| {
         b.to_async(&rt).iter(|| async {
             black_box(run_query(&p, "What is 7*8?").await.unwrap());
@@ -112,7 +114,14 @@ fn bench(c: &mut Criterion) {
     });
 
     // Throughput against a 50 ms server.
-    let server = rt
+    // The server gets a runtime (threads) of its own, as a server process would have.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("loopback-server")
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = server_rt
         .block_on(TestServer::start_with(ServerOptions {
             latency: Duration::from_millis(50),
             no_recording: true,
@@ -130,7 +139,7 @@ fn bench(c: &mut Criterion) {
         )
     };
     let m: Arc<dyn ChatModel> = Arc::new(OpenAiClient::new(endpoint, http_client().unwrap()));
-    let mut p = plan(&t, &roles, m);
+    let mut p = plan(t, roles, m);
     // Answers of at most 128 words, as a model with `max_tokens = 128` gives: the echo server
     // would otherwise return whole prompts, which grow along the graph with every echoed
     // proposal — megabytes of JSON per query that no real model would send back.
@@ -139,12 +148,18 @@ fn bench(c: &mut Criterion) {
     // Full topology over 3 roles: a chain of 3 supernodes (proposers ∥, then synth) + decision.
     let critical_path = 0.050 * (3.0 * 2.0 + 1.0);
     let ideal = critical_path * queries.div_ceil(in_flight) as f64;
-    let go = |p: &Plan<'_>, label: &str| {
+    // Every query is a task of its own, so the runtime spreads them over its workers (polled
+    // inside one `block_on`, they would all run on the calling thread).
+    let go = |p: Plan<'static>, label: &str| {
+        let p = Arc::new(p);
         let cpu0 = cpu_seconds();
         let started = Instant::now();
         rt.block_on(async {
             futures_util::stream::iter(0..queries)
-                .map(|i| async move { run_query(p, &format!("query {i}")).await.unwrap() })
+                .map(|i| {
+                    let p = p.clone();
+                    tokio::spawn(async move { run_query(&p, &format!("query {i}")).await.unwrap() })
+                })
                 .buffer_unordered(in_flight)
                 .for_each(|_| async {})
                 .await;
@@ -156,11 +171,11 @@ fn bench(c: &mut Criterion) {
             ideal / wall
         );
     };
-    go(&p, "loopback HTTP server");
+    go(p, "loopback HTTP server");
     // The same with an in-process model that sleeps 50 ms: the scheduler alone, no HTTP.
-    let mut p = plan(&t, &roles, sleeping_model(Duration::from_millis(50)));
+    let mut p = plan(t, roles, sleeping_model(Duration::from_millis(50)));
     p.sampling.max_tokens = 128;
-    go(&p, "in-process 50 ms model");
+    go(p, "in-process 50 ms model");
 }
 
 /// User + system CPU seconds of this process so far (Linux; 0 elsewhere).
