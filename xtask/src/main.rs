@@ -168,7 +168,10 @@ fn cargo() -> Command {
             && (k.starts_with("CARGO_PKG_")
                 || matches!(
                     k,
-                    "CARGO_MANIFEST_DIR" | "CARGO_MANIFEST_PATH" | "CARGO_CRATE_NAME" | "CARGO_BIN_NAME"
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_BIN_NAME"
                 ))
         {
             c.env_remove(k);
@@ -361,7 +364,12 @@ fn reproduce(
     splits(root, &dir, false)?;
 
     println!("\n3. Experiments: {}", profile.description_line());
-    let run_dir = reproduce::run_dir(root, wanted.run.as_deref(), &wanted.profile, pool.as_deref());
+    let run_dir = reproduce::run_dir(
+        root,
+        wanted.run.as_deref(),
+        &wanted.profile,
+        pool.as_deref(),
+    );
     reproduce::run(&reproduce::Options {
         root: root.to_path_buf(),
         data_dir: dir,

@@ -38,7 +38,10 @@ pub struct Profile {
 impl Profile {
     /// The description on one line.
     pub fn description_line(&self) -> String {
-        self.description.split_whitespace().collect::<Vec<_>>().join(" ")
+        self.description
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -201,10 +204,10 @@ fn write_report(o: &Options, jobs: &[Job], wall_s: f64) -> Result<()> {
     let topo_dir = dir.join("topologies");
     std::fs::create_dir_all(&topo_dir)?;
     let simulated = false; // every call of these runs reached a real model
-    let pool_name = o
-        .pool
-        .as_ref()
-        .map_or_else(|| "local (embedded default)".to_string(), |p| p.display().to_string());
+    let pool_name = o.pool.as_ref().map_or_else(
+        || "local (embedded default)".to_string(),
+        |p| p.display().to_string(),
+    );
 
     // One SVG per (benchmark, topology) actually run.
     let mut pictures = Vec::new();
@@ -213,8 +216,8 @@ fn write_report(o: &Options, jobs: &[Job], wall_s: f64) -> Result<()> {
         let Ok(text) = std::fs::read_to_string(&config) else {
             continue;
         };
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{}", config.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{}", config.display()))?;
         let t = hieramas_topology::Topology::from_json(&v["mas"]["topology"].to_string())
             .with_context(|| format!("the topology in {}", config.display()))?;
         let name = j.method.trim_start_matches("mas:");
@@ -345,7 +348,10 @@ fn write_report(o: &Options, jobs: &[Job], wall_s: f64) -> Result<()> {
             if let Some(e) = &j.error
                 && j.summary.is_none()
             {
-                md.push_str(&format!("| {} | — | — | failed: {e} | | | | | |\n", j.method));
+                md.push_str(&format!(
+                    "| {} | — | — | failed: {e} | | | | | |\n",
+                    j.method
+                ));
                 continue;
             }
             let acc = match (r["accuracy"].as_f64(), r["base_accuracy"].as_f64()) {
@@ -353,11 +359,18 @@ fn write_report(o: &Options, jobs: &[Job], wall_s: f64) -> Result<()> {
                 (Some(a), None) => format!("{a:.1}%"),
                 _ => "—".into(),
             };
-            let secs = |k: &str| r[k].as_f64().map_or("—".into(), |ms| format!("{:.1}", ms / 1000.0));
+            let secs = |k: &str| {
+                r[k].as_f64()
+                    .map_or("—".into(), |ms| format!("{:.1}", ms / 1000.0))
+            };
             md.push_str(&format!(
                 "| {}{} | {} | {} | {} | {} | {} | {} | {} / {} | {:.0} / {} |\n",
                 j.method,
-                if j.error.is_some() { " (incomplete)" } else { "" },
+                if j.error.is_some() {
+                    " (incomplete)"
+                } else {
+                    ""
+                },
                 r["model"].as_str().unwrap_or("—"),
                 r["queries"],
                 acc,
@@ -371,7 +384,9 @@ fn write_report(o: &Options, jobs: &[Job], wall_s: f64) -> Result<()> {
             ));
         }
         for (_, name, file) in pictures.iter().filter(|(pb, _, _)| pb == b) {
-            md.push_str(&format!("\nTopology `{name}`: ![{b} {name}](topologies/{file})\n"));
+            md.push_str(&format!(
+                "\nTopology `{name}`: ![{b} {name}](topologies/{file})\n"
+            ));
         }
         md.push('\n');
     }
@@ -380,7 +395,9 @@ fn write_report(o: &Options, jobs: &[Job], wall_s: f64) -> Result<()> {
          (GNN topology classifier) are not implemented yet; the MAS rows use round-robin model \
          assignment and a fixed (full) or seeded random topology.\n\n",
     );
-    md.push_str("## Commands\n\nEach row is one resumable `hieramas eval` (records in `logs/`):\n\n```\n");
+    md.push_str(
+        "## Commands\n\nEach row is one resumable `hieramas eval` (records in `logs/`):\n\n```\n",
+    );
     for j in jobs {
         md.push_str(&command_line(&j.args));
         md.push('\n');
@@ -401,7 +418,9 @@ fn command_line(args: &[String]) -> String {
     let quoted: Vec<String> = args
         .iter()
         .map(|a| {
-            if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=".contains(c)) {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:=".contains(c))
+            {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', r"'\''"))
@@ -507,7 +526,10 @@ mod tests {
     #[test]
     fn csv_cells_are_quoted_when_needed() {
         assert_eq!(csv_cell(&serde_json::json!("a,b")), "\"a,b\"");
-        assert_eq!(csv_cell(&serde_json::json!("say \"x\"")), "\"say \"\"x\"\"\"");
+        assert_eq!(
+            csv_cell(&serde_json::json!("say \"x\"")),
+            "\"say \"\"x\"\"\""
+        );
         assert_eq!(csv_cell(&serde_json::json!(1.5)), "1.5");
         assert_eq!(csv_cell(&serde_json::Value::Null), "");
         assert_eq!(

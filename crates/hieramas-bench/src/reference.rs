@@ -105,49 +105,57 @@ impl EnsembleSetup {
         let clock = Instant::now();
         let first = self.prompt.user.replace("{task}", task);
         let mut calls = Vec::new();
-        let answers = match &self.ensemble {
-            Ensemble::Moa(s) => {
-                let mut previous: Vec<String> = Vec::new();
-                for layer in 1..=s.layers {
-                    let user = if layer == 1 {
+        let answers =
+            match &self.ensemble {
+                Ensemble::Moa(s) => {
+                    let mut previous: Vec<String> = Vec::new();
+                    for layer in 1..=s.layers {
+                        let user = if layer == 1 {
+                            first.clone()
+                        } else {
+                            follow_up(&s.aggregate, &first, &numbered(&previous))
+                        };
+                        let models = (0..s.width).map(|i| self.model_at(i));
+                        previous = self
+                            .step(layer, &user, s.temperature, models, clock, &mut calls)
+                            .await?;
+                    }
+                    let user = if previous.is_empty() {
                         first.clone()
                     } else {
                         follow_up(&s.aggregate, &first, &numbered(&previous))
                     };
-                    let models = (0..s.width).map(|i| self.model_at(i));
-                    previous = self
-                        .step(layer, &user, s.temperature, models, clock, &mut calls)
-                        .await?;
-                }
-                let user = if previous.is_empty() {
-                    first.clone()
-                } else {
-                    follow_up(&s.aggregate, &first, &numbered(&previous))
-                };
-                let models = std::iter::once(self.aggregator.clone());
-                self.step(s.layers + 1, &user, s.temperature, models, clock, &mut calls)
+                    let models = std::iter::once(self.aggregator.clone());
+                    self.step(
+                        s.layers + 1,
+                        &user,
+                        s.temperature,
+                        models,
+                        clock,
+                        &mut calls,
+                    )
                     .await?
-            }
-            Ensemble::Debate(s) => {
-                let mut history: Vec<String> = Vec::new();
-                let mut last = Vec::new();
-                for round in 1..=s.rounds.max(1) {
-                    let user = if round == 1 {
-                        first.clone()
-                    } else {
-                        follow_up(&s.refine, &first, &history.join("\n\n"))
-                    };
-                    let models = (0..s.agents).map(|i| self.model_at(i));
-                    last = self
-                        .step(round, &user, s.temperature, models, clock, &mut calls)
-                        .await?;
-                    history.extend(last.iter().enumerate().map(|(i, t)| {
-                        format!("Round {round}, agent {}:\n{}", i + 1, t.trim())
-                    }));
                 }
-                last
-            }
-        };
+                Ensemble::Debate(s) => {
+                    let mut history: Vec<String> = Vec::new();
+                    let mut last = Vec::new();
+                    for round in 1..=s.rounds.max(1) {
+                        let user = if round == 1 {
+                            first.clone()
+                        } else {
+                            follow_up(&s.refine, &first, &history.join("\n\n"))
+                        };
+                        let models = (0..s.agents).map(|i| self.model_at(i));
+                        last = self
+                            .step(round, &user, s.temperature, models, clock, &mut calls)
+                            .await?;
+                        history.extend(last.iter().enumerate().map(|(i, t)| {
+                            format!("Round {round}, agent {}:\n{}", i + 1, t.trim())
+                        }));
+                    }
+                    last
+                }
+            };
         Ok(EnsembleTrace { answers, calls })
     }
 

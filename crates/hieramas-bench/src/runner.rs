@@ -362,9 +362,7 @@ impl From<LlmError> for Failure {
 /// normalised final answer, MMLU's letter, HumanEval's first code block.
 pub fn prediction_extractor(benchmark: Benchmark) -> Extractor {
     match benchmark {
-        Benchmark::Math => |t| {
-            math::extract_answer(t).map(|a| math::normalize(&a))
-        },
+        Benchmark::Math => |t| math::extract_answer(t).map(|a| math::normalize(&a)),
         Benchmark::Mmlu => |t| mmlu::extract_letter(t, None).map(String::from),
         Benchmark::HumanevalPlus => |t| {
             humaneval::fenced_blocks(t)

@@ -369,7 +369,10 @@ async fn moa_and_debate_run_their_rounds_and_keep_every_call() {
         assert_eq!(server.request_count(), 2 * calls, "{method:?}");
         let last_user = |body: &serde_json::Value| -> String {
             let msgs = body["messages"].as_array().unwrap();
-            msgs.last().unwrap()["content"].as_str().unwrap().to_string()
+            msgs.last().unwrap()["content"]
+                .as_str()
+                .unwrap()
+                .to_string()
         };
         let prompts: Vec<String> = server
             .requests()

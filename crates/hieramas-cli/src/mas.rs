@@ -11,8 +11,8 @@ use hieramas_llm::{Budget, Budgeted, ChatModel, Env, Limited, ModelSpec, Pool, P
 use hieramas_local::engine::EngineOptions;
 use hieramas_local::pool::{LocalModels, local_pool};
 use hieramas_supernode::{Members, Sampling};
-use hieramas_topology::roleset::RoleSet;
 use hieramas_tasks::splits::Benchmark;
+use hieramas_topology::roleset::RoleSet;
 use hieramas_topology::schedule::{Extractor, Plan, run_query};
 use hieramas_topology::{Topology, generate, shapes};
 

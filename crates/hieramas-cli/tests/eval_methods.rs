@@ -31,17 +31,29 @@ async fn mas_moa_and_debate_keep_every_call_and_say_what_ran() {
     let dir = tempfile::tempdir().unwrap();
     let pool = pool_file(dir.path(), &server.base_url());
     // (method, calls per query, responses per record)
-    for (method, calls, responses) in [("mas", 8 * 3 + 1, 1), ("moa", 2 * 3 + 1, 1), ("debate", 3 * 2, 3)] {
+    for (method, calls, responses) in [
+        ("mas", 8 * 3 + 1, 1),
+        ("moa", 2 * 3 + 1, 1),
+        ("debate", 3 * 2, 3),
+    ] {
         let out = dir.path().join(format!("{method}.jsonl"));
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hieramas"));
-        cmd.args(["eval", "--benchmark", "mmlu", "--method", method, "--limit", "2"])
-            .args(["--max-tokens", "32", "--pool"])
-            .arg(&pool)
-            .arg("--data-dir")
-            .arg(data.root())
-            .arg("--out")
-            .arg(&out)
-            .env("RUST_LOG", "warn");
+        cmd.args([
+            "eval",
+            "--benchmark",
+            "mmlu",
+            "--method",
+            method,
+            "--limit",
+            "2",
+        ])
+        .args(["--max-tokens", "32", "--pool"])
+        .arg(&pool)
+        .arg("--data-dir")
+        .arg(data.root())
+        .arg("--out")
+        .arg(&out)
+        .env("RUST_LOG", "warn");
         let before = server.request_count();
         let output = tokio::task::spawn_blocking(move || cmd.output())
             .await
@@ -60,23 +72,34 @@ async fn mas_moa_and_debate_keep_every_call_and_say_what_ran() {
         for r in &records {
             let tcalls = r["trace"]["calls"].as_array().unwrap();
             assert_eq!(tcalls.len(), calls, "{method}");
-            let cost: u64 = tcalls.iter().map(|c| c["cost_pico"].as_u64().unwrap()).sum();
+            let cost: u64 = tcalls
+                .iter()
+                .map(|c| c["cost_pico"].as_u64().unwrap())
+                .sum();
             assert_eq!(r["cost_pico"].as_u64().unwrap(), cost, "{method}");
             assert!(cost > 0);
-            assert_eq!(r["responses"].as_array().unwrap().len(), responses, "{method}");
+            assert_eq!(
+                r["responses"].as_array().unwrap().len(),
+                responses,
+                "{method}"
+            );
             assert_eq!(r["method"], method);
         }
         // Every request honoured the cap.
         for req in server.requests().iter().skip(before) {
             assert_eq!(req.body["max_tokens"], 32, "{method}");
         }
-        let config: Value =
-            serde_json::from_str(&std::fs::read_to_string(out.with_extension("config.json")).unwrap())
-                .unwrap();
+        let config: Value = serde_json::from_str(
+            &std::fs::read_to_string(out.with_extension("config.json")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(config["config_hash"], records[0]["config_hash"]);
         match method {
             "mas" => {
-                assert_eq!(config["mas"]["topology"]["roles"].as_array().unwrap().len(), 8);
+                assert_eq!(
+                    config["mas"]["topology"]["roles"].as_array().unwrap().len(),
+                    8
+                );
                 assert_eq!(config["mas"]["consensus"], true);
             }
             "moa" => assert_eq!(config["mas"]["ensemble"]["kind"], "moa"),
