@@ -1,0 +1,449 @@
+//! The LLM selector (method §5.2–§5.3) in candle: for each position of a supernode, a
+//! distribution over the pool's options (the LLMs, then `skip`).
+//!
+//! ```text
+//! row_p  = Linear([posemb(p) ‖ t_role ‖ t_meta])          (no activation)
+//! col_k  = Linear(E_llm[k])
+//! logit[p,k] = Linear(ReLU(Linear([row_p ‖ col_k])))
+//! ```
+//!
+//! One selector is shared by every supernode. Checkpoints are safetensors plus a JSON sidecar
+//! holding the configuration, the tensor names and the file's sha256; loading checks all three
+//! and fails loudly (the official code silently skipped a missing checkpoint, method §10).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{D, DType, Device, Tensor};
+use candle_nn::{Embedding, Linear, Module, VarBuilder, VarMap};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Selector errors: candle's, or a checkpoint that is not what it should be.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectorError {
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error("checkpoint {}: {detail}", path.display())]
+    Checkpoint { path: PathBuf, detail: String },
+}
+
+/// Results of the selector and training code.
+pub type Result<T> = std::result::Result<T, SelectorError>;
+
+/// Sizes of the selector (official: 1024-d gte embeddings, hidden 256, 20 × 128 positions).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SelectorConfig {
+    pub embed_dim: usize,
+    pub hidden: usize,
+    pub pos_dim: usize,
+    pub max_positions: usize,
+}
+
+impl SelectorConfig {
+    /// The official sizes for embeddings of `embed_dim` dimensions.
+    pub fn official(embed_dim: usize) -> SelectorConfig {
+        SelectorConfig {
+            embed_dim,
+            hidden: 256,
+            pos_dim: 128,
+            max_positions: 20,
+        }
+    }
+}
+
+/// The selector's layers; its parameters live in the `VarMap` it was built from.
+pub struct Selector {
+    pub config: SelectorConfig,
+    pos: Embedding,
+    row: Linear,
+    col: Linear,
+    mlp1: Linear,
+    mlp2: Linear,
+}
+
+impl Selector {
+    /// New layers under `vb` (initialised by candle-nn's defaults when `vb` is a fresh
+    /// `VarMap`).
+    pub fn new(config: SelectorConfig, vb: VarBuilder) -> Result<Selector> {
+        let c = &config;
+        Ok(Selector {
+            pos: candle_nn::embedding(c.max_positions, c.pos_dim, vb.pp("pos"))?,
+            row: candle_nn::linear(c.pos_dim + 2 * c.embed_dim, c.hidden, vb.pp("row"))?,
+            col: candle_nn::linear(c.embed_dim, c.hidden, vb.pp("col"))?,
+            mlp1: candle_nn::linear(2 * c.hidden, c.hidden, vb.pp("mlp1"))?,
+            mlp2: candle_nn::linear(c.hidden, 1, vb.pp("mlp2"))?,
+            config,
+        })
+    }
+
+    /// Raw logits `[positions, options]`: `llm` holds one profile embedding per option
+    /// (`[options, embed_dim]`, `skip` last), `task_role` and `meta` are `[embed_dim]`.
+    pub fn logits(
+        &self,
+        llm: &Tensor,
+        task_role: &Tensor,
+        meta: &Tensor,
+        positions: usize,
+    ) -> Result<Tensor> {
+        let (options, _) = llm.dims2()?;
+        let dev = llm.device();
+        let idx = Tensor::arange(0u32, positions as u32, dev)?;
+        let pe = self.pos.forward(&idx)?;
+        let ctx = Tensor::cat(&[task_role, meta], 0)?
+            .unsqueeze(0)?
+            .broadcast_as((positions, 2 * self.config.embed_dim))?;
+        let rows = self.row.forward(&Tensor::cat(&[&pe, &ctx], 1)?)?;
+        let cols = self.col.forward(llm)?;
+        let h = self.config.hidden;
+        let r = rows.unsqueeze(1)?.broadcast_as((positions, options, h))?;
+        let c = cols.unsqueeze(0)?.broadcast_as((positions, options, h))?;
+        let pair = Tensor::cat(&[&r, &c], 2)?;
+        let hidden = self.mlp1.forward(&pair)?.relu()?;
+        Ok(self.mlp2.forward(&hidden)?.squeeze(2)?)
+    }
+}
+
+/// Post-processing of the logits (method §5.2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Masks {
+    /// Options nobody may choose (official: `deepseek-r1-14b`): set to −1e8 in every row.
+    pub excluded: Vec<usize>,
+    /// The `skip` option's column.
+    pub skip: usize,
+    /// Whether the synthesiser (the last row) may choose `skip`; if not, −1e10 there.
+    pub synth_may_skip: bool,
+    /// Training clamps the logits to ±this (official: 10).
+    pub clamp: Option<f64>,
+}
+
+/// `logits` after clamping and masking; masked entries carry no gradient.
+pub fn mask_logits(logits: &Tensor, m: &Masks) -> Result<Tensor> {
+    let (rows, cols) = logits.dims2()?;
+    let mut l = match m.clamp {
+        Some(c) => logits.clamp(-c, c)?,
+        None => logits.clone(),
+    };
+    let mut keep = vec![1u8; rows * cols];
+    let mut value = vec![0f64; rows * cols];
+    for r in 0..rows {
+        for &k in m.excluded.iter().filter(|&&k| k < cols) {
+            keep[r * cols + k] = 0;
+            value[r * cols + k] = -1e8;
+        }
+    }
+    if !m.synth_may_skip && m.skip < cols && rows > 0 {
+        keep[(rows - 1) * cols + m.skip] = 0;
+        value[(rows - 1) * cols + m.skip] = -1e10;
+    }
+    if keep.contains(&0) {
+        let dev = logits.device();
+        let keep = Tensor::from_vec(keep, (rows, cols), dev)?;
+        let value = Tensor::from_vec(value, (rows, cols), dev)?.to_dtype(l.dtype())?;
+        l = keep.where_cond(&l, &value)?;
+    }
+    Ok(l)
+}
+
+/// One option per row by the Gumbel-max trick on `logits / temperature` (the official
+/// training samples at temperature 1 whatever the schedule says: pass 1.0 to reproduce it).
+pub fn sample(logits: &Tensor, temperature: f64, rng: &mut impl Rng) -> Result<Vec<usize>> {
+    let rows: Vec<Vec<f64>> = logits.to_dtype(DType::F64)?.to_vec2()?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let mut best = (f64::NEG_INFINITY, 0);
+            for (k, &l) in row.iter().enumerate() {
+                let u: f64 = rng.random_range(f64::EPSILON..1.0);
+                let g = -(-u.ln()).ln();
+                let v = l / temperature + g;
+                if v > best.0 {
+                    best = (v, k);
+                }
+            }
+            best.1
+        })
+        .collect())
+}
+
+/// The highest logit of each row (ties: the lowest index).
+pub fn argmax(logits: &Tensor) -> Result<Vec<usize>> {
+    let rows: Vec<Vec<f64>> = logits.to_dtype(DType::F64)?.to_vec2()?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold(
+                    (f64::NEG_INFINITY, 0),
+                    |b, (k, &v)| if v > b.0 { (v, k) } else { b },
+                )
+                .1
+        })
+        .collect())
+}
+
+/// `Σ_rows log softmax(logits / T)[action]` and the entropy `−Σ_rows Σ_k p log p` of
+/// `softmax(logits / T)` (summed over rows, as the official code does).
+pub fn log_prob_and_entropy(
+    logits: &Tensor,
+    actions: &[usize],
+    temperature: f64,
+) -> Result<(Tensor, Tensor)> {
+    let scaled = (logits / temperature)?;
+    let lsm = candle_nn::ops::log_softmax(&scaled, D::Minus1)?;
+    let idx: Vec<u32> = actions.iter().map(|&a| a as u32).collect();
+    let idx = Tensor::from_vec(idx, (actions.len(), 1), logits.device())?;
+    let logp = lsm.gather(&idx, 1)?.sum_all()?;
+    let entropy = (lsm.exp()? * &lsm)?.sum_all()?.neg()?;
+    Ok((logp, entropy))
+}
+
+/// Saves the selector's parameters to `path` (safetensors) and `<path>.json` (configuration,
+/// tensor names, sha256 of the safetensors file).
+pub fn save(varmap: &VarMap, config: &SelectorConfig, path: &Path) -> Result<()> {
+    let bad = |detail: String| SelectorError::Checkpoint {
+        path: path.to_path_buf(),
+        detail,
+    };
+    varmap.save(path)?;
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let mut names: Vec<String> = varmap
+        .data()
+        .lock()
+        .map_err(|_| bad("parameter map poisoned".into()))?
+        .keys()
+        .cloned()
+        .collect();
+    names.sort();
+    let meta = CheckpointMeta {
+        config: config.clone(),
+        tensors: names,
+        sha256: hex::encode(Sha256::digest(&bytes)),
+    };
+    let json = serde_json::to_string_pretty(&meta).map_err(|e| bad(e.to_string()))?;
+    std::fs::write(sidecar(path), json + "\n").map_err(|e| bad(e.to_string()))?;
+    Ok(())
+}
+
+/// What a checkpoint's JSON sidecar holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    pub config: SelectorConfig,
+    pub tensors: Vec<String>,
+    pub sha256: String,
+}
+
+fn sidecar(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".json");
+    PathBuf::from(s)
+}
+
+/// Loads a checkpoint written by [`save`] into a new selector, after checking the file's
+/// sha256 and that its tensors are exactly the selector's.
+pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<(VarMap, Selector)> {
+    let bad = |detail: String| SelectorError::Checkpoint {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let meta_text = std::fs::read_to_string(sidecar(path))
+        .map_err(|e| bad(format!("its sidecar {}: {e}", sidecar(path).display())))?;
+    let meta: CheckpointMeta = serde_json::from_str(&meta_text)
+        .map_err(|e| bad(format!("its sidecar is not valid: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let sha = hex::encode(Sha256::digest(&bytes));
+    if sha != meta.sha256 {
+        return Err(bad(format!(
+            "sha256 {sha} differs from the recorded {} (file changed or truncated)",
+            meta.sha256
+        )));
+    }
+    let mut varmap = VarMap::new();
+    let selector = Selector::new(
+        meta.config.clone(),
+        VarBuilder::from_varmap(&varmap, dtype, device),
+    )?;
+    let mut expected: Vec<String> = varmap
+        .data()
+        .lock()
+        .map_err(|_| bad("parameter map poisoned".into()))?
+        .keys()
+        .cloned()
+        .collect();
+    expected.sort();
+    let stored = candle_core::safetensors::load(path, device)?;
+    let mut found: Vec<String> = stored.keys().cloned().collect();
+    found.sort();
+    if found != expected || meta.tensors != expected {
+        return Err(bad(format!(
+            "tensors {found:?} (sidecar: {:?}) are not the selector's {expected:?}",
+            meta.tensors
+        )));
+    }
+    varmap.load(path)?;
+    Ok((varmap, selector))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use rand::SeedableRng;
+
+    fn tiny() -> (VarMap, Selector, Tensor, Tensor, Tensor) {
+        let dev = Device::Cpu;
+        let varmap = VarMap::new();
+        let cfg = SelectorConfig {
+            embed_dim: 4,
+            hidden: 3,
+            pos_dim: 2,
+            max_positions: 5,
+        };
+        let s = Selector::new(cfg, VarBuilder::from_varmap(&varmap, DType::F64, &dev)).unwrap();
+        let llm = Tensor::from_vec(
+            (0..20)
+                .map(|i| ((i * 7 % 11) as f64 - 5.0) / 5.0)
+                .collect::<Vec<_>>(),
+            (5, 4),
+            &dev,
+        )
+        .unwrap();
+        let t = Tensor::new(&[0.3f64, -0.2, 0.9, 0.1], &dev).unwrap();
+        let m = Tensor::new(&[-0.5f64, 0.4, 0.0, 0.7], &dev).unwrap();
+        (varmap, s, llm, t, m)
+    }
+
+    #[test]
+    fn masks_set_excluded_columns_and_the_synthesisers_skip() {
+        let (_, s, llm, t, m) = tiny();
+        let l = s.logits(&llm, &t, &m, 3).unwrap();
+        assert_eq!(l.dims(), &[3, 5]);
+        let masks = Masks {
+            excluded: vec![2],
+            skip: 4,
+            synth_may_skip: false,
+            clamp: Some(10.0),
+        };
+        let v: Vec<Vec<f64>> = mask_logits(&l, &masks).unwrap().to_vec2().unwrap();
+        let raw: Vec<Vec<f64>> = l.to_vec2().unwrap();
+        for (r, row) in v.iter().enumerate() {
+            assert_eq!(row[2], -1e8);
+            for k in [0, 1, 3] {
+                assert_eq!(row[k], raw[r][k].clamp(-10.0, 10.0));
+            }
+        }
+        assert_eq!(v[2][4], -1e10, "the synthesiser may not skip");
+        assert_eq!(v[0][4], raw[0][4], "proposers may");
+        // Masked options are never sampled nor chosen.
+        let masked = mask_logits(&l, &masks).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..200 {
+            let a = sample(&masked, 1.0, &mut rng).unwrap();
+            assert!(a.iter().all(|&k| k != 2) && a[2] != 4);
+        }
+        assert!(argmax(&masked).unwrap().iter().all(|&k| k != 2));
+    }
+
+    /// The loss −Σ logπ(a)·R − β·H backpropagates to the right gradient (finite differences).
+    #[test]
+    fn selector_loss_gradient_matches_finite_differences() {
+        let (varmap, s, llm, t, m) = tiny();
+        let actions = [1usize, 3, 0];
+        let (credit, beta, temp) = (0.7, 0.3, 2.5);
+        let masks = Masks {
+            excluded: vec![2],
+            skip: 4,
+            synth_may_skip: false,
+            clamp: Some(10.0),
+        };
+        let loss = || -> Tensor {
+            let l = mask_logits(&s.logits(&llm, &t, &m, 3).unwrap(), &masks).unwrap();
+            let (logp, h) = log_prob_and_entropy(&l, &actions, temp).unwrap();
+            ((logp * -credit).unwrap() - (h * beta).unwrap()).unwrap()
+        };
+        let grads = loss().backward().unwrap();
+        let vars = varmap.all_vars();
+        let mut checked = 0;
+        for var in &vars {
+            let g: Vec<f64> = grads
+                .get(var)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let base: Vec<f64> = var.flatten_all().unwrap().to_vec1().unwrap();
+            for i in (0..base.len()).step_by(3).take(4) {
+                let eps = 1e-6;
+                let at = |d: f64| {
+                    let mut v = base.clone();
+                    v[i] += d;
+                    var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap())
+                        .unwrap();
+                    loss().to_scalar::<f64>().unwrap()
+                };
+                let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+                var.set(&Tensor::from_vec(base.clone(), var.shape(), &Device::Cpu).unwrap())
+                    .unwrap();
+                assert!(
+                    (numeric - g[i]).abs() < 1e-6 * (1.0 + numeric.abs()),
+                    "param {i}: analytic {} vs numeric {numeric}",
+                    g[i]
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 15);
+    }
+
+    #[test]
+    fn checkpoints_round_trip_and_refuse_tampering() {
+        let (varmap, s, llm, t, m) = tiny();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sel.safetensors");
+        save(&varmap, &s.config, &path).unwrap();
+        let (_, back) = load(&path, &Device::Cpu, DType::F64).unwrap();
+        let a: Vec<Vec<f64>> = s.logits(&llm, &t, &m, 3).unwrap().to_vec2().unwrap();
+        let b: Vec<Vec<f64>> = back.logits(&llm, &t, &m, 3).unwrap().to_vec2().unwrap();
+        assert_eq!(a, b);
+
+        // A changed byte: refused by the hash.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = load(&path, &Device::Cpu, DType::F64)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("sha256"), "{e}");
+
+        // No checkpoint at all: an error naming it, never a fresh selector.
+        let e = load(
+            &dir.path().join("none.safetensors"),
+            &Device::Cpu,
+            DType::F64,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("none.safetensors"), "{e}");
+
+        // Another model's tensors under a valid hash: refused by name.
+        let other = VarMap::new();
+        let vb = VarBuilder::from_varmap(&other, DType::F64, &Device::Cpu);
+        candle_nn::linear(4, 2, vb.pp("something_else")).unwrap();
+        other.save(&path).unwrap();
+        let sha = hex::encode(Sha256::digest(std::fs::read(&path).unwrap()));
+        let mut meta: CheckpointMeta =
+            serde_json::from_str(&std::fs::read_to_string(sidecar(&path)).unwrap()).unwrap();
+        meta.sha256 = sha;
+        std::fs::write(sidecar(&path), serde_json::to_string(&meta).unwrap()).unwrap();
+        let e = load(&path, &Device::Cpu, DType::F64)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("not the selector's"), "{e}");
+    }
+}

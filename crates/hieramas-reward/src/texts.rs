@@ -1,0 +1,319 @@
+//! The texts the selector embeds (method §5.1, §1.3): LLM profiles, task+role texts and task
+//! metadata summaries — profiles and role descriptions are data (`texts/*.toml`) — and an
+//! on-disk cache of their embeddings keyed by content hash.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::RewardError;
+
+const PROFILES: &str = include_str!("../texts/profiles.toml");
+const ROLES: &str = include_str!("../texts/roles.toml");
+
+/// How much of the task the task+role text keeps (characters).
+pub const TASK_CHARS: usize = 1500;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfilesFile {
+    profiles: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolesFile {
+    descriptions: BTreeMap<String, String>,
+}
+
+/// LLM profiles and role descriptions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Texts {
+    pub profiles: BTreeMap<String, String>,
+    pub roles: BTreeMap<String, String>,
+}
+
+impl Texts {
+    /// The shipped texts.
+    pub fn builtin() -> Result<Texts, RewardError> {
+        Texts::from_toml(PROFILES, "texts/profiles.toml", ROLES, "texts/roles.toml")
+    }
+
+    pub fn from_toml(
+        profiles: &str,
+        profiles_source: &str,
+        roles: &str,
+        roles_source: &str,
+    ) -> Result<Texts, RewardError> {
+        let err = |source: &str, detail: String| RewardError::Config {
+            source_name: source.to_string(),
+            detail,
+        };
+        let p: ProfilesFile =
+            toml::from_str(profiles).map_err(|e| err(profiles_source, e.to_string()))?;
+        let r: RolesFile = toml::from_str(roles).map_err(|e| err(roles_source, e.to_string()))?;
+        if !p.profiles.contains_key("skip") {
+            return Err(err(profiles_source, "no profile for `skip`".into()));
+        }
+        if !r.descriptions.contains_key("default") {
+            return Err(err(roles_source, "no `default` description".into()));
+        }
+        Ok(Texts {
+            profiles: p.profiles,
+            roles: r.descriptions,
+        })
+    }
+
+    /// The profile of pool model `id` (a generic one, naming it, when none is written).
+    pub fn profile(&self, id: &str) -> String {
+        self.profiles.get(id).cloned().unwrap_or_else(|| {
+            format!("{id}, a language model of the pool. No profile is written for it: judge it by results.")
+        })
+    }
+
+    /// The first [`TASK_CHARS`] characters of the task, the role's name, its description.
+    pub fn task_role(&self, task: &str, role: &str) -> String {
+        let head: String = task.chars().take(TASK_CHARS).collect();
+        let description = self
+            .roles
+            .get(role)
+            .or_else(|| self.roles.get("default"))
+            .map_or("", String::as_str);
+        format!("{head}\n\nRole: {role}\n{description}")
+    }
+}
+
+/// What is known about a task (method §5.1); any field may be missing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TaskMeta {
+    /// math, coding, analysis, explanation, reasoning or general.
+    pub kind: Option<String>,
+    /// easy, medium or hard.
+    pub difficulty: Option<String>,
+    pub domain: Option<String>,
+    pub key_skills: Vec<String>,
+    pub description: Option<String>,
+}
+
+impl TaskMeta {
+    /// "Task type: …. Difficulty: …. Domain: …. Key skills: a, b. Description: …." — missing
+    /// parts left out; "General task." when nothing is known.
+    pub fn summary(&self) -> String {
+        let field = |label: &str, v: &Option<String>| {
+            v.as_ref()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| format!("{label}: {}.", v.trim().trim_end_matches('.')))
+        };
+        let skills = (!self.key_skills.is_empty())
+            .then(|| format!("Key skills: {}.", self.key_skills.join(", ")));
+        let parts: Vec<String> = [
+            field("Task type", &self.kind),
+            field("Difficulty", &self.difficulty),
+            field("Domain", &self.domain),
+            skills,
+            field("Description", &self.description),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if parts.is_empty() {
+            "General task.".into()
+        } else {
+            parts.join(" ")
+        }
+    }
+
+    /// The deterministic keyword heuristic (the official fallback when its LLM call fails):
+    /// type from keywords, difficulty from length (> 200 words hard, > 50 medium), domain =
+    /// type, the first 200 characters as description, default skills per type.
+    pub fn heuristic(task: &str) -> TaskMeta {
+        let lower = task.to_lowercase();
+        let has = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+        let kind = if has(&["def ", "return", "python", "function", "```"]) {
+            "coding"
+        } else if has(&[
+            "solve",
+            "compute",
+            "calculate",
+            "equation",
+            "$",
+            "\\frac",
+            "integer",
+        ]) {
+            "math"
+        } else if has(&["explain", "why", "describe"]) {
+            "explanation"
+        } else if has(&["a.", "b.", "c.", "d.", "which of the following"]) {
+            "reasoning"
+        } else {
+            "general"
+        };
+        let words = task.split_whitespace().count();
+        let difficulty = if words > 200 {
+            "hard"
+        } else if words > 50 {
+            "medium"
+        } else {
+            "easy"
+        };
+        let skills: &[&str] = match kind {
+            "coding" => &["programming", "algorithms"],
+            "math" => &["calculation", "problem solving"],
+            "reasoning" => &["knowledge", "logical reasoning"],
+            _ => &["comprehension", "reasoning"],
+        };
+        TaskMeta {
+            kind: Some(kind.into()),
+            difficulty: Some(difficulty.into()),
+            domain: Some(kind.into()),
+            key_skills: skills.iter().map(|s| s.to_string()).collect(),
+            description: Some(task.chars().take(200).collect()),
+        }
+    }
+}
+
+/// Embeddings on disk, one file per (embedder id, text) under `dir`, named by the sha256 of
+/// both: a text is embedded once per machine, whatever process asks.
+#[derive(Clone, Debug)]
+pub struct EmbeddingCache {
+    pub dir: PathBuf,
+}
+
+impl EmbeddingCache {
+    fn path(&self, embedder: &str, text: &str) -> PathBuf {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(embedder.as_bytes());
+        h.update([0]);
+        h.update(text.as_bytes());
+        let key = hex::encode(h.finalize());
+        self.dir.join(&key[..2]).join(format!("{key}.f32"))
+    }
+
+    /// The embeddings of `texts` (in order), computing only those not cached yet.
+    pub async fn embed(
+        &self,
+        embedder: &dyn hieramas_llm::Embedder,
+        texts: &[String],
+    ) -> Result<Vec<Vec<f32>>, hieramas_llm::LlmError> {
+        let io = |path: &std::path::Path, e: std::io::Error| hieramas_llm::LlmError::Backend {
+            model: embedder.id().to_string(),
+            detail: format!("embedding cache {}: {e}", path.display()),
+        };
+        let mut out: Vec<Option<Vec<f32>>> = Vec::with_capacity(texts.len());
+        let mut missing = Vec::new();
+        for (i, t) in texts.iter().enumerate() {
+            let p = self.path(embedder.id(), t);
+            match std::fs::read(&p) {
+                Ok(bytes) if bytes.len() % 4 == 0 && !bytes.is_empty() => out.push(Some(
+                    bytes
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect(),
+                )),
+                _ => {
+                    out.push(None);
+                    missing.push(i);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let batch: Vec<String> = missing.iter().map(|&i| texts[i].clone()).collect();
+            let e = embedder.embed(&batch).await?;
+            for (&i, v) in missing.iter().zip(e.vectors) {
+                let p = self.path(embedder.id(), &texts[i]);
+                if let Some(d) = p.parent() {
+                    std::fs::create_dir_all(d).map_err(|e| io(d, e))?;
+                }
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                // Written whole to a temporary name, then renamed: a crash leaves no torn file.
+                let tmp = p.with_extension("tmp");
+                std::fs::write(&tmp, &bytes).map_err(|e| io(&tmp, e))?;
+                std::fs::rename(&tmp, &p).map_err(|e| io(&p, e))?;
+                out[i] = Some(v);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn every_shipped_role_has_a_description_and_the_pools_have_profiles() {
+        let t = Texts::builtin().unwrap();
+        for role in [
+            "Mathematical Analyst",
+            "Math Solver",
+            "Inspector",
+            "Knowledgeable Expert",
+            "Critic",
+            "Mathematician",
+            "Psychologist",
+            "Historian",
+            "Doctor",
+            "Lawyer",
+            "Economist",
+            "Project Manager",
+            "Algorithm Designer",
+            "Programming Expert",
+            "Test Analyst",
+            "Bug Fixer",
+        ] {
+            assert!(t.roles.contains_key(role), "{role}");
+        }
+        for id in [
+            "qwen3-8b",
+            "gpt-5-mini",
+            "local/smollm2-135m",
+            "local/gemma3-270m",
+            "skip",
+        ] {
+            assert!(t.profiles.contains_key(id), "{id}");
+        }
+        assert!(t.profile("unknown-model").contains("unknown-model"));
+    }
+
+    #[test]
+    fn task_role_text_keeps_the_head_of_the_task() {
+        let t = Texts::builtin().unwrap();
+        let long = "é".repeat(2000);
+        let s = t.task_role(&long, "Critic");
+        assert_eq!(s.chars().take_while(|&c| c == 'é').count(), TASK_CHARS);
+        assert!(s.contains("Role: Critic\nSpecialty: scrutinising"));
+        assert!(
+            t.task_role("x", "Nobody")
+                .contains("Specialty: general problem solving")
+        );
+    }
+
+    #[test]
+    fn metadata_summaries() {
+        assert_eq!(TaskMeta::default().summary(), "General task.");
+        let m = TaskMeta {
+            kind: Some("math".into()),
+            difficulty: None,
+            domain: Some("algebra".into()),
+            key_skills: vec!["a".into(), "b".into()],
+            description: Some("Solve it.".into()),
+        };
+        assert_eq!(
+            m.summary(),
+            "Task type: math. Domain: algebra. Key skills: a, b. Description: Solve it."
+        );
+        let h = TaskMeta::heuristic("def f(x):\n    return x");
+        assert_eq!(
+            (h.kind.as_deref(), h.difficulty.as_deref()),
+            (Some("coding"), Some("easy"))
+        );
+        let words = "solve ".repeat(60);
+        assert_eq!(
+            TaskMeta::heuristic(&words).difficulty.as_deref(),
+            Some("medium")
+        );
+    }
+}
