@@ -160,14 +160,7 @@ pub async fn run(a: EvalArgs) -> Result<()> {
         let mut models = crate::mas::Models::new(pool, budget.clone());
         let ids = models.ids();
         let aggregator_id = a.mas.decision.clone().unwrap_or_else(|| ids[0].clone());
-        let mut used = ids.clone();
-        used.push(aggregator_id.clone());
-        used.sort();
-        used.dedup();
-        let specs = used
-            .iter()
-            .map(|id| Ok((id.clone(), serde_json::to_value(models.spec(id)?)?)))
-            .collect::<Result<serde_json::Map<_, _>>>()?;
+        let specs = models.specs(ids.iter().chain([&aggregator_id]))?;
         let description = serde_json::json!({
             "ensemble": ensemble,
             "models": ids,

@@ -117,6 +117,20 @@ impl Models {
             .collect()
     }
 
+    /// The pool entries of `ids` (each once) by id, as JSON: what identifies each model in a
+    /// configuration hash (provider, model, price).
+    pub fn specs<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a String>,
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let mut used: Vec<&String> = ids.into_iter().collect();
+        used.sort();
+        used.dedup();
+        used.into_iter()
+            .map(|id| Ok((id.clone(), serde_json::to_value(self.spec(id)?)?)))
+            .collect()
+    }
+
     /// The pool entry of `id`.
     pub fn spec(&self, id: &str) -> Result<&ModelSpec> {
         Ok(self.pool.require(id)?)
@@ -252,13 +266,7 @@ pub fn build(benchmark: &str, args: &MasArgs, models: &mut Models, seed: u64) ->
     // Everything that decides the answers: prompts, topology, who sits where, and what each
     // model id is (provider, model, price), so an edited role set or a repriced pool is a new
     // configuration.
-    let mut used: Vec<&String> = slots.iter().flatten().chain([&decision_id]).collect();
-    used.sort();
-    used.dedup();
-    let specs = used
-        .into_iter()
-        .map(|id| Ok((id.clone(), serde_json::to_value(models.spec(id)?)?)))
-        .collect::<Result<serde_json::Map<_, _>>>()?;
+    let specs = models.specs(slots.iter().flatten().chain([&decision_id]))?;
     let description = serde_json::json!({
         "benchmark": benchmark,
         "roles": serde_json::to_value(&roles)?,

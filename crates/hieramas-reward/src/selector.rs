@@ -208,14 +208,7 @@ pub fn save(varmap: &VarMap, config: &SelectorConfig, path: &Path) -> Result<()>
     };
     varmap.save(path)?;
     let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let mut names: Vec<String> = varmap
-        .data()
-        .lock()
-        .map_err(|_| bad("parameter map poisoned".into()))?
-        .keys()
-        .cloned()
-        .collect();
-    names.sort();
+    let names = tensor_names(varmap).ok_or_else(|| bad("parameter map poisoned".into()))?;
     let meta = CheckpointMeta {
         config: config.clone(),
         tensors: names,
@@ -232,6 +225,13 @@ pub struct CheckpointMeta {
     pub config: SelectorConfig,
     pub tensors: Vec<String>,
     pub sha256: String,
+}
+
+/// The parameter names of `varmap`, sorted.
+fn tensor_names(varmap: &VarMap) -> Option<Vec<String>> {
+    let mut names: Vec<String> = varmap.data().lock().ok()?.keys().cloned().collect();
+    names.sort();
+    Some(names)
 }
 
 fn sidecar(path: &Path) -> PathBuf {
@@ -264,14 +264,7 @@ pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<(VarMap, Selec
         meta.config.clone(),
         VarBuilder::from_varmap(&varmap, dtype, device),
     )?;
-    let mut expected: Vec<String> = varmap
-        .data()
-        .lock()
-        .map_err(|_| bad("parameter map poisoned".into()))?
-        .keys()
-        .cloned()
-        .collect();
-    expected.sort();
+    let expected = tensor_names(&varmap).ok_or_else(|| bad("parameter map poisoned".into()))?;
     let stored = candle_core::safetensors::load(path, device)?;
     let mut found: Vec<String> = stored.keys().cloned().collect();
     found.sort();
