@@ -13,7 +13,7 @@
 //!   agreeing supernode's output is the answer instead of the decision node's. The decision
 //!   node is still called and paid for, as in the official code. The official code compares
 //!   whole texts for MATH and MMLU, so it practically never fires there; an extractor makes it
-//!   mean what it says.
+//!   mean what it says. Roles marked `answer = false` (HumanEval's analysis roles) do not vote.
 //!
 //! Nothing is shared between queries: every call returns its own usage and cost, and the trace
 //! totals are their exact sums.
@@ -261,9 +261,15 @@ pub async fn run_query(plan: &Plan<'_>, task: &str) -> Result<Trace, ScheduleErr
         text: r.text.clone(),
     };
 
+    // Only roles that give answers vote (HumanEval's analysis roles do not).
+    let voters = outputs
+        .iter()
+        .zip(&plan.roles.roles)
+        .filter(|(_, role)| role.answer)
+        .filter_map(|(o, _)| o.text.as_deref());
     let agreed = plan
         .consensus
-        .and_then(|extract| consensus(extract, finished.iter().map(|(_, t)| *t)));
+        .and_then(|extract| consensus(extract, voters));
     let mut calls: Vec<&Call> = outputs.iter().flat_map(|o| o.calls.iter()).collect();
     calls.push(&decision_call);
     calls.sort_by_key(|c| (c.finished_ms, c.started_ms));

@@ -246,6 +246,15 @@ async fn consensus_overrides_the_decision_only_when_every_prediction_agrees() {
     assert_eq!(trace.consensus, None);
     assert_eq!(trace.answer, trace.decision_answer);
 
+    // Node c predicts something else: no consensus — unless c is a role that gives no answer.
+    let split: Extractor = |t| Some(if t.contains("c asks") { "7" } else { "42" }.to_string());
+    let trace = run_with(&server, &t, &set, 2, false, Some(split)).await;
+    assert_eq!(trace.consensus, None);
+    let mut silent_c = set.clone();
+    silent_c.roles[2].answer = false;
+    let trace = run_with(&server, &t, &silent_c, 2, false, Some(split)).await;
+    assert_eq!(trace.consensus.as_deref(), Some("42"));
+
     // Nobody predicts anything: no override either.
     let nothing: Extractor = |_| None;
     let trace = run_with(&server, &t, &set, 2, false, Some(nothing)).await;
