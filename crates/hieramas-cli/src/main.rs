@@ -19,6 +19,7 @@ mod eval;
 mod grade;
 mod mas;
 mod serve;
+mod train;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -38,6 +39,12 @@ use hieramas_local::pool::{LocalModels, local_pool};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand)]
+enum TrainStage {
+    /// The LLM selector, with multi-level reward attribution (method §5).
+    Stage1(train::TrainArgs),
 }
 
 #[derive(Subcommand)]
@@ -80,6 +87,11 @@ enum Command {
     Run(mas::RunArgs),
     /// Runs a single-model baseline over a benchmark split (resumable; see `eval --help`).
     Eval(eval::EvalArgs),
+    /// Trains a stage of the optimiser (`train stage1`: the LLM selector).
+    Train {
+        #[command(subcommand)]
+        stage: TrainStage,
+    },
     /// Grades files of responses or programs with the deterministic graders.
     Grade {
         #[command(subcommand)]
@@ -127,6 +139,9 @@ async fn run(command: Command) -> Result<()> {
     match command {
         Command::Eval(args) => eval::run(args).await?,
         Command::Run(args) => mas::run(args).await?,
+        Command::Train {
+            stage: TrainStage::Stage1(args),
+        } => train::run(args).await?,
         Command::Grade { what } => {
             tokio::task::spawn_blocking(move || grade::run(what)).await??;
         }
