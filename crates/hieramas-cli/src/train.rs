@@ -6,8 +6,10 @@
 //! pool's models, then `skip`), one run of the system, every supernode's own output and the final
 //! answer graded by the deterministic graders, each call's own cost — then the credit, the
 //! REINFORCE loss and one clipped Adam step. A learning-curve line per iteration goes to
-//! `<out>/curve.jsonl`; checkpoints (verified safetensors) to `<out>/`. Not built yet: resuming
-//! an interrupted run, and validation during training.
+//! `<out>/curve.jsonl`; checkpoints (verified safetensors) to `<out>/`. After every iteration
+//! the weights, the optimiser's moments, the data order and the random state are saved, so a
+//! rerun of the same command after a crash continues exactly where it stopped (`--fresh` starts
+//! over). Not built yet: validation during training.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -64,6 +66,22 @@ pub struct TrainArgs {
     /// The benchmark files (default: $HIERAMAS_DATA_DIR).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Start over in --out instead of resuming the run saved there.
+    #[arg(long)]
+    fresh: bool,
+    /// Stop after this many iterations as if interrupted (for tests of resuming).
+    #[arg(long, hide = true)]
+    stop_after: Option<usize>,
+}
+
+/// What `<out>/state.json` holds after each iteration.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ResumeState {
+    fingerprint: serde_json::Value,
+    iterations_done: usize,
+    cursor: usize,
+    order: Vec<usize>,
+    rng_word_pos: u128,
 }
 
 pub async fn run(a: TrainArgs) -> Result<()> {
@@ -131,17 +149,53 @@ pub async fn run(a: TrainArgs) -> Result<()> {
     let dev = Device::Cpu;
     let e_llm = Tensor::from_vec(profiles.concat(), (profiles.len(), dim), &dev)?;
 
-    let varmap = VarMap::new();
-    let sel = Selector::new(
-        SelectorConfig::official(dim),
-        VarBuilder::from_varmap(&varmap, DType::F32, &dev),
-    )?;
-    let mut trainer = Trainer::new(
-        varmap.all_vars(),
-        cfg.lr_start,
-        cfg.weight_decay,
-        cfg.grad_clip,
-    )?;
+    // Everything that decides the run; a resumed run must match it.
+    let fingerprint = serde_json::json!({
+        "benchmark": benchmark.name(),
+        "pool": models.specs(ids.iter())?,
+        "options": ids,
+        "variant": format!("{variant:?}"),
+        "settings": cfg,
+        "max_tokens": a.max_tokens,
+        "seed": a.seed,
+        "embedding_dim": dim,
+    });
+    let state_path = out.join("state.json");
+    if a.fresh && state_path.exists() {
+        std::fs::remove_file(&state_path)
+            .with_context(|| format!("removing {}", state_path.display()))?;
+    }
+    let resumed: Option<ResumeState> = match std::fs::read_to_string(&state_path) {
+        Ok(text) => {
+            let st: ResumeState = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a training state", state_path.display()))?;
+            if st.fingerprint != fingerprint {
+                bail!(
+                    "{} holds a run with other settings (benchmark, pool, loss, settings, seed); \
+                     use another --out, or --fresh to start over there",
+                    out.display()
+                );
+            }
+            Some(st)
+        }
+        Err(_) => None,
+    };
+    let (varmap, sel) = match &resumed {
+        Some(_) => selector::load(&out.join("last.safetensors"), &dev, DType::F32)?,
+        None => {
+            let varmap = VarMap::new();
+            let sel = Selector::new(
+                SelectorConfig::official(dim),
+                VarBuilder::from_varmap(&varmap, DType::F32, &dev),
+            )?;
+            selector::init_seeded(&varmap, a.seed)?;
+            (varmap, sel)
+        }
+    };
+    let mut trainer = Trainer::new(&varmap, cfg.lr_start, cfg.weight_decay, cfg.grad_clip)?;
+    if resumed.is_some() {
+        trainer.load(&out.join("last.adam.safetensors"))?;
+    }
     let masks = Masks {
         excluded: Vec::new(), // the pool's `exclude`d models are not options at all
         skip,
@@ -153,6 +207,18 @@ pub async fn run(a: TrainArgs) -> Result<()> {
     let mut order: Vec<usize> = (0..queries.len()).collect();
     order.shuffle(&mut rng);
     let mut cursor = 0;
+    let mut start = 0;
+    if let Some(st) = &resumed {
+        rng.set_word_pos(st.rng_word_pos);
+        order = st.order.clone();
+        cursor = st.cursor;
+        start = st.iterations_done;
+        eprintln!(
+            "resuming {} after iteration {start} (of {})",
+            out.display(),
+            cfg.iterations
+        );
+    }
     let decision = pool_models[0].clone();
 
     eprintln!(
@@ -170,10 +236,29 @@ pub async fn run(a: TrainArgs) -> Result<()> {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    // A run starts a fresh curve (resuming a run is not built yet).
-    let mut curve =
-        std::fs::File::create(out.join("curve.jsonl")).context("creating curve.jsonl")?;
-    for it in 0..cfg.iterations {
+    // The curve keeps exactly the iterations the saved state holds (a crash may have left a
+    // line of an iteration whose state was not saved).
+    let curve_path = out.join("curve.jsonl");
+    let kept: Vec<String> = std::fs::read_to_string(&curve_path)
+        .unwrap_or_default()
+        .lines()
+        .take(start)
+        .map(String::from)
+        .collect();
+    let mut curve = std::fs::File::create(&curve_path).context("creating curve.jsonl")?;
+    {
+        use std::io::Write;
+        for l in &kept {
+            writeln!(curve, "{l}").context("writing curve.jsonl")?;
+        }
+    }
+    bar.set_position((start * cfg.batch_size) as u64);
+    for it in start..cfg.iterations {
+        if a.stop_after.is_some_and(|n| it >= n) {
+            bar.finish_and_clear();
+            eprintln!("stopped after iteration {it} (--stop-after); rerun to resume");
+            return Ok(());
+        }
         let t = temperature(
             it,
             cfg.iterations,
@@ -339,6 +424,21 @@ pub async fn run(a: TrainArgs) -> Result<()> {
                 cost_pico as f64 / 1e12
             )
         });
+        // The state that lets a rerun continue exactly: weights, optimiser, data order, rng.
+        selector::save(&varmap, &sel.config, &out.join("last.safetensors"))?;
+        trainer.save(&out.join("last.adam.safetensors"))?;
+        let st = ResumeState {
+            fingerprint: fingerprint.clone(),
+            iterations_done: it + 1,
+            cursor,
+            order: order.clone(),
+            rng_word_pos: rng.get_word_pos(),
+        };
+        let tmp = state_path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_string(&st)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &state_path)
+            .with_context(|| format!("writing {}", state_path.display()))?;
         if (it + 1) % cfg.checkpoint_every.max(1) == 0 {
             selector::save(
                 &varmap,
