@@ -5,22 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-
 use hieramas_testkit::TestServer;
 use serde_json::Value;
-
-fn pool_file(dir: &Path, base_url: &str) -> std::path::PathBuf {
-    let pool = dir.join("pool.toml");
-    std::fs::write(
-        &pool,
-        format!(
-            "[pool]\nname = \"loopback\"\n\n[[models]]\nid = \"m1\"\nprovider = \"openai-compatible\"\nmodel = \"m1\"\nbase_url = \"{base_url}\"\ninput_per_mtok = 1\noutput_per_mtok = 2\n\n[[models]]\nid = \"m2\"\nprovider = \"openai-compatible\"\nmodel = \"m2\"\nbase_url = \"{base_url}\"\ninput_per_mtok = 3\noutput_per_mtok = 4\n"
-        ),
-    )
-    .unwrap();
-    pool
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mas_moa_and_debate_keep_every_call_and_say_what_ran() {
@@ -29,7 +15,8 @@ async fn mas_moa_and_debate_keep_every_call_and_say_what_ran() {
     };
     let server = TestServer::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let pool = pool_file(dir.path(), &server.base_url());
+    let pool = dir.path().join("pool.toml");
+    std::fs::write(&pool, server.pool_toml()).unwrap();
     // (method, calls per query, responses per record)
     for (method, calls, responses) in [
         ("mas", 8 * 3 + 1, 1),

@@ -20,14 +20,7 @@ async fn run_prints_the_answer_and_writes_a_trace_that_respects_every_edge() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let pool = dir.path().join("pool.toml");
-    std::fs::write(
-        &pool,
-        format!(
-            "[pool]\nname = \"loopback\"\n\n[[models]]\nid = \"m1\"\nprovider = \"openai-compatible\"\nmodel = \"m1\"\nbase_url = \"{0}\"\ninput_per_mtok = 1\noutput_per_mtok = 2\n\n[[models]]\nid = \"m2\"\nprovider = \"openai-compatible\"\nmodel = \"m2\"\nbase_url = \"{0}\"\ninput_per_mtok = 3\noutput_per_mtok = 4\n",
-            server.base_url()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&pool, server.pool_toml()).unwrap();
     let trace_path = dir.path().join("t.json");
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hieramas"));
     cmd.args(["run", "--benchmark", "math", "--topology", "full", "--pool"])

@@ -224,6 +224,22 @@ impl TestServer {
         format!("http://{}/v1", self.addr)
     }
 
+    /// A hieramas pool file (TOML) with two OpenAI-compatible models served here: `m1` at
+    /// $1/$2 and `m2` at $3/$4 per million input/output tokens.
+    pub fn pool_toml(&self) -> String {
+        let model = |id: &str, input: u32, output: u32| {
+            format!(
+                "\n[[models]]\nid = \"{id}\"\nprovider = \"openai-compatible\"\nmodel = \"{id}\"\nbase_url = \"{}\"\ninput_per_mtok = {input}\noutput_per_mtok = {output}\n",
+                self.base_url()
+            )
+        };
+        format!(
+            "[pool]\nname = \"loopback\"\n{}{}",
+            model("m1", 1, 2),
+            model("m2", 3, 4)
+        )
+    }
+
     /// `http://127.0.0.1:PORT/api/v1`: OpenRouter's layout (chat under it, and `/models`).
     pub fn openrouter_base_url(&self) -> String {
         format!("http://{}/api/v1", self.addr)
