@@ -130,6 +130,7 @@ pub async fn run(a: EvalArgs) -> Result<()> {
         };
         let pool_name = pool.meta.name.clone();
         let mut models = crate::mas::Models::new(pool, budget.clone());
+        simulate_if_needed(&mut models, &data, benchmark, &queries, a.seed)?;
         let mas = crate::mas::build(benchmark.name(), &a.mas, &mut models, a.seed)?;
         let description = mas.description.clone();
         let setup = MasSetup {
@@ -158,6 +159,7 @@ pub async fn run(a: EvalArgs) -> Result<()> {
         };
         let pool_name = pool.meta.name.clone();
         let mut models = crate::mas::Models::new(pool, budget.clone());
+        simulate_if_needed(&mut models, &data, benchmark, &queries, a.seed)?;
         let ids = models.ids();
         let aggregator_id = a.mas.decision.clone().unwrap_or_else(|| ids[0].clone());
         let specs = models.specs(ids.iter().chain([&aggregator_id]))?;
@@ -180,7 +182,9 @@ pub async fn run(a: EvalArgs) -> Result<()> {
             description,
         )
     } else {
-        let (spec, model) = connect(&a.model, a.pool.as_deref())?;
+        let (spec, model) = connect(&a.model, a.pool.as_deref(), |models| {
+            simulate_if_needed(models, &data, benchmark, &queries, a.seed)
+        })?;
         let model: Arc<dyn ChatModel> = match &budget {
             Some(b) => Arc::new(Budgeted::new(model, b.clone())),
             None => model,
@@ -194,7 +198,11 @@ pub async fn run(a: EvalArgs) -> Result<()> {
         );
         (
             Solver::Model(model),
-            a.model.clone(),
+            if spec.provider == Provider::Sim {
+                format!("SIMULATED-{}", a.model)
+            } else {
+                a.model.clone()
+            },
             fingerprint,
             serde_json::Value::Null,
         )
@@ -300,6 +308,28 @@ pub async fn run(a: EvalArgs) -> Result<()> {
     Ok(())
 }
 
+/// Gives a pool's SIMULATED models the answers of `queries` (and says so), if it has any.
+fn simulate_if_needed(
+    models: &mut crate::mas::Models,
+    data: &DataDir,
+    benchmark: Benchmark,
+    queries: &[hieramas_bench::query::Query],
+    seed: u64,
+) -> Result<()> {
+    if models.uses_sim() {
+        eprintln!("{}", crate::sim::BANNER);
+        let all: Vec<&hieramas_bench::query::Query> = queries.iter().collect();
+        models.simulate(
+            crate::sim::book(data, benchmark, &all)?,
+            hieramas_sim::Settings {
+                seed,
+                ..hieramas_sim::Settings::default()
+            },
+        );
+    }
+    Ok(())
+}
+
 fn accuracy_msg(correct: usize, n: usize) -> String {
     if n == 0 {
         "this run: accuracy -".into()
@@ -311,8 +341,13 @@ fn accuracy_msg(correct: usize, n: usize) -> String {
     }
 }
 
-/// The model `id`: in-process when it is a local model, else a client from the pool file.
-fn connect(id: &str, pool: Option<&std::path::Path>) -> Result<(ModelSpec, Arc<dyn ChatModel>)> {
+/// The model `id`: in-process when it is a local model, SIMULATED when the pool says so (given
+/// the answers by `simulate`), else a client from the pool file.
+fn connect(
+    id: &str,
+    pool: Option<&std::path::Path>,
+    simulate: impl FnOnce(&mut crate::mas::Models) -> Result<()>,
+) -> Result<(ModelSpec, Arc<dyn ChatModel>)> {
     if let Some(spec) = local_pool()?.get(id).cloned() {
         let m = LocalModels::from_env()?
             .chat(&spec, EngineOptions::default())
@@ -320,10 +355,16 @@ fn connect(id: &str, pool: Option<&std::path::Path>) -> Result<(ModelSpec, Arc<d
         return Ok((spec, Arc::new(m)));
     }
     let pool = match pool {
-        Some(p) => Pool::load(p)?,
+        Some(p) => crate::mas::load_pool(p)?,
         None => Pool::paper(),
     };
     let spec = pool.require(id)?.clone();
+    if spec.provider == Provider::Sim {
+        let mut models = crate::mas::Models::new(pool, None);
+        simulate(&mut models)?;
+        let m = models.get(id)?;
+        return Ok((spec, m));
+    }
     if spec.provider == Provider::Local {
         bail!("{id} is a local model but not in pools/local.toml");
     }

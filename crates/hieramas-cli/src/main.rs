@@ -16,9 +16,11 @@
 //! `serve` is in [`serve`], `run` in [`mas`], `eval` in [`eval`], `grade` in [`grade`]; everything else is here.
 
 mod eval;
+mod experiment;
 mod grade;
 mod mas;
 mod serve;
+mod sim;
 mod train;
 
 use std::io::Write;
@@ -45,6 +47,13 @@ struct Cli {
 enum TrainStage {
     /// The LLM selector, with multi-level reward attribution (method §5).
     Stage1(train::TrainArgs),
+}
+
+#[derive(Subcommand)]
+enum Experiment {
+    /// Credit assignment on a SIMULATED pool with a known optimum per role (system-only vs
+    /// multi-level, official vs fixed loss, over seeds): table + SVG.
+    Credit(experiment::CreditArgs),
 }
 
 #[derive(Subcommand)]
@@ -91,6 +100,11 @@ enum Command {
     Train {
         #[command(subcommand)]
         stage: TrainStage,
+    },
+    /// Experiments on the optimiser (`experiment credit`).
+    Experiment {
+        #[command(subcommand)]
+        what: Experiment,
     },
     /// Grades files of responses or programs with the deterministic graders.
     Grade {
@@ -141,7 +155,12 @@ async fn run(command: Command) -> Result<()> {
         Command::Run(args) => mas::run(args).await?,
         Command::Train {
             stage: TrainStage::Stage1(args),
-        } => train::run(args).await?,
+        } => {
+            train::run(args).await?;
+        }
+        Command::Experiment {
+            what: Experiment::Credit(args),
+        } => experiment::credit(args).await?,
         Command::Grade { what } => {
             tokio::task::spawn_blocking(move || grade::run(what)).await??;
         }

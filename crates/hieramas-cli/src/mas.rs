@@ -79,8 +79,15 @@ pub fn load_pool(path: &Path) -> Result<Pool> {
     match path.file_name().and_then(|n| n.to_str()) {
         Some("local.toml") => Ok(local_pool()?),
         Some("paper.toml") => Ok(Pool::paper()),
+        Some(name) if hieramas_sim::POOLS.iter().any(|(n, _)| *n == name) => {
+            let text = hieramas_sim::POOLS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or("", |(_, t)| t);
+            Ok(Pool::from_toml(text, name)?)
+        }
         _ => bail!(
-            "{}: no such pool file (built in: pools/local.toml, pools/paper.toml)",
+            "{}: no such pool file (built in: pools/local.toml, pools/paper.toml, pools/sim-paper.toml, pools/sim-credit.toml)",
             path.display()
         ),
     }
@@ -94,6 +101,8 @@ pub struct Models {
     local: Option<LocalModels>,
     http: Option<reqwest::Client>,
     open: HashMap<String, Arc<dyn ChatModel>>,
+    /// What `provider = "sim"` models answer from (see [`Models::simulate`]).
+    sim: Option<(Arc<hieramas_sim::GoldBook>, hieramas_sim::Settings)>,
 }
 
 impl Models {
@@ -104,7 +113,22 @@ impl Models {
             local: None,
             http: None,
             open: HashMap::new(),
+            sim: None,
         }
+    }
+
+    /// Lets the pool's SIMULATED models answer the tasks of `book`.
+    pub fn simulate(
+        &mut self,
+        book: Arc<hieramas_sim::GoldBook>,
+        settings: hieramas_sim::Settings,
+    ) {
+        self.sim = Some((book, settings));
+    }
+
+    /// Whether any model of the pool is simulated.
+    pub fn uses_sim(&self) -> bool {
+        crate::sim::uses_sim(&self.pool)
     }
 
     /// The selectable ids (not `exclude`d), in pool order.
@@ -151,6 +175,20 @@ impl Models {
                 .with_context(|| format!("loading {id}"))?;
             // HTTP clients hold their `max_concurrency` themselves; in-process ones get it here.
             Arc::new(Limited::new(Arc::new(m), spec.max_concurrency))
+        } else if spec.provider == Provider::Sim {
+            let (book, settings) = self.sim.clone().with_context(|| {
+                format!("{id} is SIMULATED; only `hieramas eval` and `hieramas train` can run it (they give it the tasks' answers)")
+            })?;
+            let catalogue = hieramas_sim::Catalogue::builtin()?;
+            let m = hieramas_sim::SimModel::new(
+                id,
+                &spec.model,
+                catalogue.get(&spec.model)?.clone(),
+                spec.price,
+                book,
+                settings,
+            )?;
+            Arc::new(m)
         } else {
             if self.http.is_none() {
                 self.http = Some(hieramas_llm::http_client()?);

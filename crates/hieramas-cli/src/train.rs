@@ -6,10 +6,16 @@
 //! pool's models, then `skip`), one run of the system, every supernode's own output and the final
 //! answer graded by the deterministic graders, each call's own cost — then the credit, the
 //! REINFORCE loss and one clipped Adam step. A learning-curve line per iteration goes to
-//! `<out>/curve.jsonl`; checkpoints (verified safetensors) to `<out>/`. After every iteration
-//! the weights, the optimiser's moments, the data order and the random state are saved, so a
-//! rerun of the same command after a crash continues exactly where it stopped (`--fresh` starts
-//! over). Not built yet: validation during training.
+//! `<out>/curve.jsonl`; checkpoints (verified safetensors) to `<out>/`. Every `eval_every`
+//! iterations and at the end, the selector is validated (method §5.5): argmax choices over the
+//! full graph on the first `--val-limit` queries of the valid split; `best.safetensors` keeps the
+//! best validation accuracy, `validation.json` the last validation with the policy per role.
+//! After every iteration the weights, the optimiser's moments, the data order and the random
+//! state are saved, so a rerun of the same command after a crash continues exactly where it
+//! stopped (`--fresh` starts over).
+//!
+//! With a SIMULATED pool (`pools/sim-paper.toml`, `pools/sim-credit.toml`) every line, file and
+//! summary says so.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,61 +23,107 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use hieramas_bench::query::Query;
 use hieramas_bench::{Checker, Selection, prediction_extractor};
-use hieramas_llm::{ChatModel, Price};
+use hieramas_llm::{ChatModel, Embedder, Price};
 use hieramas_local::pool::LocalModels;
 use hieramas_reward::config::Stage1Config;
-use hieramas_reward::reward::{NodeResult, credit};
+use hieramas_reward::reward::{NodeResult, credit, system_only};
 use hieramas_reward::schedule::{learning_rate, temperature};
-use hieramas_reward::selector::{self, Masks, Selector, SelectorConfig, mask_logits};
-use hieramas_reward::texts::{EmbeddingCache, TaskMeta, Texts};
+use hieramas_reward::selector::{self, Masks, Selector, SelectorConfig, argmax, mask_logits};
+use hieramas_reward::texts::{EmbeddingCache, MetadataCache, TaskMeta, Texts};
 use hieramas_reward::train::{NodeTerm, Trainer, Variant, batch_loss, draw};
 use hieramas_supernode::{Members, Sampling, Slot};
 use hieramas_tasks::data::DataDir;
 use hieramas_tasks::splits::Benchmark;
-use hieramas_topology::generate;
 use hieramas_topology::roleset::RoleSet;
 use hieramas_topology::schedule::{Plan, run_query};
+use hieramas_topology::{Topology, generate, shapes};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
-#[derive(clap::Args)]
+/// Which credit each supernode's choices get (method §5.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CreditMode {
+    /// `R̃_i = α·R_i + (1−α)·R_F`: the supernode's own reward mixed with the system's.
+    Multi,
+    /// Every supernode gets the system reward `R_F` (the ablation).
+    System,
+}
+
+#[derive(clap::Args, Clone)]
 pub struct TrainArgs {
     /// math, mmlu or humaneval-plus.
     #[arg(long)]
-    benchmark: String,
-    /// The pool whose models the selector chooses among (`pools/local.toml`, `pools/paper.toml`
-    /// or a file).
+    pub benchmark: String,
+    /// The pool whose models the selector chooses among (`pools/local.toml`, `pools/paper.toml`,
+    /// `pools/sim-paper.toml` (SIMULATED) or a file).
     #[arg(long, default_value = "pools/local.toml")]
-    pool: PathBuf,
+    pub pool: PathBuf,
     /// The official loss (temperature mismatch, no baseline) instead of the fixed one.
     #[arg(long)]
-    faithful: bool,
+    pub faithful: bool,
+    /// Multi-level credit (default) or the system reward alone.
+    #[arg(long, value_enum, default_value = "multi")]
+    pub credit: CreditMode,
+    /// The decision node's model (default: the pool's first; the paper uses gpt-5-mini).
+    #[arg(long)]
+    pub decision: Option<String>,
     /// Instead of the official settings (`configs/stage1.toml` of hieramas-reward):
     #[arg(long)]
-    iterations: Option<usize>,
+    pub iterations: Option<usize>,
     #[arg(long)]
-    batch_size: Option<usize>,
+    pub batch_size: Option<usize>,
     /// Proposers per supernode.
     #[arg(long)]
-    width: Option<usize>,
+    pub width: Option<usize>,
+    /// Validate every N iterations (and after the last).
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// Train on the first N queries of the train split only (in its seeded order).
+    #[arg(long)]
+    pub train_limit: Option<usize>,
     /// Most tokens per call.
     #[arg(long, default_value_t = 256)]
-    max_tokens: u32,
+    pub max_tokens: u32,
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub seed: u64,
+    /// Validate on the first N queries of the valid split every `eval_every` iterations and at
+    /// the end (0: never; the official code uses the whole split).
+    #[arg(long, default_value_t = 50)]
+    pub val_limit: usize,
     /// Where the curve and checkpoints go (default results/stage1/<benchmark>-<pool>).
     #[arg(long)]
-    out: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+    /// What embeds the selector's texts: `local` (all-MiniLM-L6-v2, in-process) or the id of an
+    /// OpenAI-compatible `/v1/embeddings` model in --embedder-pool — e.g. gte-large-en-v1.5, the
+    /// paper's embedder, served by text-embeddings-inference or vLLM (`pools/gte-large.toml`).
+    #[arg(long, default_value = "local")]
+    pub embedder: String,
+    /// Task metadata for the selector: `heuristic` (keywords) or the id of a --pool model asked
+    /// for it as JSON (the paper: gpt-4o-mini), cached on disk per (model, task) under
+    /// <embeddings>/../metadata; unusable replies fall back to the heuristic.
+    #[arg(long, default_value = "heuristic")]
+    pub metadata: String,
+    /// The pool file that holds --embedder (default: --pool).
+    #[arg(long)]
+    pub embedder_pool: Option<PathBuf>,
+    /// Where embeddings are cached (default: <out>/embeddings).
+    #[arg(long)]
+    pub embeddings: Option<PathBuf>,
     /// The benchmark files (default: $HIERAMAS_DATA_DIR).
     #[arg(long)]
-    data_dir: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
     /// Start over in --out instead of resuming the run saved there.
     #[arg(long)]
-    fresh: bool,
+    pub fresh: bool,
+    /// No progress bar and no line per iteration.
+    #[arg(long)]
+    pub quiet: bool,
     /// Stop after this many iterations as if interrupted (for tests of resuming).
     #[arg(long, hide = true)]
-    stop_after: Option<usize>,
+    pub stop_after: Option<usize>,
 }
 
 /// What `<out>/state.json` holds after each iteration.
@@ -82,9 +134,233 @@ struct ResumeState {
     cursor: usize,
     order: Vec<usize>,
     rng_word_pos: u128,
+    #[serde(default)]
+    best_val: Option<f64>,
 }
 
-pub async fn run(a: TrainArgs) -> Result<()> {
+/// How the selector chooses at one role, over the validation queries.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct RolePolicy {
+    pub role: String,
+    /// Mean probability (softmax of the masked logits, T = 1) of each option at the proposer
+    /// positions.
+    pub proposer_prob: Vec<f64>,
+    /// Share of proposer positions whose argmax is each option.
+    pub proposer_argmax: Vec<f64>,
+    /// Share of synthesiser positions whose argmax is each option.
+    pub synth_argmax: Vec<f64>,
+}
+
+/// One validation: argmax choices over the full graph (method §5.5).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Validation {
+    pub simulated: bool,
+    pub iteration: usize,
+    pub queries: usize,
+    pub accuracy: f64,
+    /// Mean cost per query, USD.
+    pub cost_usd: f64,
+    /// The options in selector order (pool models, then `skip`).
+    pub options: Vec<String>,
+    pub policy: Vec<RolePolicy>,
+}
+
+/// What a finished run leaves.
+pub struct Outcome {
+    /// The last validation (none with `--val-limit 0`).
+    pub validation: Option<Validation>,
+}
+
+/// A query's run, graded.
+struct Graded {
+    results: Vec<NodeResult>,
+    final_ok: bool,
+    decision_cost_pico: u64,
+    total_cost_pico: u64,
+}
+
+/// Everything a query needs: the selector's inputs and the system around it.
+struct Stage<'a> {
+    benchmark: Benchmark,
+    roles: &'a RoleSet,
+    names: &'a [String],
+    texts: &'a Texts,
+    cache: &'a EmbeddingCache,
+    embedder: &'a dyn Embedder,
+    /// The model asked for task metadata and its cache (none: the keyword heuristic).
+    metadata: Option<(Arc<dyn ChatModel>, MetadataCache)>,
+    e_llm: &'a Tensor,
+    width: usize,
+    skip: usize,
+    pool_models: &'a [Arc<dyn ChatModel>],
+    decision: &'a Arc<dyn ChatModel>,
+    checker: &'a Checker,
+    sampling: Sampling,
+    dev: &'a Device,
+}
+
+impl Stage<'_> {
+    /// The task+role embedding of every role and the metadata embedding.
+    async fn inputs(&self, q: &Query) -> Result<(Vec<Tensor>, Tensor)> {
+        let mut inputs: Vec<String> = self
+            .names
+            .iter()
+            .map(|r| self.texts.task_role(&q.task, r))
+            .collect();
+        let meta = match &self.metadata {
+            Some((model, cache)) => cache.get(model.as_ref(), &q.task).await?.0,
+            None => TaskMeta::heuristic(&q.task),
+        };
+        inputs.push(meta.summary());
+        let emb = self.cache.embed(self.embedder, &inputs).await?;
+        let meta = Tensor::new(emb[self.names.len()].as_slice(), self.dev)?;
+        let roles = emb[..self.names.len()]
+            .iter()
+            .map(|e| Tensor::new(e.as_slice(), self.dev))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok((roles, meta))
+    }
+
+    /// The models at every position of one supernode for the options `act`.
+    fn members(&self, act: &[usize]) -> Members {
+        let pick = |a: usize| (a != self.skip).then(|| self.pool_models[a].clone());
+        let mut proposers: Vec<Option<Arc<dyn ChatModel>>> =
+            act[..self.width].iter().map(|&a| pick(a)).collect();
+        let synthesizer = pick(act[self.width]);
+        // Every proposer skipped: the official fallback model answers (here: the decision
+        // model).
+        if synthesizer.is_some() && proposers.iter().all(Option::is_none) {
+            proposers[0] = Some(self.decision.clone());
+        }
+        Members {
+            proposers,
+            synthesizer,
+        }
+    }
+
+    /// One run of the system; every supernode's own output and the final answer graded.
+    async fn run(&self, q: &Query, topology: &Topology, members: Vec<Members>) -> Result<Graded> {
+        let plan = Plan {
+            topology,
+            roles: self.roles,
+            members,
+            decision: self.decision.clone(),
+            sampling: self.sampling,
+            faithful: false,
+            consensus: Some(prediction_extractor(self.benchmark)),
+        };
+        let trace = run_query(&plan, &q.task)
+            .await
+            .with_context(|| format!("{}: the multi-agent run", q.id))?;
+        let mut results = Vec::with_capacity(self.names.len());
+        for (i, name) in self.names.iter().enumerate() {
+            let node_calls: Vec<_> = trace.calls.iter().filter(|c| &c.node == name).collect();
+            let skipped = trace.nodes[i].skipped;
+            let output = node_calls
+                .iter()
+                .find(|c| c.position == Slot::Synth)
+                .or_else(|| node_calls.first())
+                .map(|c| c.text.clone());
+            let ok = match (&output, skipped) {
+                (Some(text), false) => {
+                    self.checker
+                        .grade(q, std::slice::from_ref(text))
+                        .await?
+                        .correct
+                }
+                _ => false,
+            };
+            results.push(NodeResult {
+                solved: ok,
+                cost: hieramas_llm::Usd::from_pico(node_calls.iter().map(|c| c.cost_pico).sum()),
+                skipped,
+                answers: self.roles.roles[i].answer,
+            });
+        }
+        let final_ok = self
+            .checker
+            .grade(q, std::slice::from_ref(&trace.answer))
+            .await?
+            .correct;
+        let decision_cost_pico = trace
+            .calls
+            .iter()
+            .find(|c| c.position == Slot::Decision)
+            .map_or(0, |c| c.cost_pico);
+        Ok(Graded {
+            results,
+            final_ok,
+            decision_cost_pico,
+            total_cost_pico: trace.total_cost_pico,
+        })
+    }
+
+    /// Argmax choices over the full graph on `queries`, and the policy per role.
+    async fn validate(
+        &self,
+        sel: &Selector,
+        masks: &Masks,
+        queries: &[Query],
+        iteration: usize,
+        options: &[String],
+        simulated: bool,
+    ) -> Result<Validation> {
+        let full = shapes::full(self.names.to_vec())?;
+        let k = options.len();
+        let mut policy: Vec<RolePolicy> = self
+            .names
+            .iter()
+            .map(|r| RolePolicy {
+                role: r.clone(),
+                proposer_prob: vec![0.0; k],
+                proposer_argmax: vec![0.0; k],
+                synth_argmax: vec![0.0; k],
+            })
+            .collect();
+        let (mut solved, mut cost) = (0usize, 0u64);
+        for q in queries {
+            let (roles, meta) = self.inputs(q).await?;
+            let mut members = Vec::with_capacity(roles.len());
+            for (i, role) in roles.iter().enumerate() {
+                let l = mask_logits(&sel.logits(self.e_llm, role, &meta, self.width + 1)?, masks)?;
+                let act = argmax(&l)?;
+                let probs: Vec<Vec<f64>> = candle_nn::ops::softmax_last_dim(&l)?
+                    .to_dtype(DType::F64)?
+                    .to_vec2()?;
+                let p = &mut policy[i];
+                for (row, &a) in probs[..self.width].iter().zip(&act) {
+                    for (acc, v) in p.proposer_prob.iter_mut().zip(row) {
+                        *acc += v;
+                    }
+                    p.proposer_argmax[a] += 1.0;
+                }
+                p.synth_argmax[act[self.width]] += 1.0;
+                members.push(self.members(&act));
+            }
+            let g = self.run(q, &full, members).await?;
+            solved += usize::from(g.final_ok);
+            cost += g.total_cost_pico;
+        }
+        let n = queries.len().max(1) as f64;
+        let rows = n * self.width as f64;
+        for p in &mut policy {
+            p.proposer_prob.iter_mut().for_each(|v| *v /= rows);
+            p.proposer_argmax.iter_mut().for_each(|v| *v /= rows);
+            p.synth_argmax.iter_mut().for_each(|v| *v /= n);
+        }
+        Ok(Validation {
+            simulated,
+            iteration,
+            queries: queries.len(),
+            accuracy: solved as f64 / n,
+            cost_usd: cost as f64 / 1e12 / n,
+            options: options.to_vec(),
+            policy,
+        })
+    }
+}
+
+pub async fn run(a: TrainArgs) -> Result<Outcome> {
     let benchmark: Benchmark = a.benchmark.parse()?;
     let mut cfg = Stage1Config::builtin(benchmark.name())?;
     if let Some(n) = a.iterations {
@@ -96,6 +372,9 @@ pub async fn run(a: TrainArgs) -> Result<()> {
     if let Some(n) = a.width {
         cfg.width = n.max(1);
     }
+    if let Some(n) = a.eval_every {
+        cfg.eval_every = n.max(1);
+    }
     let variant = if a.faithful {
         Variant::Faithful
     } else {
@@ -104,27 +383,51 @@ pub async fn run(a: TrainArgs) -> Result<()> {
     let roles = RoleSet::builtin(benchmark.name())?;
     let names = roles.names();
     let data = DataDir::resolve(a.data_dir.as_deref())?;
-    let queries = hieramas_bench::query::load(
-        &data,
-        &Selection {
-            benchmark,
-            split: "train".into(),
-            seed: hieramas_tasks::splits::DEFAULT_SEED,
-            limit: None,
-            keep_flagged: false,
-        },
-    )?;
+    let select = |split: &str, limit: Option<usize>| {
+        hieramas_bench::query::load(
+            &data,
+            &Selection {
+                benchmark,
+                split: split.into(),
+                seed: hieramas_tasks::splits::DEFAULT_SEED,
+                limit,
+                keep_flagged: false,
+            },
+        )
+    };
+    let queries = select("train", a.train_limit)?;
     if queries.is_empty() {
         bail!("{benchmark}/train selects no queries");
     }
+    let val = if a.val_limit == 0 {
+        Vec::new()
+    } else {
+        select("valid", Some(a.val_limit))?
+    };
     let checker = Checker::new(&data, benchmark).await?;
     let pool = crate::mas::load_pool(&a.pool)?;
     let pool_name = pool.meta.name.clone();
     let mut models = crate::mas::Models::new(pool, None);
+    let simulated = models.uses_sim();
+    if simulated {
+        if !a.quiet {
+            eprintln!("{}", crate::sim::BANNER);
+        }
+        let all: Vec<&Query> = queries.iter().chain(&val).collect();
+        models.simulate(
+            crate::sim::book(&data, benchmark, &all)?,
+            hieramas_sim::Settings {
+                seed: a.seed,
+                ..hieramas_sim::Settings::default()
+            },
+        );
+    }
     let ids = models.ids();
     let skip = ids.len();
     let pool_models: Vec<Arc<dyn ChatModel>> =
         ids.iter().map(|id| models.get(id)).collect::<Result<_>>()?;
+    let decision_id = a.decision.clone().unwrap_or_else(|| ids[0].clone());
+    let decision = models.get(&decision_id)?;
     let out = a.out.clone().unwrap_or_else(|| {
         PathBuf::from("results/stage1").join(format!(
             "{}-{}",
@@ -136,15 +439,38 @@ pub async fn run(a: TrainArgs) -> Result<()> {
 
     // Inputs of the selector, embedded once (and cached on disk).
     let texts = Texts::builtin()?;
-    let embedder = LocalModels::from_env()?
-        .embedder(Price::default())
-        .context("loading the all-MiniLM-L6-v2 embedder")?;
-    let cache = EmbeddingCache {
-        dir: out.join("embeddings"),
+    let embedder: Arc<dyn Embedder> = if a.embedder == "local" {
+        Arc::new(
+            LocalModels::from_env()?
+                .embedder(Price::default())
+                .context("loading the all-MiniLM-L6-v2 embedder")?,
+        )
+    } else {
+        let file = a.embedder_pool.as_ref().unwrap_or(&a.pool);
+        crate::mas::load_pool(file)?
+            .require(&a.embedder)
+            .with_context(|| format!("--embedder {} in {}", a.embedder, file.display()))?
+            .connect_embedder(&hieramas_llm::Env::process(), &hieramas_llm::http_client()?)
+            .with_context(|| format!("--embedder {}", a.embedder))?
     };
-    let mut profile_texts: Vec<String> = ids.iter().map(|id| texts.profile(id)).collect();
-    profile_texts.push(texts.profile("skip"));
-    let profiles = cache.embed(&embedder, &profile_texts).await?;
+    let cache_dir = a
+        .embeddings
+        .clone()
+        .unwrap_or_else(|| out.join("embeddings"));
+    let metadata = match a.metadata.as_str() {
+        "heuristic" => None,
+        id => Some((
+            models.get(id).with_context(|| format!("--metadata {id}"))?,
+            MetadataCache {
+                dir: cache_dir.with_file_name("metadata"),
+            },
+        )),
+    };
+    let cache = EmbeddingCache { dir: cache_dir };
+    let mut options: Vec<String> = ids.clone();
+    options.push("skip".into());
+    let profile_texts: Vec<String> = options.iter().map(|id| texts.profile(id)).collect();
+    let profiles = cache.embed(embedder.as_ref(), &profile_texts).await?;
     let dim = profiles[0].len();
     let dev = Device::Cpu;
     let e_llm = Tensor::from_vec(profiles.concat(), (profiles.len(), dim), &dev)?;
@@ -152,12 +478,17 @@ pub async fn run(a: TrainArgs) -> Result<()> {
     // Everything that decides the run; a resumed run must match it.
     let fingerprint = serde_json::json!({
         "benchmark": benchmark.name(),
-        "pool": models.specs(ids.iter())?,
+        "pool": models.specs(ids.iter().chain([&decision_id]))?,
         "options": ids,
+        "decision": decision_id,
         "variant": format!("{variant:?}"),
+        "credit": a.credit,
         "settings": cfg,
         "max_tokens": a.max_tokens,
         "seed": a.seed,
+        "train_limit": a.train_limit,
+        "embedder": embedder.id(),
+        "metadata": a.metadata,
         "embedding_dim": dim,
     });
     let state_path = out.join("state.json");
@@ -171,7 +502,7 @@ pub async fn run(a: TrainArgs) -> Result<()> {
                 .with_context(|| format!("{} is not a training state", state_path.display()))?;
             if st.fingerprint != fingerprint {
                 bail!(
-                    "{} holds a run with other settings (benchmark, pool, loss, settings, seed); \
+                    "{} holds a run with other settings (benchmark, pool, loss, credit, settings, seed); \
                      use another --out, or --fresh to start over there",
                     out.display()
                 );
@@ -200,7 +531,7 @@ pub async fn run(a: TrainArgs) -> Result<()> {
         excluded: Vec::new(), // the pool's `exclude`d models are not options at all
         skip,
         synth_may_skip: true, // skip learning is on in every official stage-1 script
-        clamp: Some(10.0),
+        clamp: Some(10.0),    // also at validation, as the official code leaves it
     };
     let shape = cfg.reward();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
@@ -208,29 +539,61 @@ pub async fn run(a: TrainArgs) -> Result<()> {
     order.shuffle(&mut rng);
     let mut cursor = 0;
     let mut start = 0;
+    let mut best_val: Option<f64> = None;
     if let Some(st) = &resumed {
         rng.set_word_pos(st.rng_word_pos);
         order = st.order.clone();
         cursor = st.cursor;
         start = st.iterations_done;
+        best_val = st.best_val;
+        if !a.quiet {
+            eprintln!(
+                "resuming {} after iteration {start} (of {})",
+                out.display(),
+                cfg.iterations
+            );
+        }
+    }
+    let stage = Stage {
+        benchmark,
+        roles: &roles,
+        names: &names,
+        texts: &texts,
+        cache: &cache,
+        embedder: embedder.as_ref(),
+        metadata,
+        e_llm: &e_llm,
+        width: cfg.width,
+        skip,
+        pool_models: &pool_models,
+        decision: &decision,
+        checker: &checker,
+        sampling: Sampling {
+            temperature: Some(0.2),
+            max_tokens: a.max_tokens,
+            seed: Some(a.seed),
+        },
+        dev: &dev,
+    };
+    let label = if simulated { "SIMULATED " } else { "" };
+    if !a.quiet {
         eprintln!(
-            "resuming {} after iteration {start} (of {})",
-            out.display(),
-            cfg.iterations
+            "{label}stage 1 · {benchmark} · pool {pool_name} ({} models + skip, {decision_id} decides) · {} iterations x {} queries · W = {} · {:?} loss · {:?} credit · out {}",
+            ids.len(),
+            cfg.iterations,
+            cfg.batch_size,
+            cfg.width,
+            variant,
+            a.credit,
+            out.display()
         );
     }
-    let decision = pool_models[0].clone();
-
-    eprintln!(
-        "stage 1 · {benchmark} · pool {pool_name} ({} models + skip) · {} iterations x {} queries · W = {} · {:?} loss · out {}",
-        ids.len(),
-        cfg.iterations,
-        cfg.batch_size,
-        cfg.width,
-        variant,
-        out.display()
-    );
-    let bar = indicatif::ProgressBar::new((cfg.iterations * cfg.batch_size) as u64).with_style(
+    let bar = if a.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new((cfg.iterations * cfg.batch_size) as u64)
+    };
+    bar.set_style(
         indicatif::ProgressStyle::with_template(
             "{msg} [{bar:30}] {pos}/{len} queries {elapsed_precise} eta {eta}",
         )
@@ -252,12 +615,13 @@ pub async fn run(a: TrainArgs) -> Result<()> {
             writeln!(curve, "{l}").context("writing curve.jsonl")?;
         }
     }
+    let mut last_val: Option<Validation> = None;
     bar.set_position((start * cfg.batch_size) as u64);
     for it in start..cfg.iterations {
         if a.stop_after.is_some_and(|n| it >= n) {
             bar.finish_and_clear();
             eprintln!("stopped after iteration {it} (--stop-after); rerun to resume");
-            return Ok(());
+            return Ok(Outcome { validation: None });
         }
         let t = temperature(
             it,
@@ -283,7 +647,11 @@ pub async fn run(a: TrainArgs) -> Result<()> {
             }
             let q = &queries[order[cursor]];
             cursor += 1;
-            bar.set_message(format!("iter {}/{} T={t:.2}", it + 1, cfg.iterations));
+            bar.set_message(format!(
+                "{label}iter {}/{} T={t:.2}",
+                it + 1,
+                cfg.iterations
+            ));
             let topology = generate::random_dag(
                 &names,
                 cfg.density[0],
@@ -292,93 +660,29 @@ pub async fn run(a: TrainArgs) -> Result<()> {
                     .wrapping_mul(1_000_003)
                     .wrapping_add((it * cfg.batch_size + k) as u64),
             )?;
-            let mut inputs: Vec<String> =
-                names.iter().map(|r| texts.task_role(&q.task, r)).collect();
-            inputs.push(TaskMeta::heuristic(&q.task).summary());
-            let emb = cache.embed(&embedder, &inputs).await?;
-            let meta = Tensor::new(emb[names.len()].as_slice(), &dev)?;
+            let (role_inputs, meta) = stage.inputs(q).await?;
             let mut logits = Vec::with_capacity(names.len());
             let mut actions = Vec::with_capacity(names.len());
             let mut members = Vec::with_capacity(names.len());
-            for e in &emb[..names.len()] {
-                let role = Tensor::new(e.as_slice(), &dev)?;
-                let l = mask_logits(&sel.logits(&e_llm, &role, &meta, cfg.width + 1)?, &masks)?;
+            for role in &role_inputs {
+                let l = mask_logits(&sel.logits(&e_llm, role, &meta, cfg.width + 1)?, &masks)?;
                 let act = draw(&l, t, variant, &mut rng)?;
-                let pick = |a: usize| (a != skip).then(|| pool_models[a].clone());
-                let mut proposers: Vec<Option<Arc<dyn ChatModel>>> =
-                    act[..cfg.width].iter().map(|&a| pick(a)).collect();
-                let synthesizer = pick(act[cfg.width]);
-                // Every proposer skipped: the official fallback model answers (here: the
-                // pool's first, which also decides).
-                if synthesizer.is_some() && proposers.iter().all(Option::is_none) {
-                    proposers[0] = Some(decision.clone());
-                }
-                members.push(Members {
-                    proposers,
-                    synthesizer,
-                });
+                members.push(stage.members(&act));
                 logits.push(l);
                 actions.push(act);
             }
-            let plan = Plan {
-                topology: &topology,
-                roles: &roles,
-                members,
-                decision: decision.clone(),
-                sampling: Sampling {
-                    temperature: Some(0.2),
-                    max_tokens: a.max_tokens,
-                    seed: Some(a.seed),
-                },
-                faithful: false,
-                consensus: Some(prediction_extractor(benchmark)),
+            let g = stage.run(q, &topology, members).await?;
+            node_solved += g.results.iter().filter(|r| r.solved).count();
+            nodes_run += g.results.iter().filter(|r| !r.skipped).count();
+            let decision_cost = hieramas_llm::Usd::from_pico(g.decision_cost_pico);
+            let c = match a.credit {
+                CreditMode::Multi => credit(&shape, &g.results, g.final_ok, decision_cost),
+                CreditMode::System => {
+                    system_only(&shape, g.results.len(), g.final_ok, decision_cost)
+                }
             };
-            let trace = run_query(&plan, &q.task)
-                .await
-                .with_context(|| format!("{}: the multi-agent run", q.id))?;
-            let mut results = Vec::with_capacity(names.len());
-            for (i, name) in names.iter().enumerate() {
-                let node_calls: Vec<_> = trace.calls.iter().filter(|c| &c.node == name).collect();
-                let skipped = trace.nodes[i].skipped;
-                let output = node_calls
-                    .iter()
-                    .find(|c| c.position == Slot::Synth)
-                    .or_else(|| node_calls.first())
-                    .map(|c| c.text.clone());
-                let ok = match (&output, skipped) {
-                    (Some(text), false) => {
-                        checker.grade(q, std::slice::from_ref(text)).await?.correct
-                    }
-                    _ => false,
-                };
-                node_solved += usize::from(ok);
-                nodes_run += usize::from(!skipped);
-                results.push(NodeResult {
-                    solved: ok,
-                    cost: hieramas_llm::Usd::from_pico(
-                        node_calls.iter().map(|c| c.cost_pico).sum(),
-                    ),
-                    skipped,
-                    answers: roles.roles[i].answer,
-                });
-            }
-            let final_ok = checker
-                .grade(q, std::slice::from_ref(&trace.answer))
-                .await?
-                .correct;
-            let decision_cost = trace
-                .calls
-                .iter()
-                .find(|c| c.position == Slot::Decision)
-                .map_or(0, |c| c.cost_pico);
-            let c = credit(
-                &shape,
-                &results,
-                final_ok,
-                hieramas_llm::Usd::from_pico(decision_cost),
-            );
-            solved += usize::from(final_ok);
-            cost_pico += trace.total_cost_pico;
+            solved += usize::from(g.final_ok);
+            cost_pico += g.total_cost_pico;
             reward_sum += c.system;
             batch.push(
                 logits
@@ -398,8 +702,23 @@ pub async fn run(a: TrainArgs) -> Result<()> {
         let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         let norm = trainer.step(&loss)?;
         let n = cfg.batch_size as f64;
-        let line = serde_json::json!({
-            "iteration": it + 1,
+        let done = it + 1;
+        // Validation every `eval_every` iterations and after the last.
+        let validation =
+            if !val.is_empty() && (done % cfg.eval_every.max(1) == 0 || done == cfg.iterations) {
+                let v = stage
+                    .validate(&sel, &masks, &val, done, &options, simulated)
+                    .await?;
+                if best_val.is_none_or(|b| v.accuracy > b) {
+                    best_val = Some(v.accuracy);
+                    selector::save(&varmap, &sel.config, &out.join("best.safetensors"))?;
+                }
+                Some(v)
+            } else {
+                None
+            };
+        let mut line = serde_json::json!({
+            "iteration": done,
             "temperature": t,
             "lr": lr,
             "loss": loss_value,
@@ -410,50 +729,84 @@ pub async fn run(a: TrainArgs) -> Result<()> {
             "cost_pico": cost_pico,
             "cost_usd": cost_pico as f64 / 1e12,
             "variant": format!("{variant:?}"),
+            "credit": a.credit,
+            "simulated": simulated,
         });
+        if let Some(v) = &validation {
+            line["val_accuracy"] = v.accuracy.into();
+            line["val_cost_usd"] = v.cost_usd.into();
+        }
         use std::io::Write;
         writeln!(curve, "{line}").context("writing curve.jsonl")?;
         curve.sync_data().ok();
-        bar.suspend(|| {
-            eprintln!(
-                "iter {:>2}: loss {loss_value:>8.3}  reward {:>6.3}  accuracy {:>5.1}%  node accuracy {:>5.1}%  cost ${:.6}",
-                it + 1,
-                reward_sum / n,
-                100.0 * solved as f64 / n,
-                if nodes_run == 0 { 0.0 } else { 100.0 * node_solved as f64 / nodes_run as f64 },
-                cost_pico as f64 / 1e12
-            )
-        });
+        if !a.quiet {
+            bar.suspend(|| {
+                eprintln!(
+                    "{label}iter {:>2}: loss {loss_value:>8.3}  reward {:>6.3}  accuracy {:>5.1}%  node accuracy {:>5.1}%  cost ${:.6}{}",
+                    done,
+                    reward_sum / n,
+                    100.0 * solved as f64 / n,
+                    if nodes_run == 0 { 0.0 } else { 100.0 * node_solved as f64 / nodes_run as f64 },
+                    cost_pico as f64 / 1e12,
+                    validation.as_ref().map_or(String::new(), |v| format!(
+                        "  | valid {:>5.1}% of {} at ${:.6}/query",
+                        100.0 * v.accuracy,
+                        v.queries,
+                        v.cost_usd
+                    ))
+                )
+            });
+        }
+        if let Some(v) = validation {
+            write_json(&out.join("validation.json"), &v)?;
+            last_val = Some(v);
+        }
         // The state that lets a rerun continue exactly: weights, optimiser, data order, rng.
         selector::save(&varmap, &sel.config, &out.join("last.safetensors"))?;
         trainer.save(&out.join("last.adam.safetensors"))?;
         let st = ResumeState {
             fingerprint: fingerprint.clone(),
-            iterations_done: it + 1,
+            iterations_done: done,
             cursor,
             order: order.clone(),
             rng_word_pos: rng.get_word_pos(),
+            best_val,
         };
-        let tmp = state_path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_string(&st)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &state_path)
-            .with_context(|| format!("writing {}", state_path.display()))?;
-        if (it + 1) % cfg.checkpoint_every.max(1) == 0 {
+        write_json(&state_path, &st)?;
+        if done % cfg.checkpoint_every.max(1) == 0 {
             selector::save(
                 &varmap,
                 &sel.config,
-                &out.join(format!("iter{}.safetensors", it + 1)),
+                &out.join(format!("iter{done}.safetensors")),
             )?;
         }
     }
     bar.finish_and_clear();
     let path = out.join("selector.safetensors");
     selector::save(&varmap, &sel.config, &path)?;
-    eprintln!(
-        "selector: {} (+ .json); curve: {}",
-        path.display(),
-        out.join("curve.jsonl").display()
-    );
-    Ok(())
+    // A finished run that was resumed has its last validation on disk.
+    if last_val.is_none() && !val.is_empty() {
+        last_val = std::fs::read_to_string(out.join("validation.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+    }
+    if !a.quiet {
+        eprintln!(
+            "{label}selector: {} (+ .json); best validation: {}; curve: {}",
+            path.display(),
+            best_val.map_or("-".into(), |b| format!("{:.1}%", 100.0 * b)),
+            out.join("curve.jsonl").display()
+        );
+    }
+    Ok(Outcome {
+        validation: last_val,
+    })
+}
+
+/// Writes `value` as JSON through a temporary file, so a crash never leaves half a file.
+fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_string(value)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }

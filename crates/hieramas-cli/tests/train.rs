@@ -31,7 +31,15 @@ async fn stage1_trains_and_leaves_a_verified_checkpoint() {
             "--iterations",
             "2",
         ])
-        .args(["--batch-size", "2", "--max-tokens", "16", "--pool"])
+        .args([
+            "--batch-size",
+            "2",
+            "--max-tokens",
+            "16",
+            "--val-limit",
+            "2",
+        ])
+        .arg("--pool")
         .arg(&pool)
         .arg("--data-dir")
         .arg(data.root())
@@ -101,6 +109,16 @@ async fn stage1_trains_and_leaves_a_verified_checkpoint() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(curve.len(), 2);
+    // MATH validates every 2 iterations: the last line carries it, best.safetensors exists.
+    assert!(curve[0].get("val_accuracy").is_none());
+    let acc = curve[1]["val_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    assert_eq!(curve[1]["simulated"], Value::Bool(false));
+    assert!(out.join("best.safetensors").exists());
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("validation.json")).unwrap())
+            .unwrap();
+    assert_eq!(v["queries"], 2);
     for line in &curve {
         assert!(line["loss"].as_f64().unwrap().is_finite());
         assert!(
@@ -115,4 +133,182 @@ async fn stage1_trains_and_leaves_a_verified_checkpoint() {
     )
     .unwrap();
     assert_eq!(selector.config.embed_dim, 384);
+
+    // Embeddings from an OpenAI-compatible /v1/embeddings model instead of MiniLM (the paper's
+    // gte-large is served this way): the loopback server's 8-d vectors reach the selector.
+    let before = server.request_count();
+    let out3 = dir.path().join("remote-embedder");
+    // Metadata asked of a pool model (the echo is no JSON: the heuristic), cached per task.
+    go(train(&out3, &["--embedder", "m1", "--metadata", "m2"])).await;
+    assert!(server.request_count() > before);
+    let cached = walk(&out3.join("metadata"));
+    assert!(cached >= 4, "one metadata file per task seen: {cached}");
+    let (_, selector) = hieramas_reward::selector::load(
+        &out3.join("selector.safetensors"),
+        &candle_core::Device::Cpu,
+        candle_core::DType::F32,
+    )
+    .unwrap();
+    assert_eq!(selector.config.embed_dim, 8);
+}
+
+fn walk(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        walk(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// The same command on the SIMULATED credit pool: labelled everywhere, validated with a policy
+/// per role; and `experiment credit` writes its table and chart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stage1_on_a_simulated_pool_is_labelled_and_the_experiment_reports() {
+    if hieramas_local::model_for_tests("minilm-l6-v2").is_none() {
+        return;
+    }
+    let Some(data) = hieramas_tasks::data::DataDir::for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sim");
+    let embeddings = dir.path().join("embeddings");
+    let run = |args: Vec<String>| async move {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hieramas"));
+        cmd.args(args).env("RUST_LOG", "warn");
+        let output = tokio::task::spawn_blocking(move || cmd.output())
+            .await
+            .unwrap()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        (String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
+    };
+    let s = |x: &str| x.to_string();
+    let p = |x: &std::path::Path| x.display().to_string();
+    let (_, stderr) = run(vec![
+        s("train"),
+        s("stage1"),
+        s("--benchmark"),
+        s("math"),
+        // Not a file here: the built-in pool of that name.
+        s("--pool"),
+        s("pools/sim-credit.toml"),
+        s("--iterations"),
+        s("2"),
+        s("--batch-size"),
+        s("3"),
+        s("--eval-every"),
+        s("1"),
+        s("--train-limit"),
+        s("6"),
+        s("--val-limit"),
+        s("4"),
+        s("--data-dir"),
+        p(data.root()),
+        s("--out"),
+        p(&out),
+        s("--embeddings"),
+        p(&embeddings),
+    ])
+    .await;
+    assert!(
+        stderr.contains("SIMULATED: this run uses simulated models"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("SIMULATED iter  2:"), "{stderr}");
+    for line in std::fs::read_to_string(out.join("curve.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["simulated"], Value::Bool(true));
+        assert!(
+            v["cost_pico"].as_u64().unwrap() > 0,
+            "simulated calls are priced"
+        );
+        assert!(
+            v["val_accuracy"].as_f64().is_some(),
+            "validated every iteration"
+        );
+    }
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("validation.json")).unwrap())
+            .unwrap();
+    assert_eq!(v["simulated"], Value::Bool(true));
+    assert_eq!(
+        v["options"].as_array().unwrap().len(),
+        5,
+        "four models + skip"
+    );
+    let policy = v["policy"].as_array().unwrap();
+    assert_eq!(policy.len(), 3, "the MATH roles");
+    for role in policy {
+        let total: f64 = role["proposer_prob"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .sum();
+        assert!((total - 1.0).abs() < 1e-4, "a distribution: {total}");
+        let argmax: f64 = role["proposer_argmax"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .sum();
+        assert!((argmax - 1.0).abs() < 1e-9);
+    }
+    assert!(v["cost_usd"].as_f64().unwrap() > 0.0);
+
+    let report = dir.path().join("credit");
+    let (stdout, _) = run(vec![
+        s("experiment"),
+        s("credit"),
+        s("--seeds"),
+        s("1"),
+        s("--iterations"),
+        s("1"),
+        s("--batch-size"),
+        s("2"),
+        s("--train-limit"),
+        s("4"),
+        s("--val-limit"),
+        s("2"),
+        s("--data-dir"),
+        p(data.root()),
+        s("--out"),
+        p(&report),
+    ])
+    .await;
+    assert!(stdout.starts_with("# SIMULATED"), "{stdout}");
+    let md = std::fs::read_to_string(report.join("REPORT.md")).unwrap();
+    for arm in [
+        "system-only, official loss",
+        "multi-level, official loss",
+        "system-only, fixed loss",
+        "multi-level, fixed loss",
+    ] {
+        assert!(md.contains(&format!("| {arm} |")), "{md}");
+    }
+    assert!(
+        md.contains("Inspector: `model-b`"),
+        "the optimum by construction: {md}"
+    );
+    let svg = std::fs::read_to_string(report.join("credit.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("SIMULATED") && svg.trim_end().ends_with("</svg>")
+    );
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("results.json")).unwrap())
+            .unwrap();
+    assert_eq!(results["runs"].as_array().unwrap().len(), 4);
 }

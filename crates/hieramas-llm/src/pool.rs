@@ -61,6 +61,9 @@ pub enum Provider {
     Llamacpp,
     /// In-process candle inference: built by `hieramas-local`, not by this crate.
     Local,
+    /// SIMULATED models (calibrated to published accuracies): built by `hieramas-sim`, not by
+    /// this crate. Never a real result.
+    Sim,
 }
 
 impl Provider {
@@ -74,6 +77,7 @@ impl Provider {
             Provider::Ollama => "ollama",
             Provider::Llamacpp => "llamacpp",
             Provider::Local => "local",
+            Provider::Sim => "sim",
         }
     }
 
@@ -90,7 +94,7 @@ impl Provider {
             Provider::Vllm => Some(("http://127.0.0.1:8000/v1", None)),
             Provider::Ollama => Some(("http://127.0.0.1:11434/v1", None)),
             Provider::Llamacpp => Some(("http://127.0.0.1:8080/v1", None)),
-            Provider::OpenaiCompatible | Provider::Local => None,
+            Provider::OpenaiCompatible | Provider::Local | Provider::Sim => None,
         }
     }
 
@@ -321,6 +325,14 @@ impl ModelSpec {
                 model: self.id.clone(),
                 provider: "local".into(),
                 hint: "local models are loaded by hieramas-local (`hieramas` CLI does this)".into(),
+            });
+        }
+        if self.provider == Provider::Sim {
+            return Err(LlmError::UnsupportedProvider {
+                model: self.id.clone(),
+                provider: "sim".into(),
+                hint: "simulated models are built by hieramas-sim (`hieramas` CLI does this)"
+                    .into(),
             });
         }
         let base_url = match (&self.base_url, self.provider.default_base_url()) {

@@ -11,6 +11,7 @@ use crate::RewardError;
 
 const PROFILES: &str = include_str!("../texts/profiles.toml");
 const ROLES: &str = include_str!("../texts/roles.toml");
+const METADATA: &str = include_str!("../texts/metadata.toml");
 
 /// How much of the task the task+role text keeps (characters).
 pub const TASK_CHARS: usize = 1500;
@@ -72,7 +73,13 @@ impl Texts {
         })
     }
 
-    /// The first [`TASK_CHARS`] characters of the task, the role's name, its description.
+    /// The role's name and description, then the first [`TASK_CHARS`] characters of the task.
+    ///
+    /// The official text puts the task first. With an embedder that reads 256 tokens
+    /// (all-MiniLM-L6-v2) that order truncates the role away for most tasks, and every role of a
+    /// query gets the same embedding, so the selector cannot tell roles apart (measured: identical
+    /// policies for two MATH roles). The role comes first here: the same content, and the part
+    /// an embedder drops is the tail of the task.
     pub fn task_role(&self, task: &str, role: &str) -> String {
         let head: String = task.chars().take(TASK_CHARS).collect();
         let description = self
@@ -80,12 +87,12 @@ impl Texts {
             .get(role)
             .or_else(|| self.roles.get("default"))
             .map_or("", String::as_str);
-        format!("{head}\n\nRole: {role}\n{description}")
+        format!("Role: {role}\n{description}\n\nTask: {head}")
     }
 }
 
 /// What is known about a task (method §5.1); any field may be missing.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, Deserialize)]
 pub struct TaskMeta {
     /// math, coding, analysis, explanation, reasoning or general.
     pub kind: Option<String>,
@@ -122,6 +129,44 @@ impl TaskMeta {
         } else {
             parts.join(" ")
         }
+    }
+
+    /// The metadata in an LLM's reply: the first `{` to the last `}` read as JSON with `type`,
+    /// `difficulty`, `domain`, `description` and `key_skills`. `None` when that is not a JSON
+    /// object or holds none of the fields.
+    pub fn parse(reply: &str) -> Option<TaskMeta> {
+        let start = reply.find('{')?;
+        let end = reply.rfind('}')?;
+        if end < start {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(&reply[start..=end]).ok()?;
+        let obj = v.as_object()?;
+        let text = |k: &str| {
+            obj.get(k)
+                .and_then(|x| x.as_str())
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        let key_skills: Vec<String> = obj
+            .get("key_skills")
+            .and_then(|x| x.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str())
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let meta = TaskMeta {
+            kind: text("type").map(|t| t.to_lowercase()),
+            difficulty: text("difficulty").map(|t| t.to_lowercase()),
+            domain: text("domain"),
+            key_skills,
+            description: text("description"),
+        };
+        (meta != TaskMeta::default()).then_some(meta)
     }
 
     /// The deterministic keyword heuristic (the official fallback when its LLM call fails):
@@ -170,6 +215,91 @@ impl TaskMeta {
             key_skills: skills.iter().map(|s| s.to_string()).collect(),
             description: Some(task.chars().take(200).collect()),
         }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetadataPrompt {
+    system: String,
+    user: String,
+    max_tokens: u32,
+}
+
+/// Task metadata from an LLM (method §5.1), cached on disk per (model id, task) — one
+/// content-addressed file each, written atomically, so concurrent runs and every role of a
+/// query share one extraction (the official per-node caches could disagree, §10 item 11).
+#[derive(Clone, Debug)]
+pub struct MetadataCache {
+    pub dir: PathBuf,
+}
+
+/// Where a task's metadata came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetaSource {
+    Cache,
+    Llm,
+    /// The LLM's reply was not usable: the keyword heuristic.
+    Heuristic,
+}
+
+impl MetadataCache {
+    fn path(&self, model: &str, task: &str) -> PathBuf {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"metadata\0");
+        h.update(model.as_bytes());
+        h.update([0]);
+        h.update(task.as_bytes());
+        let key = hex::encode(h.finalize());
+        self.dir.join(&key[..2]).join(format!("{key}.json"))
+    }
+
+    /// The metadata of `task` by `model`: cached, else asked (a failed call is an error; an
+    /// unusable reply falls back to the heuristic, and that result is cached too).
+    pub async fn get(
+        &self,
+        model: &dyn hieramas_llm::ChatModel,
+        task: &str,
+    ) -> Result<(TaskMeta, MetaSource), hieramas_llm::LlmError> {
+        let io = |path: &std::path::Path, e: String| hieramas_llm::LlmError::Backend {
+            model: model.id().to_string(),
+            detail: format!("metadata cache {}: {e}", path.display()),
+        };
+        let p = self.path(model.id(), task);
+        if let Ok(text) = std::fs::read_to_string(&p) {
+            if let Ok(meta) = serde_json::from_str::<TaskMeta>(&text) {
+                return Ok((meta, MetaSource::Cache));
+            }
+        }
+        let prompt: MetadataPrompt = toml::from_str(METADATA)
+            .map_err(|e| io(std::path::Path::new("texts/metadata.toml"), e.to_string()))?;
+        let head: String = task.chars().take(TASK_CHARS).collect();
+        let mut req = hieramas_llm::ChatRequest::new(vec![
+            hieramas_llm::Message::system(prompt.system),
+            hieramas_llm::Message::user(prompt.user.replace("{task}", &head)),
+        ]);
+        req.temperature = Some(0.2);
+        req.max_tokens = Some(prompt.max_tokens);
+        let reply = model.chat(&req).await?;
+        let (meta, source) = match TaskMeta::parse(&reply.text) {
+            Some(m) => (m, MetaSource::Llm),
+            None => {
+                tracing::warn!(
+                    model = model.id(),
+                    "unusable metadata reply; keyword heuristic used"
+                );
+                (TaskMeta::heuristic(task), MetaSource::Heuristic)
+            }
+        };
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).map_err(|e| io(d, e.to_string()))?;
+        }
+        let tmp = p.with_extension("tmp");
+        let json = serde_json::to_string(&meta).map_err(|e| io(&p, e.to_string()))?;
+        std::fs::write(&tmp, json).map_err(|e| io(&tmp, e.to_string()))?;
+        std::fs::rename(&tmp, &p).map_err(|e| io(&p, e.to_string()))?;
+        Ok((meta, source))
     }
 }
 
@@ -283,8 +413,11 @@ mod tests {
         let t = Texts::builtin().unwrap();
         let long = "é".repeat(2000);
         let s = t.task_role(&long, "Critic");
-        assert_eq!(s.chars().take_while(|&c| c == 'é').count(), TASK_CHARS);
-        assert!(s.contains("Role: Critic\nSpecialty: scrutinising"));
+        let task = s.split_once("\n\nTask: ").unwrap().1;
+        assert_eq!(task.chars().take_while(|&c| c == 'é').count(), TASK_CHARS);
+        assert_eq!(task.chars().count(), TASK_CHARS);
+        // The role leads, so a short-context embedder keeps it.
+        assert!(s.starts_with("Role: Critic\nSpecialty: scrutinising"));
         assert!(
             t.task_role("x", "Nobody")
                 .contains("Specialty: general problem solving")
@@ -315,5 +448,42 @@ mod tests {
             TaskMeta::heuristic(&words).difficulty.as_deref(),
             Some("medium")
         );
+    }
+
+    #[test]
+    fn metadata_replies_are_parsed_leniently() {
+        let m = TaskMeta::parse(
+            "Sure! ```json\n{\"type\": \"Math\", \"difficulty\": \"HARD\", \"domain\": \"number theory\", \"description\": \"Count primes.\", \"key_skills\": [\"primes\", \" \", \"counting\"]}\n```",
+        )
+        .unwrap();
+        assert_eq!(m.kind.as_deref(), Some("math"));
+        assert_eq!(m.difficulty.as_deref(), Some("hard"));
+        assert_eq!(m.key_skills, vec!["primes", "counting"]);
+        assert_eq!(
+            m.summary(),
+            "Task type: math. Difficulty: hard. Domain: number theory. Key skills: primes, counting. Description: Count primes."
+        );
+        assert_eq!(TaskMeta::parse("no json here"), None);
+        assert_eq!(TaskMeta::parse("} {"), None);
+        assert_eq!(
+            TaskMeta::parse("{\"other\": 1}"),
+            None,
+            "none of the fields"
+        );
+        assert_eq!(TaskMeta::parse("[1, 2]"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics_and_reads_back_what_it_wrote(
+            noise in ".{0,40}",
+            kind in "[a-z]{1,10}",
+            skills in proptest::collection::vec("[a-z]{1,8}", 0..4),
+        ) {
+            let _ = TaskMeta::parse(&noise);
+            let m = TaskMeta { kind: Some(kind), key_skills: skills, ..TaskMeta::default() };
+            let reply = format!("{}{}", noise.replace(['{', '}'], ""), serde_json::json!({"type": m.kind, "key_skills": m.key_skills}));
+            proptest::prop_assert_eq!(TaskMeta::parse(&reply), Some(m));
+        }
     }
 }

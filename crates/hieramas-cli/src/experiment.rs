@@ -1,0 +1,394 @@
+//! `hieramas experiment credit`: the credit-assignment experiment of the paper, on a SIMULATED
+//! pool whose best model per role is known by construction (`pools/sim-credit.toml`: the
+//! strongest model overall is the worst Inspector).
+//!
+//! Stage 1 is trained over several seeds with four estimators — the system reward alone and the
+//! multi-level credit, each with the official loss (no baseline, temperature mismatch) and with
+//! our fixed loss — and each trained selector is validated (argmax over the full graph). The
+//! report gives, per role, the probability the selector gives the optimal model at proposer
+//! positions, how many seeds pick it (argmax on most validation queries), final accuracy and
+//! cost; an SVG chart; all of it labelled SIMULATED. Runs resume like `train stage1`.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use hieramas_sim::{Catalogue, Kind};
+use hieramas_topology::roleset::RoleSet;
+
+use crate::train::{CreditMode, TrainArgs, Validation};
+
+#[derive(clap::Args)]
+pub struct CreditArgs {
+    /// Seeds per estimator.
+    #[arg(long, default_value_t = 10)]
+    seeds: usize,
+    /// Iterations per run (the official 12 are too few to move the selector much; see the report).
+    #[arg(long, default_value_t = 48)]
+    iterations: usize,
+    /// Queries per iteration (default: the official 6 of MATH).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Train on the first N MATH train queries (shared by all runs, so embeddings are computed once).
+    #[arg(long, default_value_t = 200)]
+    train_limit: usize,
+    /// Validation queries (the first N of MATH valid).
+    #[arg(long, default_value_t = 100)]
+    val_limit: usize,
+    /// A SIMULATED pool with per-role fitness.
+    #[arg(long, default_value = "pools/sim-credit.toml")]
+    pool: PathBuf,
+    #[arg(long, default_value = "results/credit-experiment")]
+    out: PathBuf,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Start every run over.
+    #[arg(long)]
+    fresh: bool,
+}
+
+/// One estimator.
+struct Arm {
+    name: &'static str,
+    slug: &'static str,
+    credit: CreditMode,
+    faithful: bool,
+    color: &'static str,
+}
+
+const ARMS: [Arm; 4] = [
+    Arm {
+        name: "system-only, official loss",
+        slug: "system-official",
+        credit: CreditMode::System,
+        faithful: true,
+        color: "#9e9e9e",
+    },
+    Arm {
+        name: "multi-level, official loss",
+        slug: "multi-official",
+        credit: CreditMode::Multi,
+        faithful: true,
+        color: "#1f77b4",
+    },
+    Arm {
+        name: "system-only, fixed loss",
+        slug: "system-fixed",
+        credit: CreditMode::System,
+        faithful: false,
+        color: "#ff7f0e",
+    },
+    Arm {
+        name: "multi-level, fixed loss",
+        slug: "multi-fixed",
+        credit: CreditMode::Multi,
+        faithful: false,
+        color: "#2ca02c",
+    },
+];
+
+/// One run's numbers.
+#[derive(serde::Serialize)]
+struct RunResult {
+    arm: &'static str,
+    seed: u64,
+    /// Per role: mean probability of the optimal model at proposer positions.
+    p_optimal: Vec<f64>,
+    /// Per role: share of proposer positions whose argmax is the optimal model.
+    argmax_optimal: Vec<f64>,
+    accuracy: f64,
+    cost_usd: f64,
+}
+
+fn mean_sd(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    if xs.is_empty() {
+        return (0.0, 0.0);
+    }
+    let m = xs.iter().sum::<f64>() / n;
+    let var = if xs.len() > 1 {
+        xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (m, var.sqrt())
+}
+
+pub async fn credit(a: CreditArgs) -> Result<()> {
+    let roles = RoleSet::builtin("math")?;
+    let names = roles.names();
+    let pool = crate::mas::load_pool(&a.pool)?;
+    anyhow::ensure!(
+        crate::sim::uses_sim(&pool),
+        "{}: the credit experiment needs a SIMULATED pool (its optimum must be known)",
+        a.pool.display()
+    );
+    let catalogue = Catalogue::builtin()?;
+    let ids: Vec<&hieramas_llm::pool::ModelSpec> =
+        pool.models.iter().filter(|m| !m.exclude).collect();
+    // The optimum by construction: the best proposer accuracy for the role.
+    let mut optimum = Vec::new();
+    for role in &names {
+        let mut best: Option<(usize, f64)> = None;
+        for (k, m) in ids.iter().enumerate() {
+            let p = catalogue.get(&m.model)?.proposer_accuracy(Kind::Math, role);
+            if best.is_none_or(|(_, b)| p > b) {
+                best = Some((k, p));
+            }
+        }
+        let (k, p) = best.context("the pool has no selectable models")?;
+        optimum.push((k, p));
+    }
+    eprintln!("{}", crate::sim::BANNER);
+    eprintln!(
+        "credit experiment: {} estimators x {} seeds, {} iterations each; optimum: {}",
+        ARMS.len(),
+        a.seeds,
+        a.iterations,
+        names
+            .iter()
+            .zip(&optimum)
+            .map(|(r, (k, p))| format!("{r} -> {} ({p:.2})", ids[*k].id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let bar = indicatif::ProgressBar::new((ARMS.len() * a.seeds) as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "SIMULATED credit experiment [{bar:30}] {pos}/{len} runs {elapsed_precise} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut results: Vec<RunResult> = Vec::new();
+    for arm in &ARMS {
+        for seed in 0..a.seeds as u64 {
+            bar.set_message(format!("{} seed {seed}", arm.name));
+            let outcome = crate::train::run(TrainArgs {
+                benchmark: "math".into(),
+                pool: a.pool.clone(),
+                faithful: arm.faithful,
+                credit: arm.credit,
+                decision: None,
+                iterations: Some(a.iterations),
+                batch_size: a.batch_size,
+                width: None,
+                eval_every: Some(a.iterations),
+                train_limit: Some(a.train_limit),
+                max_tokens: 2048, // the official agent calls
+                seed,
+                val_limit: a.val_limit.max(1),
+                out: Some(a.out.join(arm.slug).join(format!("seed{seed}"))),
+                embedder: "local".into(),
+                metadata: "heuristic".into(),
+                embedder_pool: None,
+                embeddings: Some(a.out.join("embeddings")),
+                data_dir: a.data_dir.clone(),
+                fresh: a.fresh,
+                quiet: true,
+                stop_after: None,
+            })
+            .await
+            .with_context(|| format!("{} seed {seed}", arm.name))?;
+            let v: Validation = outcome.validation.context("the run left no validation")?;
+            results.push(RunResult {
+                arm: arm.name,
+                seed,
+                p_optimal: v
+                    .policy
+                    .iter()
+                    .zip(&optimum)
+                    .map(|(p, (k, _))| p.proposer_prob[*k])
+                    .collect(),
+                argmax_optimal: v
+                    .policy
+                    .iter()
+                    .zip(&optimum)
+                    .map(|(p, (k, _))| p.proposer_argmax[*k])
+                    .collect(),
+                accuracy: v.accuracy,
+                cost_usd: v.cost_usd,
+            });
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+
+    // The table.
+    let options = ids.len() + 1;
+    let mut md = String::new();
+    writeln!(
+        md,
+        "# SIMULATED — credit-assignment experiment (stage 1, MATH roles)\n"
+    )?;
+    writeln!(
+        md,
+        "Every number here comes from SIMULATED models (hieramas-sim, pool `{}`), not from real LLMs.\n",
+        a.pool.display()
+    )?;
+    writeln!(
+        md,
+        "Setup: {} seeds per estimator; {} iterations x {} queries (official MATH settings otherwise: W = 2, \
+         lr 2e-3, T 10 -> 0.8, entropy 1.0, alpha 0.5, kappa 300); training on the first {} MATH train \
+         queries; validation = argmax choices over the full graph on the first {} MATH valid queries. \
+         Chance for one option: 1/{options} = {:.2}.\n",
+        a.seeds,
+        a.iterations,
+        a.batch_size.unwrap_or(6),
+        a.train_limit,
+        a.val_limit,
+        1.0 / options as f64
+    )?;
+    writeln!(
+        md,
+        "Optimum by construction (best proposer accuracy per role):\n"
+    )?;
+    for (r, (k, p)) in names.iter().zip(&optimum) {
+        writeln!(md, "- {r}: `{}` ({p:.2})", ids[*k].id)?;
+    }
+    writeln!(
+        md,
+        "\nP(opt) = mean probability of the optimal model at the role's proposer positions (T = 1), \
+         mean ± sd over seeds; seeds = runs whose argmax is the optimal model on most validation \
+         queries at that role.\n"
+    )?;
+    let mut header = "| estimator |".to_string();
+    let mut rule = "|---|".to_string();
+    for r in &names {
+        header.push_str(&format!(" {r}: P(opt) | seeds |"));
+        rule.push_str("---|---|");
+    }
+    header.push_str(" all roles: seeds | accuracy | cost/query |");
+    rule.push_str("---|---|---|");
+    writeln!(md, "{header}\n{rule}")?;
+    let mut summary = Vec::new();
+    for arm in &ARMS {
+        let runs: Vec<&RunResult> = results.iter().filter(|r| r.arm == arm.name).collect();
+        let mut row = format!("| {} |", arm.name);
+        let mut per_role = Vec::new();
+        for i in 0..names.len() {
+            let ps: Vec<f64> = runs.iter().map(|r| r.p_optimal[i]).collect();
+            let (m, sd) = mean_sd(&ps);
+            let hits = runs.iter().filter(|r| r.argmax_optimal[i] > 0.5).count();
+            row.push_str(&format!(" {m:.3} ± {sd:.3} | {hits}/{} |", runs.len()));
+            per_role.push((m, sd));
+        }
+        let all = runs
+            .iter()
+            .filter(|r| r.argmax_optimal.iter().all(|&s| s > 0.5))
+            .count();
+        let (acc, acc_sd) = mean_sd(&runs.iter().map(|r| r.accuracy).collect::<Vec<_>>());
+        let (cost, _) = mean_sd(&runs.iter().map(|r| r.cost_usd).collect::<Vec<_>>());
+        row.push_str(&format!(
+            " {all}/{} | {:.1}% ± {:.1} | ${cost:.6} |",
+            runs.len(),
+            100.0 * acc,
+            100.0 * acc_sd
+        ));
+        writeln!(md, "{row}")?;
+        summary.push(per_role);
+    }
+    writeln!(md, "\n![P(optimal) per role](credit.svg)\n")?;
+    writeln!(
+        md,
+        "Per-run numbers: `results.json`; each run's curve, checkpoints and validation: `<estimator>/seed<k>/`."
+    )?;
+    let svg = chart(&names, &summary, 1.0 / options as f64);
+    std::fs::write(a.out.join("credit.svg"), svg).context("writing credit.svg")?;
+    std::fs::write(a.out.join("REPORT.md"), &md).context("writing REPORT.md")?;
+    std::fs::write(
+        a.out.join("results.json"),
+        serde_json::to_string_pretty(&serde_json::json!({
+            "simulated": true,
+            "pool": a.pool,
+            "optimum": names.iter().zip(&optimum).map(|(r, (k, p))| serde_json::json!({"role": r, "model": ids[*k].id, "accuracy": p})).collect::<Vec<_>>(),
+            "runs": results,
+        }))?,
+    )
+    .context("writing results.json")?;
+    println!("{md}");
+    eprintln!("report: {}", a.out.join("REPORT.md").display());
+    Ok(())
+}
+
+/// Grouped bars: per role, one bar per estimator (mean P(optimal), ± sd), chance dashed.
+fn chart(roles: &[String], summary: &[Vec<(f64, f64)>], chance: f64) -> String {
+    let (w, h) = (760.0, 420.0);
+    let (left, right, top, bottom) = (60.0, 20.0, 50.0, 110.0);
+    let plot_w = w - left - right;
+    let plot_h = h - top - bottom;
+    let y = |v: f64| top + plot_h * (1.0 - v.clamp(0.0, 1.0));
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">SIMULATED: probability of the optimal model per role after stage 1</text>\n",
+        w / 2.0
+    );
+    for t in 0..=5 {
+        let v = t as f64 / 5.0;
+        s.push_str(&format!(
+            "<line x1=\"{left}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#e0e0e0\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.1}</text>\n",
+            w - right,
+            y(v),
+            y(v),
+            left - 6.0,
+            y(v) + 4.0
+        ));
+    }
+    let group = plot_w / roles.len().max(1) as f64;
+    let bar = group * 0.8 / ARMS.len() as f64;
+    for (i, role) in roles.iter().enumerate() {
+        let gx = left + group * i as f64 + group * 0.1;
+        for (j, arm) in ARMS.iter().enumerate() {
+            let Some(&(m, sd)) = summary.get(j).and_then(|r| r.get(i)) else {
+                continue;
+            };
+            let x = gx + bar * j as f64;
+            s.push_str(&format!(
+                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{}: {m:.3} ± {sd:.3}</title></rect>\n",
+                y(m),
+                bar * 0.9,
+                y(0.0) - y(m),
+                arm.color,
+                arm.name
+            ));
+            let cx = x + bar * 0.45;
+            s.push_str(&format!(
+                "<line x1=\"{cx:.1}\" x2=\"{cx:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/>\n",
+                y(m - sd),
+                y(m + sd)
+            ));
+        }
+        s.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{role}</text>\n",
+            gx + group * 0.4,
+            y(0.0) + 18.0
+        ));
+    }
+    s.push_str(&format!(
+        "<line x1=\"{left}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#d62728\" stroke-dasharray=\"6 4\"/><text x=\"{}\" y=\"{:.1}\" fill=\"#d62728\" text-anchor=\"end\">chance {chance:.2}</text>\n",
+        w - right,
+        y(chance),
+        y(chance),
+        w - right - 4.0,
+        y(chance) - 4.0
+    ));
+    s.push_str(&format!(
+        "<line x1=\"{left}\" x2=\"{left}\" y1=\"{top}\" y2=\"{:.1}\" stroke=\"black\"/><text x=\"16\" y=\"{:.1}\" transform=\"rotate(-90 16 {:.1})\" text-anchor=\"middle\">P(optimal model) at proposers</text>\n",
+        y(0.0),
+        top + plot_h / 2.0,
+        top + plot_h / 2.0
+    ));
+    for (j, arm) in ARMS.iter().enumerate() {
+        let lx = left + (j % 2) as f64 * 330.0;
+        let ly = h - 50.0 + (j / 2) as f64 * 20.0;
+        s.push_str(&format!(
+            "<rect x=\"{lx}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{ly:.1}\">{}</text>\n",
+            ly - 10.0,
+            arm.color,
+            lx + 18.0,
+            arm.name
+        ));
+    }
+    s.push_str("</svg>\n");
+    s
+}

@@ -1,0 +1,63 @@
+//! SIMULATED pools in the CLI: the gold book a simulated model looks answers up in, built from
+//! the queries of the run, and the banner every command prints when it uses one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use hieramas_bench::query::{Gold, Query};
+use hieramas_llm::pool::{Pool, Provider};
+use hieramas_sim::{Answer, GoldBook, GoldTask, Kind};
+use hieramas_tasks::data::DataDir;
+use hieramas_tasks::splits::Benchmark;
+
+/// Whether any model of `pool` is simulated.
+pub fn uses_sim(pool: &Pool) -> bool {
+    pool.models.iter().any(|m| m.provider == Provider::Sim)
+}
+
+/// The line printed (stderr) and recorded by every run that uses simulated models.
+pub const BANNER: &str = "SIMULATED: this run uses simulated models (hieramas-sim), calibrated to published accuracies; its numbers are not results of real models";
+
+pub fn kind(b: Benchmark) -> Kind {
+    match b {
+        Benchmark::Math => Kind::Math,
+        Benchmark::Mmlu => Kind::Mmlu,
+        Benchmark::HumanevalPlus => Kind::Humaneval,
+    }
+}
+
+/// The gold book of `queries` (HumanEval+ solutions come from the dataset in `data`).
+pub fn book(data: &DataDir, benchmark: Benchmark, queries: &[&Query]) -> Result<Arc<GoldBook>> {
+    let code: HashMap<String, (String, String)> = if benchmark == Benchmark::HumanevalPlus {
+        data.humaneval_plus()
+            .context("reading HumanEval+ for the simulated models' answers")?
+            .into_iter()
+            .map(|t| (t.task_id, (t.prompt, t.canonical_solution)))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let tasks = queries
+        .iter()
+        .map(|q| {
+            let answer = match &q.gold {
+                Gold::Math(a) => Answer::Math(a.clone()),
+                Gold::Mmlu { letter, .. } => Answer::Letter(*letter),
+                Gold::Code { task_id } => {
+                    let (prompt, solution) = code
+                        .get(task_id)
+                        .with_context(|| format!("{task_id}: not in HumanEval+"))?
+                        .clone();
+                    Answer::Code { prompt, solution }
+                }
+            };
+            Ok(GoldTask {
+                kind: kind(benchmark),
+                task: q.task.clone(),
+                answer,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Arc::new(GoldBook::new(tasks)))
+}
