@@ -26,6 +26,12 @@ pub struct CreditArgs {
     /// Iterations per run (the official 12 are too few to move the selector much; see the report).
     #[arg(long, default_value_t = 48)]
     iterations: usize,
+    /// Learning rate (default: the official 2e-3 of MATH).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Entropy bonus coefficient (default: the official 1.0).
+    #[arg(long)]
+    entropy_coef: Option<f64>,
     /// Queries per iteration (default: the official 6 of MATH).
     #[arg(long)]
     batch_size: Option<usize>,
@@ -170,6 +176,8 @@ pub async fn credit(a: CreditArgs) -> Result<()> {
                 credit: arm.credit,
                 decision: None,
                 iterations: Some(a.iterations),
+                lr: a.lr,
+                entropy_coef: a.entropy_coef,
                 batch_size: a.batch_size,
                 width: None,
                 eval_every: Some(a.iterations),
@@ -227,13 +235,21 @@ pub async fn credit(a: CreditArgs) -> Result<()> {
     )?;
     writeln!(
         md,
-        "Setup: {} seeds per estimator; {} iterations x {} queries (official MATH settings otherwise: W = 2, \
-         lr 2e-3, T 10 -> 0.8, entropy 1.0, alpha 0.5, kappa 300); training on the first {} MATH train \
+        "Setup: {} seeds per estimator; {} iterations x {} queries; learning rate {}; entropy coefficient {} \
+         (official MATH settings otherwise: W = 2, T 10 -> 0.8, alpha 0.5, kappa 300, max_tokens 2048; decision: the pool's first \
+         model); training on the first {} MATH train \
          queries; validation = argmax choices over the full graph on the first {} MATH valid queries. \
          Chance for one option: 1/{options} = {:.2}.\n",
         a.seeds,
         a.iterations,
         a.batch_size.unwrap_or(6),
+        a.lr.map_or("2e-3 (official)".to_string(), |lr| format!(
+            "{lr} (official: 2e-3)"
+        )),
+        a.entropy_coef
+            .map_or("1.0 (official)".to_string(), |c| format!(
+                "{c} (official: 1.0)"
+            )),
         a.train_limit,
         a.val_limit,
         1.0 / options as f64

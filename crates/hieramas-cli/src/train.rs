@@ -78,6 +78,12 @@ pub struct TrainArgs {
     /// Proposers per supernode.
     #[arg(long)]
     pub width: Option<usize>,
+    /// Learning rate, start and end (instead of the official `lr_start` -> `lr_end`).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Entropy bonus coefficient (instead of the official 1.0).
+    #[arg(long)]
+    pub entropy_coef: Option<f64>,
     /// Validate every N iterations (and after the last).
     #[arg(long)]
     pub eval_every: Option<usize>,
@@ -196,6 +202,10 @@ struct Stage<'a> {
     decision: &'a Arc<dyn ChatModel>,
     checker: &'a Checker,
     sampling: Sampling,
+    masks: &'a Masks,
+    /// The selector's options: the pool's models, then `skip`.
+    options: &'a [String],
+    simulated: bool,
     dev: &'a Device,
 }
 
@@ -299,12 +309,11 @@ impl Stage<'_> {
     async fn validate(
         &self,
         sel: &Selector,
-        masks: &Masks,
         queries: &[Query],
         iteration: usize,
-        options: &[String],
-        simulated: bool,
+        bar: &indicatif::ProgressBar,
     ) -> Result<Validation> {
+        let (masks, options) = (self.masks, self.options);
         let full = shapes::full(self.names.to_vec())?;
         let k = options.len();
         let mut policy: Vec<RolePolicy> = self
@@ -318,7 +327,8 @@ impl Stage<'_> {
             })
             .collect();
         let (mut solved, mut cost) = (0usize, 0u64);
-        for q in queries {
+        for (done, q) in queries.iter().enumerate() {
+            bar.set_message(format!("validating {}/{}", done + 1, queries.len()));
             let (roles, meta) = self.inputs(q).await?;
             let mut members = Vec::with_capacity(roles.len());
             for (i, role) in roles.iter().enumerate() {
@@ -349,7 +359,7 @@ impl Stage<'_> {
             p.synth_argmax.iter_mut().for_each(|v| *v /= n);
         }
         Ok(Validation {
-            simulated,
+            simulated: self.simulated,
             iteration,
             queries: queries.len(),
             accuracy: solved as f64 / n,
@@ -371,6 +381,13 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
     }
     if let Some(n) = a.width {
         cfg.width = n.max(1);
+    }
+    if let Some(lr) = a.lr {
+        cfg.lr_start = lr;
+        cfg.lr_end = lr;
+    }
+    if let Some(c) = a.entropy_coef {
+        cfg.entropy_coef = c;
     }
     if let Some(n) = a.eval_every {
         cfg.eval_every = n.max(1);
@@ -476,7 +493,7 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
     let e_llm = Tensor::from_vec(profiles.concat(), (profiles.len(), dim), &dev)?;
 
     // Everything that decides the run; a resumed run must match it.
-    let fingerprint = serde_json::json!({
+    let mut fingerprint = serde_json::json!({
         "benchmark": benchmark.name(),
         "pool": models.specs(ids.iter().chain([&decision_id]))?,
         "options": ids,
@@ -488,9 +505,11 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
         "seed": a.seed,
         "train_limit": a.train_limit,
         "embedder": embedder.id(),
-        "metadata": a.metadata,
         "embedding_dim": dim,
     });
+    if a.metadata != "heuristic" {
+        fingerprint["metadata"] = a.metadata.clone().into();
+    }
     let state_path = out.join("state.json");
     if a.fresh && state_path.exists() {
         std::fs::remove_file(&state_path)
@@ -531,7 +550,11 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
         excluded: Vec::new(), // the pool's `exclude`d models are not options at all
         skip,
         synth_may_skip: true, // skip learning is on in every official stage-1 script
-        clamp: Some(10.0),    // also at validation, as the official code leaves it
+        // The official clamp to ±10 (also at validation, as the official code leaves it). The
+        // fixed variant drops it: logits that pass +10 tie there and get no gradient, so the
+        // policy freezes uniform over the clamped options (measured on pools/sim-credit.toml:
+        // after 100 iterations every model's logit sits at +10). Softmax needs no clamp.
+        clamp: (variant == Variant::Faithful).then_some(10.0),
     };
     let shape = cfg.reward();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
@@ -573,6 +596,9 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
             max_tokens: a.max_tokens,
             seed: Some(a.seed),
         },
+        masks: &masks,
+        options: &options,
+        simulated,
         dev: &dev,
     };
     let label = if simulated { "SIMULATED " } else { "" };
@@ -672,8 +698,10 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
                 actions.push(act);
             }
             let g = stage.run(q, &topology, members).await?;
-            node_solved += g.results.iter().filter(|r| r.solved).count();
-            nodes_run += g.results.iter().filter(|r| !r.skipped).count();
+            // Node accuracy over the supernodes that ran and whose output is an answer.
+            let graded = g.results.iter().filter(|r| r.answers && !r.skipped);
+            node_solved += graded.clone().filter(|r| r.solved).count();
+            nodes_run += graded.count();
             let decision_cost = hieramas_llm::Usd::from_pico(g.decision_cost_pico);
             let c = match a.credit {
                 CreditMode::Multi => credit(&shape, &g.results, g.final_ok, decision_cost),
@@ -706,9 +734,7 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
         // Validation every `eval_every` iterations and after the last.
         let validation =
             if !val.is_empty() && (done % cfg.eval_every.max(1) == 0 || done == cfg.iterations) {
-                let v = stage
-                    .validate(&sel, &masks, &val, done, &options, simulated)
-                    .await?;
+                let v = stage.validate(&sel, &val, done, &bar).await?;
                 if best_val.is_none_or(|b| v.accuracy > b) {
                     best_val = Some(v.accuracy);
                     selector::save(&varmap, &sel.config, &out.join("best.safetensors"))?;

@@ -126,13 +126,7 @@ async fn stage1_trains_and_leaves_a_verified_checkpoint() {
             "the decision call is priced"
         );
     }
-    let (_, selector) = hieramas_reward::selector::load(
-        &out.join("selector.safetensors"),
-        &candle_core::Device::Cpu,
-        candle_core::DType::F32,
-    )
-    .unwrap();
-    assert_eq!(selector.config.embed_dim, 384);
+    assert_eq!(embed_dim(&out), 384);
 
     // Embeddings from an OpenAI-compatible /v1/embeddings model instead of MiniLM (the paper's
     // gte-large is served this way): the loopback server's 8-d vectors reach the selector.
@@ -143,13 +137,18 @@ async fn stage1_trains_and_leaves_a_verified_checkpoint() {
     assert!(server.request_count() > before);
     let cached = walk(&out3.join("metadata"));
     assert!(cached >= 4, "one metadata file per task seen: {cached}");
+    assert_eq!(embed_dim(&out3), 8);
+}
+
+/// The embedding width of the selector a run left (loading verifies hash and tensor names).
+fn embed_dim(out: &std::path::Path) -> usize {
     let (_, selector) = hieramas_reward::selector::load(
-        &out3.join("selector.safetensors"),
+        &out.join("selector.safetensors"),
         &candle_core::Device::Cpu,
         candle_core::DType::F32,
     )
     .unwrap();
-    assert_eq!(selector.config.embed_dim, 8);
+    selector.config.embed_dim
 }
 
 fn walk(dir: &std::path::Path) -> usize {

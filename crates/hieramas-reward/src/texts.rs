@@ -218,6 +218,20 @@ impl TaskMeta {
     }
 }
 
+/// `dir/<2 hex>/<sha256 of the parts, NUL-separated>.<ext>`: a content-addressed file name.
+fn content_path(dir: &std::path::Path, parts: &[&str], ext: &str) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            h.update([0]);
+        }
+        h.update(part.as_bytes());
+    }
+    let key = hex::encode(h.finalize());
+    dir.join(&key[..2]).join(format!("{key}.{ext}"))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MetadataPrompt {
@@ -245,14 +259,7 @@ pub enum MetaSource {
 
 impl MetadataCache {
     fn path(&self, model: &str, task: &str) -> PathBuf {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        h.update(b"metadata\0");
-        h.update(model.as_bytes());
-        h.update([0]);
-        h.update(task.as_bytes());
-        let key = hex::encode(h.finalize());
-        self.dir.join(&key[..2]).join(format!("{key}.json"))
+        content_path(&self.dir, &["metadata", model, task], "json")
     }
 
     /// The metadata of `task` by `model`: cached, else asked (a failed call is an error; an
@@ -312,13 +319,7 @@ pub struct EmbeddingCache {
 
 impl EmbeddingCache {
     fn path(&self, embedder: &str, text: &str) -> PathBuf {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        h.update(embedder.as_bytes());
-        h.update([0]);
-        h.update(text.as_bytes());
-        let key = hex::encode(h.finalize());
-        self.dir.join(&key[..2]).join(format!("{key}.f32"))
+        content_path(&self.dir, &[embedder, text], "f32")
     }
 
     /// The embeddings of `texts` (in order), computing only those not cached yet.
