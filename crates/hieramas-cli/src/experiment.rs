@@ -102,6 +102,10 @@ struct RunResult {
     p_optimal: Vec<f64>,
     /// Per role: share of proposer positions whose argmax is the optimal model.
     argmax_optimal: Vec<f64>,
+    /// Share of synthesiser positions (all roles) whose argmax is `skip`.
+    synth_skip: f64,
+    /// Share of synthesiser positions whose argmax is the best judge.
+    synth_best: f64,
     accuracy: f64,
     cost_usd: f64,
 }
@@ -144,6 +148,15 @@ pub async fn credit(a: CreditArgs) -> Result<()> {
         }
         let (k, p) = best.context("the pool has no selectable models")?;
         optimum.push((k, p));
+    }
+    // The best synthesiser: the best judge (synthesisers have no role fitness).
+    let mut best_judge = 0;
+    for (k, m) in ids.iter().enumerate() {
+        if catalogue.get(&m.model)?.judge(Kind::Math)
+            > catalogue.get(&ids[best_judge].model)?.judge(Kind::Math)
+        {
+            best_judge = k;
+        }
     }
     eprintln!("{}", crate::sim::BANNER);
     eprintln!(
@@ -213,6 +226,18 @@ pub async fn credit(a: CreditArgs) -> Result<()> {
                     .zip(&optimum)
                     .map(|(p, (k, _))| p.proposer_argmax[*k])
                     .collect(),
+                synth_skip: v
+                    .policy
+                    .iter()
+                    .map(|p| p.synth_argmax[ids.len()])
+                    .sum::<f64>()
+                    / v.policy.len().max(1) as f64,
+                synth_best: v
+                    .policy
+                    .iter()
+                    .map(|p| p.synth_argmax[best_judge])
+                    .sum::<f64>()
+                    / v.policy.len().max(1) as f64,
                 accuracy: v.accuracy,
                 cost_usd: v.cost_usd,
             });
@@ -254,6 +279,24 @@ pub async fn credit(a: CreditArgs) -> Result<()> {
         a.val_limit,
         1.0 / options as f64
     )?;
+    let mut command = format!(
+        "hieramas experiment credit --seeds {} --iterations {} --train-limit {} --val-limit {} --pool {}",
+        a.seeds,
+        a.iterations,
+        a.train_limit,
+        a.val_limit,
+        a.pool.display()
+    );
+    if let Some(b) = a.batch_size {
+        command.push_str(&format!(" --batch-size {b}"));
+    }
+    if let Some(lr) = a.lr {
+        command.push_str(&format!(" --lr {lr}"));
+    }
+    if let Some(c) = a.entropy_coef {
+        command.push_str(&format!(" --entropy-coef {c}"));
+    }
+    writeln!(md, "Command (reruns resume from `--out`): `{command}`\n")?;
     writeln!(
         md,
         "Optimum by construction (best proposer accuracy per role):\n"
@@ -302,6 +345,28 @@ pub async fn credit(a: CreditArgs) -> Result<()> {
         ));
         writeln!(md, "{row}")?;
         summary.push(per_role);
+    }
+    writeln!(
+        md,
+        "\nSynthesisers (all roles; the best one by construction is the best judge, `{}`): share of \
+         synthesiser positions whose argmax skips the supernode or picks the best judge, mean over seeds.\n",
+        ids[best_judge].id
+    )?;
+    writeln!(
+        md,
+        "| estimator | synthesiser skipped | best synthesiser |\n|---|---|---|"
+    )?;
+    for arm in &ARMS {
+        let runs: Vec<&RunResult> = results.iter().filter(|r| r.arm == arm.name).collect();
+        let (skip, _) = mean_sd(&runs.iter().map(|r| r.synth_skip).collect::<Vec<_>>());
+        let (best, _) = mean_sd(&runs.iter().map(|r| r.synth_best).collect::<Vec<_>>());
+        writeln!(
+            md,
+            "| {} | {:.0}% | {:.0}% |",
+            arm.name,
+            100.0 * skip,
+            100.0 * best
+        )?;
     }
     writeln!(md, "\n![P(optimal) per role](credit.svg)\n")?;
     writeln!(

@@ -495,4 +495,37 @@ mod tests {
             .to_string();
         assert!(e.contains("not the selector's"), "{e}");
     }
+
+    /// Why the fixed training variant drops the official clamp: a logit past +10 gets no
+    /// gradient at all, so options that reach it tie there for good.
+    #[test]
+    fn the_official_clamp_freezes_logits_past_ten() {
+        let dev = Device::Cpu;
+        let grad_of_top = |clamp: Option<f64>| {
+            let v = candle_core::Var::from_vec(vec![12f32, 11.0, 3.0], (1, 3), &dev).unwrap();
+            let m = Masks {
+                excluded: Vec::new(),
+                skip: 2,
+                synth_may_skip: true,
+                clamp,
+            };
+            let l = mask_logits(v.as_tensor(), &m).unwrap();
+            let lp = candle_nn::ops::log_softmax(&l, 1)
+                .unwrap()
+                .get(0)
+                .unwrap()
+                .get(0)
+                .unwrap();
+            let g = lp.backward().unwrap();
+            g.get(&v).unwrap().to_vec2::<f32>().unwrap()[0].clone()
+        };
+        let clamped = grad_of_top(Some(10.0));
+        assert_eq!(
+            &clamped[..2],
+            &[0.0, 0.0],
+            "both top logits frozen: {clamped:?}"
+        );
+        let free = grad_of_top(None);
+        assert!(free[0] > 0.0 && free[1] < 0.0, "{free:?}");
+    }
 }

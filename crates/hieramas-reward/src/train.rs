@@ -8,7 +8,9 @@
 //!   `softmax(logits / T)`, and `A_i = R̃_i` raw (no baseline).
 //! - [`Variant::Fixed`] (default) — actions drawn and credited at the same temperature, and
 //!   `A_i = R̃_i − b` with `b` the mean credit of the batch, so the gradient estimate is
-//!   consistent and has less variance.
+//!   consistent and has less variance. Its training loop (`hieramas train stage1`) also leaves
+//!   the logits unclamped: past the official ±10 clamp a logit gets no gradient, and the options
+//!   that reach +10 tie there for good (`Masks::clamp`).
 
 use candle_core::{DType, Tensor, Var};
 use candle_nn::VarMap;
