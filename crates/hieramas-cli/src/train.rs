@@ -210,16 +210,20 @@ struct Stage<'a> {
 }
 
 impl Stage<'_> {
-    /// The task+role embedding of every role and the metadata embedding.
-    async fn inputs(&self, q: &Query) -> Result<(Vec<Tensor>, Tensor)> {
+    /// The task+role embedding of every role, the metadata embedding, and what the metadata
+    /// call cost (pico-USD; zero for the heuristic or a cached answer).
+    async fn inputs(&self, q: &Query) -> Result<(Vec<Tensor>, Tensor, u64)> {
         let mut inputs: Vec<String> = self
             .names
             .iter()
             .map(|r| self.texts.task_role(&q.task, r))
             .collect();
-        let meta = match &self.metadata {
-            Some((model, cache)) => cache.get(model.as_ref(), &q.task).await?.0,
-            None => TaskMeta::heuristic(&q.task),
+        let (meta, meta_cost) = match &self.metadata {
+            Some((model, cache)) => {
+                let f = cache.get(model.as_ref(), &q.task).await?;
+                (f.meta, f.cost.pico())
+            }
+            None => (TaskMeta::heuristic(&q.task), 0),
         };
         inputs.push(meta.summary());
         let emb = self.cache.embed(self.embedder, &inputs).await?;
@@ -228,7 +232,7 @@ impl Stage<'_> {
             .iter()
             .map(|e| Tensor::new(e.as_slice(), self.dev))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok((roles, meta))
+        Ok((roles, meta, meta_cost))
     }
 
     /// The models at every position of one supernode for the options `act`.
@@ -329,7 +333,7 @@ impl Stage<'_> {
         let (mut solved, mut cost) = (0usize, 0u64);
         for (done, q) in queries.iter().enumerate() {
             bar.set_message(format!("validating {}/{}", done + 1, queries.len()));
-            let (roles, meta) = self.inputs(q).await?;
+            let (roles, meta, _) = self.inputs(q).await?;
             let mut members = Vec::with_capacity(roles.len());
             for (i, role) in roles.iter().enumerate() {
                 let l = mask_logits(&sel.logits(self.e_llm, role, &meta, self.width + 1)?, masks)?;
@@ -666,6 +670,7 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
         let mut batch: Vec<Vec<NodeTerm>> = Vec::new();
         let (mut solved, mut node_solved, mut nodes_run, mut cost_pico, mut reward_sum) =
             (0usize, 0usize, 0usize, 0u64, 0.0);
+        let mut metadata_pico = 0u64;
         for k in 0..cfg.batch_size {
             if cursor == order.len() {
                 order.shuffle(&mut rng);
@@ -686,7 +691,8 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
                     .wrapping_mul(1_000_003)
                     .wrapping_add((it * cfg.batch_size + k) as u64),
             )?;
-            let (role_inputs, meta) = stage.inputs(q).await?;
+            let (role_inputs, meta, meta_cost) = stage.inputs(q).await?;
+            metadata_pico += meta_cost;
             let mut logits = Vec::with_capacity(names.len());
             let mut actions = Vec::with_capacity(names.len());
             let mut members = Vec::with_capacity(names.len());
@@ -754,6 +760,8 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
             "node_accuracy": if nodes_run == 0 { 0.0 } else { node_solved as f64 / nodes_run as f64 },
             "cost_pico": cost_pico,
             "cost_usd": cost_pico as f64 / 1e12,
+            // Task-metadata calls (--metadata), apart from the systems' cost.
+            "metadata_cost_pico": metadata_pico,
             "variant": format!("{variant:?}"),
             "credit": a.credit,
             "simulated": simulated,

@@ -11,10 +11,7 @@ use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stage1_trains_and_leaves_a_verified_checkpoint() {
-    if hieramas_local::model_for_tests("minilm-l6-v2").is_none() {
-        return;
-    }
-    let Some(data) = hieramas_tasks::data::DataDir::for_tests() else {
+    let Some(data) = prerequisites() else {
         return;
     };
     let server = TestServer::start().await.unwrap();
@@ -137,6 +134,11 @@ async fn stage1_trains_and_leaves_a_verified_checkpoint() {
     assert!(server.request_count() > before);
     let cached = walk(&out3.join("metadata"));
     assert!(cached >= 4, "one metadata file per task seen: {cached}");
+    let paid: u64 = curve_of(&out3)
+        .iter()
+        .map(|l| l["metadata_cost_pico"].as_u64().unwrap())
+        .sum();
+    assert!(paid > 0, "metadata calls are priced and logged");
     assert_eq!(embed_dim(&out3), 8);
 }
 
@@ -149,6 +151,12 @@ fn embed_dim(out: &std::path::Path) -> usize {
     )
     .unwrap();
     selector.config.embed_dim
+}
+
+/// The embedder and the datasets, when present (under CI their absence fails the test).
+fn prerequisites() -> Option<hieramas_tasks::data::DataDir> {
+    hieramas_local::model_for_tests("minilm-l6-v2")?;
+    hieramas_tasks::data::DataDir::for_tests()
 }
 
 fn walk(dir: &std::path::Path) -> usize {
@@ -171,10 +179,7 @@ fn walk(dir: &std::path::Path) -> usize {
 /// per role; and `experiment credit` writes its table and chart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stage1_on_a_simulated_pool_is_labelled_and_the_experiment_reports() {
-    if hieramas_local::model_for_tests("minilm-l6-v2").is_none() {
-        return;
-    }
-    let Some(data) = hieramas_tasks::data::DataDir::for_tests() else {
+    let Some(data) = prerequisites() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

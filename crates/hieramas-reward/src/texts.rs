@@ -248,6 +248,15 @@ pub struct MetadataCache {
     pub dir: PathBuf,
 }
 
+/// A task's metadata, where it came from, and what getting it cost.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fetched {
+    pub meta: TaskMeta,
+    pub source: MetaSource,
+    /// The extraction call's exact cost (zero from the cache).
+    pub cost: hieramas_llm::Usd,
+}
+
 /// Where a task's metadata came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetaSource {
@@ -268,7 +277,7 @@ impl MetadataCache {
         &self,
         model: &dyn hieramas_llm::ChatModel,
         task: &str,
-    ) -> Result<(TaskMeta, MetaSource), hieramas_llm::LlmError> {
+    ) -> Result<Fetched, hieramas_llm::LlmError> {
         let io = |path: &std::path::Path, e: String| hieramas_llm::LlmError::Backend {
             model: model.id().to_string(),
             detail: format!("metadata cache {}: {e}", path.display()),
@@ -276,7 +285,11 @@ impl MetadataCache {
         let p = self.path(model.id(), task);
         if let Ok(text) = std::fs::read_to_string(&p) {
             if let Ok(meta) = serde_json::from_str::<TaskMeta>(&text) {
-                return Ok((meta, MetaSource::Cache));
+                return Ok(Fetched {
+                    meta,
+                    source: MetaSource::Cache,
+                    cost: hieramas_llm::Usd::ZERO,
+                });
             }
         }
         let prompt: MetadataPrompt = toml::from_str(METADATA)
@@ -306,7 +319,11 @@ impl MetadataCache {
         let json = serde_json::to_string(&meta).map_err(|e| io(&p, e.to_string()))?;
         std::fs::write(&tmp, json).map_err(|e| io(&tmp, e.to_string()))?;
         std::fs::rename(&tmp, &p).map_err(|e| io(&p, e.to_string()))?;
-        Ok((meta, source))
+        Ok(Fetched {
+            meta,
+            source,
+            cost: reply.cost,
+        })
     }
 }
 
