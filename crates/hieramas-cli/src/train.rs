@@ -444,6 +444,9 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
         );
     }
     let ids = models.ids();
+    if ids.is_empty() {
+        bail!("{}: the pool has no selectable models", a.pool.display());
+    }
     let skip = ids.len();
     let pool_models: Vec<Arc<dyn ChatModel>> =
         ids.iter().map(|id| models.get(id)).collect::<Result<_>>()?;
