@@ -46,28 +46,19 @@ async fn stage1_trains_and_leaves_a_verified_checkpoint() {
         .env("RUST_LOG", "warn");
         cmd
     };
-    let go = |mut cmd: std::process::Command| async move {
-        let output = tokio::task::spawn_blocking(move || cmd.output())
-            .await
-            .unwrap()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(output.status.success(), "{stderr}");
-        stderr
-    };
 
     // Straight through.
     let out = dir.path().join("run");
-    let stderr = go(train(&out, &[])).await;
+    let (_, stderr) = succeed(train(&out, &[])).await;
     assert!(stderr.contains("iter  2:"), "{stderr}");
     assert!(server.request_count() >= 4, "at least the decision calls");
 
     // Interrupted after the first iteration, then rerun: the same selector, bit for bit, and
     // the same curve.
     let out2 = dir.path().join("resumed");
-    let stderr = go(train(&out2, &["--stop-after", "1"])).await;
+    let (_, stderr) = succeed(train(&out2, &["--stop-after", "1"])).await;
     assert!(stderr.contains("stopped after iteration 1"), "{stderr}");
-    let stderr = go(train(&out2, &[])).await;
+    let (_, stderr) = succeed(train(&out2, &[])).await;
     assert!(
         stderr.contains("resuming") && stderr.contains("iter  2:"),
         "{stderr}"
@@ -130,7 +121,7 @@ async fn stage1_trains_and_leaves_a_verified_checkpoint() {
     let before = server.request_count();
     let out3 = dir.path().join("remote-embedder");
     // Metadata asked of a pool model (the echo is no JSON: the heuristic), cached per task.
-    go(train(&out3, &["--embedder", "m1", "--metadata", "m2"])).await;
+    succeed(train(&out3, &["--embedder", "m1", "--metadata", "m2"])).await;
     assert!(server.request_count() > before);
     let cached = walk(&out3.join("metadata"));
     assert!(cached >= 4, "one metadata file per task seen: {cached}");
@@ -151,6 +142,17 @@ fn embed_dim(out: &std::path::Path) -> usize {
     )
     .unwrap();
     selector.config.embed_dim
+}
+
+/// Runs `cmd` off the async runtime; asserts it succeeded; (stdout, stderr).
+async fn succeed(mut cmd: std::process::Command) -> (String, String) {
+    let output = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    (String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
 }
 
 /// The embedder and the datasets, when present (under CI their absence fails the test).
@@ -185,16 +187,10 @@ async fn stage1_on_a_simulated_pool_is_labelled_and_the_experiment_reports() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sim");
     let embeddings = dir.path().join("embeddings");
-    let run = |args: Vec<String>| async move {
+    let run = |args: Vec<String>| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hieramas"));
         cmd.args(args).env("RUST_LOG", "warn");
-        let output = tokio::task::spawn_blocking(move || cmd.output())
-            .await
-            .unwrap()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(output.status.success(), "{stderr}");
-        (String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
+        succeed(cmd)
     };
     let s = |x: &str| x.to_string();
     let p = |x: &std::path::Path| x.display().to_string();
