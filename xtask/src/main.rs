@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+mod bench;
 mod reproduce;
 
 #[derive(Parser)]
@@ -83,11 +84,21 @@ enum Task {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Runs the benchmark suites: `llm` (criterion, client overhead), `local` (local model
-    /// throughput, load time, peak RSS), or `all`.
+    /// Runs the benchmark suites: the criterion suites `llm` (client overhead),
+    /// `orchestration` (scheduler overhead, loopback concurrency) and `gnn` (classifier
+    /// training and scoring throughput), each compared with `benchmarks/baseline.json`;
+    /// `local` (local model throughput, load time, peak RSS); `humaneval` (grader vs
+    /// evalplus); `fast` (what CI runs: llm + gnn, dev profile, quick); or `all`.
     Bench {
         #[arg(default_value = "all")]
         suite: String,
+        /// Write the measured means as the new baseline instead of comparing.
+        #[arg(long)]
+        record: bool,
+        /// Fail when a mean is slower than the baseline by more than this fraction (on the
+        /// machine the baseline was recorded on).
+        #[arg(long, default_value_t = 0.25)]
+        threshold: f64,
     },
 }
 
@@ -135,7 +146,11 @@ fn main() -> Result<()> {
             date,
             dry_run,
         } => prices(&pool, &base_url, date, dry_run),
-        Task::Bench { suite } => bench(&suite),
+        Task::Bench {
+            suite,
+            record,
+            threshold,
+        } => bench(&root, &suite, record, threshold),
     }
 }
 
@@ -161,6 +176,16 @@ fn run(cmd: &mut Command) -> Result<()> {
 /// Cargo, without the variables `cargo run` set for xtask itself: `ring`'s build script
 /// watches CARGO_MANIFEST_DIR, so passing it on would rebuild ring (and everything TLS) in
 /// every nested build, and again in the next plain `cargo build`.
+/// Today's date (UTC, `YYYY-MM-DD`), from `date`.
+fn today() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or_else(|| "unknown date".into(), |s| s.trim().to_string())
+}
+
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     for (k, _) in std::env::vars_os() {
@@ -439,32 +464,42 @@ fn prices(pool_path: &Path, base_url: &str, date: Option<String>, dry_run: bool)
     if dry_run {
         return Ok(());
     }
-    let date = match date {
-        Some(d) => d,
-        None => String::from_utf8(
-            Command::new("date")
-                .args(["-u", "+%Y-%m-%d"])
-                .output()?
-                .stdout,
-        )?
-        .trim()
-        .to_string(),
-    };
+    let date = date.unwrap_or_else(today);
     let new_text = rewrite_pool_prices(&text, &changes, &date).map_err(anyhow::Error::msg)?;
     std::fs::write(pool_path, new_text)?;
     println!("wrote {} (prices_date = {date})", pool_path.display());
     Ok(())
 }
 
-fn bench(suite: &str) -> Result<()> {
+fn bench(root: &Path, suite: &str, record: bool, threshold: f64) -> Result<()> {
+    let criterion = |names: &[&str], profile: &'static str, quick: bool| {
+        let suites: Vec<&bench::Suite> = bench::SUITES
+            .iter()
+            .filter(|s| names.contains(&s.name))
+            .collect();
+        bench::run(
+            root,
+            &suites,
+            &bench::Options {
+                record,
+                threshold,
+                quick,
+                profile,
+            },
+            &machine(),
+        )
+    };
     match suite {
-        "llm" => bench_llm(),
+        "llm" | "orchestration" | "gnn" => criterion(&[suite], "bench", false),
+        "fast" => criterion(&["llm", "gnn"], "dev", true),
         "local" => bench_local(),
         "humaneval" => bench_humaneval(),
-        "all" => bench_llm()
+        "all" => criterion(&["llm", "orchestration", "gnn"], "bench", false)
             .and_then(|()| bench_local())
             .and_then(|()| bench_humaneval()),
-        other => bail!("unknown bench suite {other:?} (llm, local, humaneval, all)"),
+        other => bail!(
+            "unknown bench suite {other:?} (llm, orchestration, gnn, local, humaneval, fast, all)"
+        ),
     }
 }
 
@@ -487,10 +522,6 @@ fn bench_humaneval() -> Result<()> {
         .env("OUT", root.join("target/humaneval-bench")))?;
     println!("record the tables in benchmarks/humaneval-grader.md (machine, date, commit)");
     Ok(())
-}
-
-fn bench_llm() -> Result<()> {
-    run(cargo().args(["bench", "-p", "hieramas-llm", "--bench", "client_overhead"]))
 }
 
 /// Throughput of each local chat model, one process per model (so peak RSS is its own). The

@@ -44,8 +44,8 @@ pub use prompts::{Method, Prompt, Prompts};
 pub use query::{Gold, Query, Selection};
 pub use reference::{Ensemble, EnsembleSetup};
 pub use runner::{
-    Checker, EvalConfig, MasSetup, RunOutcome, Solver, logged_ids, prediction_extractor, resume,
-    run,
+    Checker, EvalConfig, MasSetup, Planner, RunOutcome, Solver, logged_ids, prediction_extractor,
+    resume, run,
 };
 pub use summary::Summary;
 

@@ -28,6 +28,9 @@ pub enum Method {
     Moa,
     /// Multi-agent debate over pool models, majority vote of the last round (method §7.6).
     Debate,
+    /// HieraMAS optimised: per query, the stage-2 classifier's topology and the stage-1
+    /// selector's models (method §6.4).
+    Hieramas,
 }
 
 impl Method {
@@ -39,6 +42,7 @@ impl Method {
             Method::Mas => "mas",
             Method::Moa => "moa",
             Method::Debate => "debate",
+            Method::Hieramas => "hieramas",
         }
     }
 }
@@ -53,8 +57,9 @@ impl std::str::FromStr for Method {
             "mas" => Ok(Method::Mas),
             "moa" => Ok(Method::Moa),
             "debate" => Ok(Method::Debate),
+            "hieramas" => Ok(Method::Hieramas),
             other => Err(BenchError::Config(format!(
-                "unknown method {other:?} (single, cot, sc, mas, moa, debate)"
+                "unknown method {other:?} (single, cot, sc, mas, moa, debate, hieramas)"
             ))),
         }
     }

@@ -252,6 +252,7 @@ pub async fn run(
                     Solver::Model(m) => answer(cfg, m.as_ref(), q).await.map_err(Failure::from),
                     Solver::Mas(setup) => answer_mas(setup, q).await,
                     Solver::Ensemble(setup) => answer_ensemble(setup, q).await,
+                    Solver::Planned(planner) => answer_planned(planner.as_ref(), q).await,
                 };
                 if let Err(f) = &r
                     && f.budget
@@ -312,6 +313,16 @@ pub enum Solver {
     Mas(Arc<MasSetup>),
     /// MoA or debate (reference methods).
     Ensemble(Arc<EnsembleSetup>),
+    /// A multi-agent system chosen per query (HieraMAS: topology and models per task).
+    Planned(Arc<dyn Planner>),
+}
+
+/// Chooses the multi-agent system for each query.
+#[async_trait::async_trait]
+pub trait Planner: Send + Sync {
+    /// The system that answers `q`, and what to record about the choice (kept in the record's
+    /// trace as `plan`). An error fails the query with its message.
+    async fn plan(&self, q: &Query) -> Result<(MasSetup, serde_json::Value), String>;
 }
 
 impl From<Arc<dyn ChatModel>> for Solver {
@@ -405,6 +416,19 @@ async fn answer_mas(setup: &MasSetup, q: &Query) -> Result<Answered, Failure> {
         latency_ms: started.elapsed().as_millis() as u64,
         trace: serde_json::to_value(&trace).ok(),
     })
+}
+
+/// One query through the system its planner chose; the trace keeps the choice as `plan`.
+async fn answer_planned(planner: &dyn Planner, q: &Query) -> Result<Answered, Failure> {
+    let (setup, plan) = planner.plan(q).await.map_err(|message| Failure {
+        message,
+        budget: false,
+    })?;
+    let mut answered = answer_mas(&setup, q).await?;
+    if let Some(serde_json::Value::Object(t)) = &mut answered.trace {
+        t.insert("plan".into(), plan);
+    }
+    Ok(answered)
 }
 
 /// One query through MoA or debate; the record keeps every call.

@@ -75,6 +75,23 @@ pub struct EvalArgs {
     /// sc: votes per query (default from the prompts file).
     #[arg(long)]
     samples: Option<u32>,
+    /// hieramas: the stage-1 selector checkpoint (`train stage1`).
+    #[arg(long)]
+    stage1: Option<PathBuf>,
+    /// hieramas: the stage-2 classifier (`train stage2`: `classifier.safetensors`).
+    #[arg(long)]
+    stage2: Option<PathBuf>,
+    /// hieramas: candidate DAGs scored per query (default: the benchmark's official count).
+    #[arg(long)]
+    candidates: Option<usize>,
+    /// hieramas: run the candidate with the best `score − λ·expected cost (USD)` instead of the
+    /// top score (the official rule).
+    #[arg(long)]
+    cost_lambda: Option<f64>,
+    /// hieramas: what embeds tasks for the selector and the classifier (`local` or a --pool
+    /// embeddings model; the one they were trained with).
+    #[arg(long, default_value = "local")]
+    embedder: String,
 }
 
 pub async fn run(a: EvalArgs) -> Result<()> {
@@ -115,7 +132,10 @@ pub async fn run(a: EvalArgs) -> Result<()> {
     let mut prompt = prompts.for_method(benchmark, method);
     if let Some(n) = a.mas.max_tokens {
         prompt.max_tokens = n;
-    } else if matches!(method, Method::Mas | Method::Moa | Method::Debate) {
+    } else if matches!(
+        method,
+        Method::Mas | Method::Moa | Method::Debate | Method::Hieramas
+    ) {
         prompt.max_tokens = a.mas.max_tokens();
     }
     let (solver, model_id, fingerprint, mas_description): (
@@ -149,6 +169,119 @@ pub async fn run(a: EvalArgs) -> Result<()> {
         (
             Solver::Mas(Arc::new(setup)),
             format!("mas:{pool_name}:{}", a.mas.topology),
+            String::new(),
+            description,
+        )
+    } else if method == Method::Hieramas {
+        let (Some(stage1), Some(stage2)) = (&a.stage1, &a.stage2) else {
+            bail!(
+                "--method hieramas needs --stage1 (from `hieramas train stage1`) and --stage2 (from `hieramas train stage2`)"
+            );
+        };
+        let sys = crate::train::SystemArgs {
+            benchmark: a.benchmark.clone(),
+            pool: a
+                .pool
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("pools/local.toml")),
+            decision: a.mas.decision.clone(),
+            max_tokens: a.mas.max_tokens(),
+            seed: a.seed,
+            embedder: a.embedder.clone(),
+            metadata: "heuristic".into(),
+            embedder_pool: None,
+            embeddings: Some(a.out_dir.join("embeddings")),
+            data_dir: a.data_dir.clone(),
+            quiet: false,
+        };
+        let known: Vec<&hieramas_bench::Query> = queries.iter().collect();
+        let system = crate::stage2::System::build(
+            &sys,
+            &data,
+            &known,
+            stage1,
+            None,
+            a.out_dir.join("embeddings"),
+            budget.clone(),
+        )
+        .await?;
+        let classifier = crate::stage2::load_classifier(stage2)?;
+        let c = &classifier.classifier.config;
+        if c.task_dim != system.stage.dim || c.roles != system.stage.names {
+            bail!(
+                "--stage2 {}: made for roles {:?} and {}-d task embeddings, not this system's {:?} and {}-d",
+                stage2.display(),
+                c.roles,
+                c.task_dim,
+                system.stage.names,
+                system.stage.dim
+            );
+        }
+        if classifier.embedder != system.stage.embedder.id() {
+            bail!(
+                "--stage2 {} read {} embeddings; --embedder gives {}",
+                stage2.display(),
+                classifier.embedder,
+                system.stage.embedder.id()
+            );
+        }
+        if classifier.simulated && !system.stage.simulated {
+            eprintln!(
+                "warning: --stage2 {} was trained on SIMULATED data; its choices for real models are untested",
+                stage2.display()
+            );
+        }
+        let settings = hieramas_gnn::config::Stage2Config::builtin(benchmark.name())?;
+        let rule = match a.cost_lambda {
+            Some(lambda) => hieramas_gnn::select::Rule::CostAware { lambda },
+            None => hieramas_gnn::select::Rule::Top1,
+        };
+        let mut candidates = a.candidates.unwrap_or(settings.candidates).max(1);
+        // A small space (MATH: 9 DAGs over 3 roles) cannot give more: score all it has.
+        let probe = hieramas_topology::generate::pool(
+            &system.stage.names,
+            candidates,
+            settings.candidate_density[0],
+            settings.candidate_density[1],
+            a.seed,
+        )?;
+        if probe.graphs.len() < candidates {
+            eprintln!(
+                "{} roles with density {:?} give {} distinct DAGs, not {candidates}: scoring all of them",
+                system.stage.names.len(),
+                settings.candidate_density,
+                probe.graphs.len()
+            );
+            candidates = probe.graphs.len();
+        }
+        let stage = &system.stage;
+        let description = serde_json::json!({
+            "stage1": stage1,
+            "stage1_sha256": crate::stage2::checkpoint_sha(stage1)?,
+            "stage2": stage2,
+            "stage2_sha256": crate::stage2::checkpoint_sha(stage2)?,
+            "candidates": candidates,
+            "density": settings.candidate_density,
+            "rule": rule,
+            "decision": stage.decision_id,
+            "pool": stage.models.specs(stage.ids().iter().chain([&stage.decision_id]))?,
+        });
+        let name = if stage.simulated && !stage.pool_name.contains("SIMULATED") {
+            format!("SIMULATED-hieramas:{}", stage.pool_name)
+        } else {
+            format!("hieramas:{}", stage.pool_name)
+        };
+        let planner = crate::stage2::Hieramas {
+            system,
+            classifier,
+            candidates,
+            density: settings.candidate_density,
+            rule,
+            seed: a.seed,
+        };
+        (
+            Solver::Planned(Arc::new(planner)),
+            name,
             String::new(),
             description,
         )

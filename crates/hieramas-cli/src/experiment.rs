@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use hieramas_sim::{Catalogue, Kind};
 use hieramas_topology::roleset::RoleSet;
 
-use crate::train::{CreditMode, TrainArgs, Validation};
+use crate::train::{CreditMode, SystemArgs, TrainArgs, Validation};
 
 #[derive(clap::Args)]
 pub struct CreditArgs {
@@ -183,11 +183,21 @@ pub async fn credit(a: CreditArgs) -> Result<()> {
         for seed in 0..a.seeds as u64 {
             bar.set_message(format!("{} seed {seed}", arm.name));
             let outcome = crate::train::run(TrainArgs {
-                benchmark: "math".into(),
-                pool: a.pool.clone(),
+                system: SystemArgs {
+                    benchmark: "math".into(),
+                    pool: a.pool.clone(),
+                    decision: None,
+                    max_tokens: 2048, // the official agent calls
+                    seed,
+                    embedder: "local".into(),
+                    metadata: "heuristic".into(),
+                    embedder_pool: None,
+                    embeddings: Some(a.out.join("embeddings")),
+                    data_dir: a.data_dir.clone(),
+                    quiet: true,
+                },
                 faithful: arm.faithful,
                 credit: arm.credit,
-                decision: None,
                 iterations: Some(a.iterations),
                 lr: a.lr,
                 entropy_coef: a.entropy_coef,
@@ -195,17 +205,9 @@ pub async fn credit(a: CreditArgs) -> Result<()> {
                 width: None,
                 eval_every: Some(a.iterations),
                 train_limit: Some(a.train_limit),
-                max_tokens: 2048, // the official agent calls
-                seed,
                 val_limit: a.val_limit.max(1),
                 out: Some(a.out.join(arm.slug).join(format!("seed{seed}"))),
-                embedder: "local".into(),
-                metadata: "heuristic".into(),
-                embedder_pool: None,
-                embeddings: Some(a.out.join("embeddings")),
-                data_dir: a.data_dir.clone(),
                 fresh: a.fresh,
-                quiet: true,
                 stop_after: None,
             })
             .await

@@ -21,6 +21,8 @@ mod grade;
 mod mas;
 mod serve;
 mod sim;
+mod stage2;
+mod topology_exp;
 mod train;
 
 use std::io::Write;
@@ -47,6 +49,12 @@ struct Cli {
 enum TrainStage {
     /// The LLM selector, with multi-level reward attribution (method §5).
     Stage1(train::TrainArgs),
+    /// Stage-2 data: random DAGs per task run with the stage-1 selector's choices, labelled
+    /// (method §6.1).
+    #[command(name = "stage2-data")]
+    Stage2Data(stage2::DataArgs),
+    /// The stage-2 graph classifier on that data (method §6.2-6.3).
+    Stage2(stage2::FitArgs),
 }
 
 #[derive(Subcommand)]
@@ -54,6 +62,10 @@ enum Experiment {
     /// Credit assignment on a SIMULATED pool with a known optimum per role (system-only vs
     /// multi-level, official vs fixed loss, over seeds): table + SVG.
     Credit(experiment::CreditArgs),
+    /// Topology choice on held-out tasks: the stage-2 classifier (holistic, per task) against
+    /// edge-wise REINFORCE (per edge, one graph), a random candidate, the best one and the full
+    /// graph, with the same budget of runs.
+    Topology(topology_exp::TopologyArgs),
 }
 
 #[derive(Subcommand)]
@@ -158,6 +170,19 @@ async fn run(command: Command) -> Result<()> {
         } => {
             train::run(args).await?;
         }
+        Command::Train {
+            stage: TrainStage::Stage2Data(args),
+        } => {
+            stage2::data(args).await?;
+        }
+        Command::Train {
+            stage: TrainStage::Stage2(args),
+        } => {
+            tokio::task::spawn_blocking(move || stage2::train(args)).await??;
+        }
+        Command::Experiment {
+            what: Experiment::Topology(args),
+        } => topology_exp::run(args).await?,
         Command::Experiment {
             what: Experiment::Credit(args),
         } => experiment::credit(args).await?,

@@ -61,3 +61,22 @@ pub fn book(data: &DataDir, benchmark: Benchmark, queries: &[&Query]) -> Result<
         .collect::<Result<Vec<_>>>()?;
     Ok(Arc::new(GoldBook::new(tasks)))
 }
+
+/// The first `limit` queries of `split` in its seeded order (all without a limit).
+pub fn select(
+    data: &DataDir,
+    benchmark: Benchmark,
+    split: &str,
+    limit: Option<usize>,
+) -> Result<Vec<Query>> {
+    Ok(hieramas_bench::query::load(
+        data,
+        &hieramas_bench::Selection {
+            benchmark,
+            split: split.into(),
+            seed: hieramas_tasks::splits::DEFAULT_SEED,
+            limit,
+            keep_flagged: false,
+        },
+    )?)
+}

@@ -24,7 +24,7 @@ use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use hieramas_bench::query::Query;
-use hieramas_bench::{Checker, Selection, prediction_extractor};
+use hieramas_bench::{Checker, prediction_extractor};
 use hieramas_llm::{ChatModel, Embedder, Price};
 use hieramas_local::pool::LocalModels;
 use hieramas_reward::config::Stage1Config;
@@ -52,8 +52,9 @@ pub enum CreditMode {
     System,
 }
 
+/// The system a stage trains or runs: benchmark, pool, decision model, selector inputs.
 #[derive(clap::Args, Clone)]
-pub struct TrainArgs {
+pub struct SystemArgs {
     /// math, mmlu or humaneval-plus.
     #[arg(long)]
     pub benchmark: String,
@@ -61,15 +62,48 @@ pub struct TrainArgs {
     /// `pools/sim-paper.toml` (SIMULATED) or a file).
     #[arg(long, default_value = "pools/local.toml")]
     pub pool: PathBuf,
+    /// The decision node's model (default: the pool's first; the paper uses gpt-5-mini).
+    #[arg(long)]
+    pub decision: Option<String>,
+    /// Most tokens per call.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: u32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// What embeds the selector's texts: `local` (all-MiniLM-L6-v2, in-process) or the id of an
+    /// OpenAI-compatible `/v1/embeddings` model in --embedder-pool — e.g. gte-large-en-v1.5, the
+    /// paper's embedder, served by text-embeddings-inference or vLLM (`pools/gte-large.toml`).
+    #[arg(long, default_value = "local")]
+    pub embedder: String,
+    /// Task metadata for the selector: `heuristic` (keywords) or the id of a --pool model asked
+    /// for it as JSON (the paper: gpt-4o-mini), cached on disk per (model, task) under
+    /// <embeddings>/../metadata; unusable replies fall back to the heuristic.
+    #[arg(long, default_value = "heuristic")]
+    pub metadata: String,
+    /// The pool file that holds --embedder (default: --pool).
+    #[arg(long)]
+    pub embedder_pool: Option<PathBuf>,
+    /// Where embeddings are cached (default: <out>/embeddings).
+    #[arg(long)]
+    pub embeddings: Option<PathBuf>,
+    /// The benchmark files (default: $HIERAMAS_DATA_DIR).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// No progress bar and no line per iteration.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub system: SystemArgs,
     /// The official loss (temperature mismatch, no baseline) instead of the fixed one.
     #[arg(long)]
     pub faithful: bool,
     /// Multi-level credit (default) or the system reward alone.
     #[arg(long, value_enum, default_value = "multi")]
     pub credit: CreditMode,
-    /// The decision node's model (default: the pool's first; the paper uses gpt-5-mini).
-    #[arg(long)]
-    pub decision: Option<String>,
     /// Instead of the official settings (`configs/stage1.toml` of hieramas-reward):
     #[arg(long)]
     pub iterations: Option<usize>,
@@ -90,11 +124,6 @@ pub struct TrainArgs {
     /// Train on the first N queries of the train split only (in its seeded order).
     #[arg(long)]
     pub train_limit: Option<usize>,
-    /// Most tokens per call.
-    #[arg(long, default_value_t = 256)]
-    pub max_tokens: u32,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// Validate on the first N queries of the valid split every `eval_every` iterations and at
     /// the end (0: never; the official code uses the whole split).
     #[arg(long, default_value_t = 50)]
@@ -102,31 +131,9 @@ pub struct TrainArgs {
     /// Where the curve and checkpoints go (default results/stage1/<benchmark>-<pool>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// What embeds the selector's texts: `local` (all-MiniLM-L6-v2, in-process) or the id of an
-    /// OpenAI-compatible `/v1/embeddings` model in --embedder-pool — e.g. gte-large-en-v1.5, the
-    /// paper's embedder, served by text-embeddings-inference or vLLM (`pools/gte-large.toml`).
-    #[arg(long, default_value = "local")]
-    pub embedder: String,
-    /// Task metadata for the selector: `heuristic` (keywords) or the id of a --pool model asked
-    /// for it as JSON (the paper: gpt-4o-mini), cached on disk per (model, task) under
-    /// <embeddings>/../metadata; unusable replies fall back to the heuristic.
-    #[arg(long, default_value = "heuristic")]
-    pub metadata: String,
-    /// The pool file that holds --embedder (default: --pool).
-    #[arg(long)]
-    pub embedder_pool: Option<PathBuf>,
-    /// Where embeddings are cached (default: <out>/embeddings).
-    #[arg(long)]
-    pub embeddings: Option<PathBuf>,
-    /// The benchmark files (default: $HIERAMAS_DATA_DIR).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
     /// Start over in --out instead of resuming the run saved there.
     #[arg(long)]
     pub fresh: bool,
-    /// No progress bar and no line per iteration.
-    #[arg(long)]
-    pub quiet: bool,
     /// Stop after this many iterations as if interrupted (for tests of resuming).
     #[arg(long, hide = true)]
     pub stop_after: Option<usize>,
@@ -178,41 +185,191 @@ pub struct Outcome {
 }
 
 /// A query's run, graded.
-struct Graded {
-    results: Vec<NodeResult>,
-    final_ok: bool,
-    decision_cost_pico: u64,
-    total_cost_pico: u64,
+pub(crate) struct Graded {
+    pub results: Vec<NodeResult>,
+    pub final_ok: bool,
+    pub decision_cost_pico: u64,
+    pub total_cost_pico: u64,
 }
 
 /// Everything a query needs: the selector's inputs and the system around it.
-struct Stage<'a> {
-    benchmark: Benchmark,
-    roles: &'a RoleSet,
-    names: &'a [String],
-    texts: &'a Texts,
-    cache: &'a EmbeddingCache,
-    embedder: &'a dyn Embedder,
+pub(crate) struct Stage {
+    pub benchmark: Benchmark,
+    pub roles: RoleSet,
+    pub names: Vec<String>,
+    texts: Texts,
+    pub cache: EmbeddingCache,
+    pub embedder: Arc<dyn Embedder>,
     /// The model asked for task metadata and its cache (none: the keyword heuristic).
     metadata: Option<(Arc<dyn ChatModel>, MetadataCache)>,
-    e_llm: &'a Tensor,
-    width: usize,
+    e_llm: Tensor,
+    pub width: usize,
     skip: usize,
-    pool_models: &'a [Arc<dyn ChatModel>],
-    decision: &'a Arc<dyn ChatModel>,
-    checker: &'a Checker,
-    sampling: Sampling,
-    masks: &'a Masks,
+    pool_models: Vec<Arc<dyn ChatModel>>,
+    pub decision: Arc<dyn ChatModel>,
+    pub decision_id: String,
+    pub checker: Checker,
+    pub sampling: Sampling,
+    pub masks: Masks,
     /// The selector's options: the pool's models, then `skip`.
-    options: &'a [String],
-    simulated: bool,
-    dev: &'a Device,
+    pub options: Vec<String>,
+    pub simulated: bool,
+    pub dev: Device,
+    pub models: crate::mas::Models,
+    pub pool_name: String,
+    /// Width of the embeddings.
+    pub dim: usize,
 }
 
-impl Stage<'_> {
+impl Stage {
+    /// The system of `sys` with `width` proposers per supernode; SIMULATED models (if the pool
+    /// has them) answer the `known` queries. Embeddings are cached in `cache_dir`.
+    pub async fn build(
+        sys: &SystemArgs,
+        data: &DataDir,
+        known: &[&Query],
+        cache_dir: PathBuf,
+        width: usize,
+        clamp: Option<f64>,
+        budget: Option<Arc<hieramas_llm::Budget>>,
+    ) -> Result<Stage> {
+        let benchmark: Benchmark = sys.benchmark.parse()?;
+        let roles = RoleSet::builtin(benchmark.name())?;
+        let names = roles.names();
+        let checker = Checker::new(data, benchmark).await?;
+        let pool = crate::mas::load_pool(&sys.pool)?;
+        let pool_name = pool.meta.name.clone();
+        let mut models = crate::mas::Models::new(pool, budget);
+        let simulated = models.uses_sim();
+        if simulated {
+            if !sys.quiet {
+                eprintln!("{}", crate::sim::BANNER);
+            }
+            models.simulate(
+                crate::sim::book(data, benchmark, known)?,
+                hieramas_sim::Settings {
+                    seed: sys.seed,
+                    ..hieramas_sim::Settings::default()
+                },
+            );
+        }
+        let ids = models.ids();
+        if ids.is_empty() {
+            bail!("{}: the pool has no selectable models", sys.pool.display());
+        }
+        let skip = ids.len();
+        let pool_models: Vec<Arc<dyn ChatModel>> =
+            ids.iter().map(|id| models.get(id)).collect::<Result<_>>()?;
+        let decision_id = sys.decision.clone().unwrap_or_else(|| ids[0].clone());
+        let decision = models.get(&decision_id)?;
+        let texts = Texts::builtin()?;
+        let embedder: Arc<dyn Embedder> = if sys.embedder == "local" {
+            Arc::new(
+                LocalModels::from_env()?
+                    .embedder(Price::default())
+                    .context("loading the all-MiniLM-L6-v2 embedder")?,
+            )
+        } else {
+            let file = sys.embedder_pool.as_ref().unwrap_or(&sys.pool);
+            crate::mas::load_pool(file)?
+                .require(&sys.embedder)
+                .with_context(|| format!("--embedder {} in {}", sys.embedder, file.display()))?
+                .connect_embedder(&hieramas_llm::Env::process(), &hieramas_llm::http_client()?)
+                .with_context(|| format!("--embedder {}", sys.embedder))?
+        };
+        let metadata = match sys.metadata.as_str() {
+            "heuristic" => None,
+            id => Some((
+                models.get(id).with_context(|| format!("--metadata {id}"))?,
+                MetadataCache {
+                    dir: cache_dir.with_file_name("metadata"),
+                },
+            )),
+        };
+        let cache = EmbeddingCache { dir: cache_dir };
+        let mut options: Vec<String> = ids.clone();
+        options.push("skip".into());
+        let profile_texts: Vec<String> = options.iter().map(|id| texts.profile(id)).collect();
+        let profiles = cache.embed(embedder.as_ref(), &profile_texts).await?;
+        let dim = profiles[0].len();
+        let dev = Device::Cpu;
+        let e_llm = Tensor::from_vec(profiles.concat(), (profiles.len(), dim), &dev)?;
+        Ok(Stage {
+            benchmark,
+            roles,
+            names,
+            texts,
+            cache,
+            embedder,
+            metadata,
+            e_llm,
+            width,
+            skip,
+            pool_models,
+            decision,
+            decision_id,
+            checker,
+            sampling: Sampling {
+                temperature: Some(0.2),
+                max_tokens: sys.max_tokens,
+                seed: Some(sys.seed),
+            },
+            masks: Masks {
+                excluded: Vec::new(), // the pool's `exclude`d models are not options at all
+                skip,
+                synth_may_skip: true, // skip learning is on in every official stage-1 script
+                clamp,
+            },
+            options,
+            simulated,
+            dev,
+            models,
+            pool_name,
+            dim,
+        })
+    }
+
+    /// The pool's selectable model ids (the options without `skip`).
+    pub fn ids(&self) -> &[String] {
+        &self.options[..self.skip]
+    }
+
+    /// The selector's argmax members of every supernode for `q`; also what the metadata call
+    /// cost (pico-USD).
+    pub async fn argmax_members(&self, sel: &Selector, q: &Query) -> Result<(Vec<Members>, u64)> {
+        let (roles, meta, meta_cost) = self.inputs(q).await?;
+        let mut members = Vec::with_capacity(roles.len());
+        for role in &roles {
+            let l = mask_logits(
+                &sel.logits(&self.e_llm, role, &meta, self.width + 1)?,
+                &self.masks,
+            )?;
+            members.push(self.members(&argmax(&l)?));
+        }
+        Ok((members, meta_cost))
+    }
+
+    /// The names at every position of `members` (`skip` for none), per supernode.
+    pub fn selected(members: &[Members]) -> Vec<Vec<String>> {
+        let name = |m: &Option<Arc<dyn ChatModel>>| {
+            m.as_ref()
+                .map_or_else(|| "skip".to_string(), |m| m.id().to_string())
+        };
+        members
+            .iter()
+            .map(|m| {
+                m.proposers
+                    .iter()
+                    .chain(std::iter::once(&m.synthesizer))
+                    .map(name)
+                    .collect()
+            })
+            .collect()
+    }
+
     /// The task+role embedding of every role, the metadata embedding, and what the metadata
     /// call cost (pico-USD; zero for the heuristic or a cached answer).
-    async fn inputs(&self, q: &Query) -> Result<(Vec<Tensor>, Tensor, u64)> {
+    pub async fn inputs(&self, q: &Query) -> Result<(Vec<Tensor>, Tensor, u64)> {
         let mut inputs: Vec<String> = self
             .names
             .iter()
@@ -226,17 +383,17 @@ impl Stage<'_> {
             None => (TaskMeta::heuristic(&q.task), 0),
         };
         inputs.push(meta.summary());
-        let emb = self.cache.embed(self.embedder, &inputs).await?;
-        let meta = Tensor::new(emb[self.names.len()].as_slice(), self.dev)?;
+        let emb = self.cache.embed(self.embedder.as_ref(), &inputs).await?;
+        let meta = Tensor::new(emb[self.names.len()].as_slice(), &self.dev)?;
         let roles = emb[..self.names.len()]
             .iter()
-            .map(|e| Tensor::new(e.as_slice(), self.dev))
+            .map(|e| Tensor::new(e.as_slice(), &self.dev))
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok((roles, meta, meta_cost))
     }
 
     /// The models at every position of one supernode for the options `act`.
-    fn members(&self, act: &[usize]) -> Members {
+    pub fn members(&self, act: &[usize]) -> Members {
         let pick = |a: usize| (a != self.skip).then(|| self.pool_models[a].clone());
         let mut proposers: Vec<Option<Arc<dyn ChatModel>>> =
             act[..self.width].iter().map(|&a| pick(a)).collect();
@@ -253,10 +410,15 @@ impl Stage<'_> {
     }
 
     /// One run of the system; every supernode's own output and the final answer graded.
-    async fn run(&self, q: &Query, topology: &Topology, members: Vec<Members>) -> Result<Graded> {
+    pub async fn run(
+        &self,
+        q: &Query,
+        topology: &Topology,
+        members: Vec<Members>,
+    ) -> Result<Graded> {
         let plan = Plan {
             topology,
-            roles: self.roles,
+            roles: &self.roles,
             members,
             decision: self.decision.clone(),
             sampling: self.sampling,
@@ -317,7 +479,7 @@ impl Stage<'_> {
         iteration: usize,
         bar: &indicatif::ProgressBar,
     ) -> Result<Validation> {
-        let (masks, options) = (self.masks, self.options);
+        let (masks, options) = (&self.masks, &self.options);
         let full = shapes::full(self.names.to_vec())?;
         let k = options.len();
         let mut policy: Vec<RolePolicy> = self
@@ -336,7 +498,10 @@ impl Stage<'_> {
             let (roles, meta, _) = self.inputs(q).await?;
             let mut members = Vec::with_capacity(roles.len());
             for (i, role) in roles.iter().enumerate() {
-                let l = mask_logits(&sel.logits(self.e_llm, role, &meta, self.width + 1)?, masks)?;
+                let l = mask_logits(
+                    &sel.logits(&self.e_llm, role, &meta, self.width + 1)?,
+                    masks,
+                )?;
                 let act = argmax(&l)?;
                 let probs: Vec<Vec<f64>> = candle_nn::ops::softmax_last_dim(&l)?
                     .to_dtype(DType::F64)?
@@ -375,7 +540,8 @@ impl Stage<'_> {
 }
 
 pub async fn run(a: TrainArgs) -> Result<Outcome> {
-    let benchmark: Benchmark = a.benchmark.parse()?;
+    let sys = &a.system;
+    let benchmark: Benchmark = sys.benchmark.parse()?;
     let mut cfg = Stage1Config::builtin(benchmark.name())?;
     if let Some(n) = a.iterations {
         cfg.iterations = n.max(1);
@@ -401,57 +567,17 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
     } else {
         Variant::Fixed
     };
-    let roles = RoleSet::builtin(benchmark.name())?;
-    let names = roles.names();
-    let data = DataDir::resolve(a.data_dir.as_deref())?;
-    let select = |split: &str, limit: Option<usize>| {
-        hieramas_bench::query::load(
-            &data,
-            &Selection {
-                benchmark,
-                split: split.into(),
-                seed: hieramas_tasks::splits::DEFAULT_SEED,
-                limit,
-                keep_flagged: false,
-            },
-        )
-    };
-    let queries = select("train", a.train_limit)?;
+    let data = DataDir::resolve(sys.data_dir.as_deref())?;
+    let queries = crate::sim::select(&data, benchmark, "train", a.train_limit)?;
     if queries.is_empty() {
         bail!("{benchmark}/train selects no queries");
     }
     let val = if a.val_limit == 0 {
         Vec::new()
     } else {
-        select("valid", Some(a.val_limit))?
+        crate::sim::select(&data, benchmark, "valid", Some(a.val_limit))?
     };
-    let checker = Checker::new(&data, benchmark).await?;
-    let pool = crate::mas::load_pool(&a.pool)?;
-    let pool_name = pool.meta.name.clone();
-    let mut models = crate::mas::Models::new(pool, None);
-    let simulated = models.uses_sim();
-    if simulated {
-        if !a.quiet {
-            eprintln!("{}", crate::sim::BANNER);
-        }
-        let all: Vec<&Query> = queries.iter().chain(&val).collect();
-        models.simulate(
-            crate::sim::book(&data, benchmark, &all)?,
-            hieramas_sim::Settings {
-                seed: a.seed,
-                ..hieramas_sim::Settings::default()
-            },
-        );
-    }
-    let ids = models.ids();
-    if ids.is_empty() {
-        bail!("{}: the pool has no selectable models", a.pool.display());
-    }
-    let skip = ids.len();
-    let pool_models: Vec<Arc<dyn ChatModel>> =
-        ids.iter().map(|id| models.get(id)).collect::<Result<_>>()?;
-    let decision_id = a.decision.clone().unwrap_or_else(|| ids[0].clone());
-    let decision = models.get(&decision_id)?;
+    let pool_name = crate::mas::load_pool(&sys.pool)?.meta.name;
     let out = a.out.clone().unwrap_or_else(|| {
         PathBuf::from("results/stage1").join(format!(
             "{}-{}",
@@ -460,62 +586,38 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
         ))
     });
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-
-    // Inputs of the selector, embedded once (and cached on disk).
-    let texts = Texts::builtin()?;
-    let embedder: Arc<dyn Embedder> = if a.embedder == "local" {
-        Arc::new(
-            LocalModels::from_env()?
-                .embedder(Price::default())
-                .context("loading the all-MiniLM-L6-v2 embedder")?,
-        )
-    } else {
-        let file = a.embedder_pool.as_ref().unwrap_or(&a.pool);
-        crate::mas::load_pool(file)?
-            .require(&a.embedder)
-            .with_context(|| format!("--embedder {} in {}", a.embedder, file.display()))?
-            .connect_embedder(&hieramas_llm::Env::process(), &hieramas_llm::http_client()?)
-            .with_context(|| format!("--embedder {}", a.embedder))?
-    };
-    let cache_dir = a
+    let all: Vec<&Query> = queries.iter().chain(&val).collect();
+    let cache_dir = sys
         .embeddings
         .clone()
         .unwrap_or_else(|| out.join("embeddings"));
-    let metadata = match a.metadata.as_str() {
-        "heuristic" => None,
-        id => Some((
-            models.get(id).with_context(|| format!("--metadata {id}"))?,
-            MetadataCache {
-                dir: cache_dir.with_file_name("metadata"),
-            },
-        )),
-    };
-    let cache = EmbeddingCache { dir: cache_dir };
-    let mut options: Vec<String> = ids.clone();
-    options.push("skip".into());
-    let profile_texts: Vec<String> = options.iter().map(|id| texts.profile(id)).collect();
-    let profiles = cache.embed(embedder.as_ref(), &profile_texts).await?;
-    let dim = profiles[0].len();
-    let dev = Device::Cpu;
-    let e_llm = Tensor::from_vec(profiles.concat(), (profiles.len(), dim), &dev)?;
+    // The official clamp to ±10 (also at validation, as the official code leaves it). The
+    // fixed variant drops it: logits that pass +10 tie there and get no gradient, so the
+    // policy freezes uniform over the clamped options (measured on pools/sim-credit.toml:
+    // after 100 iterations every model's logit sits at +10). Softmax needs no clamp.
+    let clamp = (variant == Variant::Faithful).then_some(10.0);
+    let stage = Stage::build(sys, &data, &all, cache_dir, cfg.width, clamp, None).await?;
+    let (simulated, dim, dev) = (stage.simulated, stage.dim, stage.dev.clone());
+    let ids = stage.ids().to_vec();
+    let decision_id = stage.decision_id.clone();
 
     // Everything that decides the run; a resumed run must match it.
     let mut fingerprint = serde_json::json!({
         "benchmark": benchmark.name(),
-        "pool": models.specs(ids.iter().chain([&decision_id]))?,
+        "pool": stage.models.specs(ids.iter().chain([&decision_id]))?,
         "options": ids,
         "decision": decision_id,
         "variant": format!("{variant:?}"),
         "credit": a.credit,
         "settings": cfg,
-        "max_tokens": a.max_tokens,
-        "seed": a.seed,
+        "max_tokens": sys.max_tokens,
+        "seed": sys.seed,
         "train_limit": a.train_limit,
-        "embedder": embedder.id(),
+        "embedder": stage.embedder.id(),
         "embedding_dim": dim,
     });
-    if a.metadata != "heuristic" {
-        fingerprint["metadata"] = a.metadata.clone().into();
+    if sys.metadata != "heuristic" {
+        fingerprint["metadata"] = sys.metadata.clone().into();
     }
     let state_path = out.join("state.json");
     if a.fresh && state_path.exists() {
@@ -545,7 +647,7 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
                 SelectorConfig::official(dim),
                 VarBuilder::from_varmap(&varmap, DType::F32, &dev),
             )?;
-            selector::init_seeded(&varmap, a.seed)?;
+            selector::init_seeded(&varmap, sys.seed)?;
             (varmap, sel)
         }
     };
@@ -553,18 +655,8 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
     if resumed.is_some() {
         trainer.load(&out.join("last.adam.safetensors"))?;
     }
-    let masks = Masks {
-        excluded: Vec::new(), // the pool's `exclude`d models are not options at all
-        skip,
-        synth_may_skip: true, // skip learning is on in every official stage-1 script
-        // The official clamp to ±10 (also at validation, as the official code leaves it). The
-        // fixed variant drops it: logits that pass +10 tie there and get no gradient, so the
-        // policy freezes uniform over the clamped options (measured on pools/sim-credit.toml:
-        // after 100 iterations every model's logit sits at +10). Softmax needs no clamp.
-        clamp: (variant == Variant::Faithful).then_some(10.0),
-    };
     let shape = cfg.reward();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(sys.seed);
     let mut order: Vec<usize> = (0..queries.len()).collect();
     order.shuffle(&mut rng);
     let mut cursor = 0;
@@ -576,7 +668,7 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
         cursor = st.cursor;
         start = st.iterations_done;
         best_val = st.best_val;
-        if !a.quiet {
+        if !sys.quiet {
             eprintln!(
                 "resuming {} after iteration {start} (of {})",
                 out.display(),
@@ -584,32 +676,8 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
             );
         }
     }
-    let stage = Stage {
-        benchmark,
-        roles: &roles,
-        names: &names,
-        texts: &texts,
-        cache: &cache,
-        embedder: embedder.as_ref(),
-        metadata,
-        e_llm: &e_llm,
-        width: cfg.width,
-        skip,
-        pool_models: &pool_models,
-        decision: &decision,
-        checker: &checker,
-        sampling: Sampling {
-            temperature: Some(0.2),
-            max_tokens: a.max_tokens,
-            seed: Some(a.seed),
-        },
-        masks: &masks,
-        options: &options,
-        simulated,
-        dev: &dev,
-    };
     let label = if simulated { "SIMULATED " } else { "" };
-    if !a.quiet {
+    if !sys.quiet {
         eprintln!(
             "{label}stage 1 · {benchmark} · pool {pool_name} ({} models + skip, {decision_id} decides) · {} iterations x {} queries · W = {} · {:?} loss · {:?} credit · out {}",
             ids.len(),
@@ -621,7 +689,7 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
             out.display()
         );
     }
-    let bar = if a.quiet {
+    let bar = if sys.quiet {
         indicatif::ProgressBar::hidden()
     } else {
         indicatif::ProgressBar::new((cfg.iterations * cfg.batch_size) as u64)
@@ -687,20 +755,23 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
                 cfg.iterations
             ));
             let topology = generate::random_dag(
-                &names,
+                &stage.names,
                 cfg.density[0],
                 cfg.density[1],
-                a.seed
+                sys.seed
                     .wrapping_mul(1_000_003)
                     .wrapping_add((it * cfg.batch_size + k) as u64),
             )?;
             let (role_inputs, meta, meta_cost) = stage.inputs(q).await?;
             metadata_pico += meta_cost;
-            let mut logits = Vec::with_capacity(names.len());
-            let mut actions = Vec::with_capacity(names.len());
-            let mut members = Vec::with_capacity(names.len());
+            let mut logits = Vec::with_capacity(stage.names.len());
+            let mut actions = Vec::with_capacity(stage.names.len());
+            let mut members = Vec::with_capacity(stage.names.len());
             for role in &role_inputs {
-                let l = mask_logits(&sel.logits(&e_llm, role, &meta, cfg.width + 1)?, &masks)?;
+                let l = mask_logits(
+                    &sel.logits(&stage.e_llm, role, &meta, cfg.width + 1)?,
+                    &stage.masks,
+                )?;
                 let act = draw(&l, t, variant, &mut rng)?;
                 members.push(stage.members(&act));
                 logits.push(l);
@@ -776,7 +847,7 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
         use std::io::Write;
         writeln!(curve, "{line}").context("writing curve.jsonl")?;
         curve.sync_data().ok();
-        if !a.quiet {
+        if !sys.quiet {
             bar.suspend(|| {
                 eprintln!(
                     "{label}iter {:>2}: loss {loss_value:>8.3}  reward {:>6.3}  accuracy {:>5.1}%  node accuracy {:>5.1}%  cost ${:.6}{}",
@@ -827,7 +898,7 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
     }
-    if !a.quiet {
+    if !sys.quiet {
         eprintln!(
             "{label}selector: {} (+ .json); best validation: {}; curve: {}",
             path.display(),

@@ -312,3 +312,167 @@ async fn stage1_on_a_simulated_pool_is_labelled_and_the_experiment_reports() {
             .unwrap();
     assert_eq!(results["runs"].as_array().unwrap().len(), 4);
 }
+
+/// Stage 2 end to end on the SIMULATED credit pool: a stage-1 selector; `experiment topology`
+/// (stage-2 data, the classifier with its held-out report, the edge-wise policy, the full and
+/// edge-wise graphs on held-out tasks, the report); stage-2 data resumed after a crash left a
+/// cut-off line gives the same file; `eval --method hieramas` records its choice per query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stage2_end_to_end_on_a_simulated_pool() {
+    let Some(data) = prerequisites() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let emb = dir.path().join("embeddings");
+    let run = |args: Vec<String>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hieramas"));
+        cmd.args(args).env("RUST_LOG", "warn");
+        succeed(cmd)
+    };
+    let s = |x: &str| x.to_string();
+    let p = |x: &std::path::Path| x.display().to_string();
+    let common = |v: &mut Vec<String>| {
+        v.extend([
+            s("--benchmark"),
+            s("math"),
+            s("--pool"),
+            s("pools/sim-credit.toml"),
+            s("--data-dir"),
+            p(data.root()),
+            s("--embeddings"),
+            p(&emb),
+        ]);
+    };
+    let s1 = dir.path().join("s1");
+    let mut args = vec![s("train"), s("stage1")];
+    common(&mut args);
+    args.extend([
+        s("--iterations"),
+        s("1"),
+        s("--batch-size"),
+        s("2"),
+        s("--train-limit"),
+        s("4"),
+        s("--val-limit"),
+        s("0"),
+        s("--out"),
+        p(&s1),
+    ]);
+    run(args).await;
+    let stage1 = s1.join("selector.safetensors");
+
+    let topo = dir.path().join("topo");
+    let mut args = vec![s("experiment"), s("topology")];
+    common(&mut args);
+    args.extend([
+        s("--stage1"),
+        p(&stage1),
+        s("--train-limit"),
+        s("10"),
+        s("--test-limit"),
+        s("4"),
+        s("--out"),
+        p(&topo),
+    ]);
+    let (_, stderr) = run(args.clone()).await;
+    assert!(stderr.contains("SIMULATED stage-2 data"), "{stderr}");
+    let md = std::fs::read_to_string(topo.join("REPORT.md")).unwrap();
+    assert!(md.starts_with("> SIMULATED"), "{md}");
+    for row in [
+        "| HieraMAS classifier",
+        "| random candidate",
+        "| best candidate (oracle)",
+        "| full graph |",
+        "| edge-wise REINFORCE",
+    ] {
+        assert!(md.contains(row), "{row}: {md}");
+    }
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(topo.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["simulated"], Value::Bool(true));
+    assert_eq!(results["budget_runs"], 50, "10 tasks x 5 DAGs");
+    assert_eq!(results["test_tasks"], 4);
+    let tasks = std::fs::read_to_string(topo.join("data-train/tasks.jsonl")).unwrap();
+    assert_eq!(tasks.lines().count(), 10);
+    for line in tasks.lines() {
+        let t: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(t["embedding"].as_array().unwrap().len(), 384);
+        let runs = t["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 5);
+        let mut distinct: Vec<String> = runs.iter().map(|r| r["edges"].to_string()).collect();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 5, "distinct candidates");
+        let pos = runs.iter().filter(|r| r["label"] == Value::Bool(true));
+        assert!(pos.clone().count() <= 2);
+        assert!(pos.clone().all(|r| r["solved"] == Value::Bool(true)));
+        assert!(runs.iter().all(|r| r["cost_pico"].as_u64().unwrap() > 0));
+    }
+    // A second run of the same command resumes every step.
+    let (_, stderr) = run(args).await;
+    assert!(stderr.contains("(10 done)"), "{stderr}");
+
+    // A crash mid-way: 6 complete lines and half of the 7th; the rerun completes the file
+    // exactly as the straight run wrote it.
+    let cut = dir.path().join("cut");
+    std::fs::create_dir_all(&cut).unwrap();
+    std::fs::copy(topo.join("data-train/meta.json"), cut.join("meta.json")).unwrap();
+    let lines: Vec<&str> = tasks.lines().collect();
+    let partial = format!(
+        "{}\n{}",
+        lines[..6].join("\n"),
+        &lines[6][..lines[6].len() / 2]
+    );
+    std::fs::write(cut.join("tasks.jsonl"), partial).unwrap();
+    let mut args = vec![s("train"), s("stage2-data")];
+    common(&mut args);
+    args.extend([
+        s("--stage1"),
+        p(&stage1),
+        s("--limit"),
+        s("10"),
+        s("--out"),
+        p(&cut),
+    ]);
+    let (_, stderr) = run(args).await;
+    assert!(stderr.contains("(6 done)"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(cut.join("tasks.jsonl")).unwrap(),
+        tasks
+    );
+
+    // The classifier at test time.
+    let evals = dir.path().join("eval");
+    let mut args = vec![s("eval"), s("--method"), s("hieramas")];
+    common(&mut args);
+    args.retain(|a| a != "--embeddings" && a != &p(&emb));
+    args.extend([
+        s("--stage1"),
+        p(&stage1),
+        s("--stage2"),
+        p(&topo.join("classifier/classifier.safetensors")),
+        s("--limit"),
+        s("3"),
+        s("--out-dir"),
+        p(&evals),
+    ]);
+    let (stdout, stderr) = run(args).await;
+    assert!(stdout.contains("hieramas"), "{stdout}");
+    assert!(stderr.contains("give 9 distinct DAGs"), "{stderr}");
+    let records = std::fs::read_dir(&evals)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().to_string_lossy().ends_with(".jsonl"))
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(records).unwrap();
+    assert_eq!(text.lines().count(), 3);
+    for line in text.lines() {
+        let r: Value = serde_json::from_str(line).unwrap();
+        let plan = &r["trace"]["plan"];
+        assert_eq!(plan["candidates"], 9, "{r}");
+        assert!(plan["chosen"].as_u64().unwrap() < 9);
+        assert_eq!(plan["selected"].as_array().unwrap().len(), 3);
+        assert_eq!(plan["edges"].as_array().unwrap().len(), 2, "MATH DAGs: {r}");
+    }
+}
