@@ -5,7 +5,8 @@
 //! Data generation, as the official scripts, but with two fixes (method §10): the stage-1
 //! weights are always loaded (the official MATH and MMLU scripts silently run an untrained
 //! selector), and the system reward that ranks a task's runs prices every call of the run, not
-//! only the decision call. A task's candidate DAGs are distinct (the official five draws repeat
+//! only the decision call — with ties (successes clamped at the reward floor) broken by the
+//! lower cost, see `TaskRecord::label`. A task's candidate DAGs are distinct (the official five draws repeat
 //! graphs, most of all for MATH, whose generator can make only 9). Every task's line is written
 //! when its runs finish, so a rerun of the same command continues where it stopped.
 

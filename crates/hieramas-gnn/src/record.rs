@@ -40,11 +40,21 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
-    /// Ranks the runs by reward (ties: earlier run first) and labels the top `top` that solved
-    /// the task positive.
+    /// Ranks the runs by reward, ties by lower cost (then the earlier run), and labels the top
+    /// `top` that solved the task positive.
+    ///
+    /// The tie-break matters: `reward_v2` clamps a success at its floor (0.5) once
+    /// `exp(−κ·cost)` drops below it, which with κ = 300 happens at about $0.0023 — below what
+    /// a whole system costs on the paper's pool. Priced with every call (our fix of method §10),
+    /// all solved runs would tie and the official ranking would fall back to candidate order.
     pub fn label(&mut self, top: usize) {
         let mut order: Vec<usize> = (0..self.runs.len()).collect();
-        order.sort_by(|&a, &b| self.runs[b].reward.total_cmp(&self.runs[a].reward));
+        order.sort_by(|&a, &b| {
+            let (x, y) = (&self.runs[a], &self.runs[b]);
+            y.reward
+                .total_cmp(&x.reward)
+                .then(x.cost_pico.cmp(&y.cost_pico))
+        });
         for (rank, &i) in order.iter().enumerate() {
             let r = &mut self.runs[i];
             r.rank = rank;
@@ -219,6 +229,24 @@ mod tests {
         assert_eq!(labels, [false, false, true, true, false]);
         let ranks: Vec<usize> = t.runs.iter().map(|r| r.rank).collect();
         assert_eq!(ranks, [2, 4, 0, 1, 3]);
+    }
+
+    #[test]
+    fn equal_rewards_rank_the_cheaper_run_first() {
+        let mut t = TaskRecord {
+            task_id: "t".into(),
+            embedding: vec![],
+            runs: [(3, true), (1, true), (2, false), (2, true)]
+                .iter()
+                .map(|&(c, s)| Run {
+                    cost_pico: c,
+                    ..run(if s { 0.5 } else { -2.5 }, s)
+                })
+                .collect(),
+        };
+        t.label(2);
+        let labels: Vec<bool> = t.runs.iter().map(|r| r.label).collect();
+        assert_eq!(labels, [false, true, false, true]);
     }
 
     proptest! {

@@ -12,11 +12,16 @@
 //! - Synthesisers and the decision node read the candidate answers quoted in their prompt and
 //!   keep a correct one with their judging skill; with none they solve it with probability
 //!   `rescue × accuracy`, else repeat the most common wrong candidate.
-//! - Token counts: prompt tokens from the real prompt (4 bytes per token), completion tokens
-//!   from the model's typical length; costs with the pool's real per-token prices.
+//! - Proposers read their predecessors' answers quoted in the prompt: a correct one is taken up
+//!   (`p → p + uptake·(1 − p)`), only wrong ones mislead (`p → p·(1 − misled)`); both rates are
+//!   assumptions (0.5, 0.3), not fitted. This is what makes the topology matter.
+//! - Token counts: prompt tokens from the real prompt (4 bytes per token) plus, for every
+//!   simulated output quoted in it, the tokens that output was billed for (its marker says
+//!   how many); completion tokens from the model's typical length; costs with the pool's real
+//!   per-token prices.
 //! - Seeded and deterministic per (seed, model, prompt, sample index).
 //!
-//! Every output ends with `⟨SIMULATED family/id⟩` and reports the provider model
+//! Every output ends with `⟨SIMULATED family/id · N tokens⟩` and reports the provider model
 //! `SIMULATED/family/id`: nothing simulated passes for a real result.
 //!
 //! ```
@@ -48,7 +53,7 @@ pub use gold::{Answer, GoldBook, GoldTask};
 pub use model::{Settings, SimModel};
 pub use spec::{Catalogue, Kind, SimSpec};
 
-/// Starts the tag that ends every simulated output (`⟨SIMULATED family/id⟩`).
+/// Starts the tag that ends every simulated output (`⟨SIMULATED family/id · N tokens⟩`).
 pub const MARKER: &str = "⟨SIMULATED ";
 
 /// What can go wrong building simulated models.

@@ -26,6 +26,14 @@ pub struct Settings {
     /// When no candidate among a synthesiser's inputs is correct, the probability of solving
     /// the task anyway is `rescue × accuracy`.
     pub rescue: f64,
+    /// A proposer whose prompt quotes a correct answer (a predecessor's output) takes it up:
+    /// its accuracy `p` becomes `p + uptake·(1 − p)`. Assumed, not fitted.
+    #[serde(default = "uptake")]
+    pub uptake: f64,
+    /// A proposer whose prompt quotes only wrong answers is misled: `p` becomes
+    /// `p·(1 − misled)`. Assumed, not fitted.
+    #[serde(default = "misled")]
+    pub misled: f64,
     /// Seed of every random choice (with the model, the prompt and the sample index).
     pub seed: u64,
 }
@@ -35,9 +43,19 @@ impl Default for Settings {
         Settings {
             correlation: 0.3,
             rescue: 0.5,
+            uptake: uptake(),
+            misled: misled(),
             seed: 0,
         }
     }
+}
+
+fn uptake() -> f64 {
+    0.5
+}
+
+fn misled() -> f64 {
+    0.3
 }
 
 /// What a call asks for, recognised from its system prompt.
@@ -235,15 +253,36 @@ pub fn right_answer(answer: &Answer) -> String {
     }
 }
 
-/// A simulated output holding `answer` (or no answer), ending with the SIMULATED marker.
-pub fn render(kind: Kind, answer: Option<&str>, what: &str, model: &str) -> String {
+/// A simulated output holding `answer` (or no answer), ending with the SIMULATED marker, which
+/// records the `tokens` the output was billed for (`⟨SIMULATED family/id · N tokens⟩`).
+pub fn render(kind: Kind, answer: Option<&str>, what: &str, model: &str, tokens: u64) -> String {
     let body = match (kind, answer) {
         (_, None) => format!("SIMULATED {what}: notes, no answer."),
         (Kind::Math, Some(a)) => format!("SIMULATED {what}.\nThe answer is \\boxed{{{a}}}"),
         (Kind::Mmlu, Some(a)) => format!("{a}\nThe answer is {a}"),
         (Kind::Humaneval, Some(a)) => format!("```python\n{}```", with_newline(a)),
     };
-    format!("{body}\n{MARKER}{model}⟩")
+    format!("{body}\n{MARKER}{model} · {tokens} tokens⟩")
+}
+
+/// The tokens billed for every simulated output quoted in `text` (their markers say how many):
+/// a prompt that quotes an output costs what the whole output would.
+pub fn billed(text: &str) -> u64 {
+    let mut total = 0;
+    let mut from = 0;
+    while let Some(pos) = text[from..].find(MARKER) {
+        let start = from + pos + MARKER.len();
+        let Some(end) = text[start..].find('⟩').map(|e| start + e) else {
+            break;
+        };
+        total += text[start..end]
+            .rsplit_once(" · ")
+            .and_then(|(_, n)| n.strip_suffix(" tokens"))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        from = end;
+    }
+    total
 }
 
 /// The answers of the simulated outputs quoted in `text`, in order.
@@ -332,7 +371,16 @@ impl ChatModel for SimModel {
             }) => (None, format!("{role} analysis"), 1.0),
             Some(Call::Combine { answers: false }) => (None, "synthesis".to_string(), 0.7),
             Some(Call::Propose { role, .. }) => {
+                // Predecessors' answers quoted in the prompt (the enhanced task).
+                let quoted = candidates(kind, &user);
                 let p = self.spec.proposer_accuracy(kind, role);
+                let p = if quoted.contains(&right) {
+                    p + self.settings.uptake.clamp(0.0, 1.0) * (1.0 - p)
+                } else if quoted.is_empty() {
+                    p
+                } else {
+                    p * (1.0 - self.settings.misled.clamp(0.0, 1.0))
+                };
                 let a = if self.succeeds(p, &gold.task, &mut rng) {
                     right.clone()
                 } else {
@@ -381,7 +429,6 @@ impl ChatModel for SimModel {
                 (Some(a), what.to_string(), 0.7)
             }
         };
-        let text = render(kind, answer.as_deref(), &what, &self.name);
         let prompt_bytes: usize = req.messages.iter().map(|m| m.content.len()).sum();
         let jitter = 0.75 + 0.5 * rng.random::<f64>();
         let mut completion =
@@ -393,8 +440,13 @@ impl ChatModel for SimModel {
                 finish = FinishReason::Length;
             }
         }
+        let text = render(kind, answer.as_deref(), &what, &self.name, completion);
+        // A quoted simulated output stands for the whole text its model was billed for.
+        let quoted: u64 = req.messages.iter().map(|m| billed(&m.content)).sum();
         let usage = Usage {
-            prompt_tokens: (prompt_bytes as u64).div_ceil(4) + 4 * req.messages.len() as u64,
+            prompt_tokens: (prompt_bytes as u64).div_ceil(4)
+                + 4 * req.messages.len() as u64
+                + quoted,
             completion_tokens: completion,
         };
         Ok(ChatResponse {

@@ -76,7 +76,10 @@ async fn answers_are_deterministic_priced_and_labelled() {
     let b = m.chat(&req).await.unwrap();
     assert_eq!(a.text, b.text);
     assert_eq!(a.usage, b.usage);
-    assert!(a.text.ends_with("⟨SIMULATED paper/qwen3-8b⟩"));
+    assert!(a.text.ends_with(&format!(
+        "⟨SIMULATED paper/qwen3-8b · {} tokens⟩",
+        a.usage.completion_tokens
+    )));
     assert_eq!(a.provider_model, "SIMULATED/paper/qwen3-8b");
     assert_eq!(a.cost, Price::per_million("1", "2").unwrap().cost(a.usage));
     assert!(a.usage.prompt_tokens >= 6 && a.usage.completion_tokens > 100);
@@ -96,8 +99,8 @@ async fn synthesisers_keep_a_correct_candidate_with_their_judging_skill() {
     for i in 0..n {
         let t = &book.task(i).task;
         let gold = Answer::Math((2 * i).to_string());
-        let good = render(Kind::Math, Some(&right_answer(&gold)), "x", "m");
-        let bad = render(Kind::Math, Some(&wrong_answer(&gold, t, 0)), "x", "m");
+        let good = render(Kind::Math, Some(&right_answer(&gold)), "x", "m", 300);
+        let bad = render(Kind::Math, Some(&wrong_answer(&gold, t, 0)), "x", "m", 300);
         let r = m
             .chat(&ask(
                 synth,
@@ -131,6 +134,57 @@ async fn synthesisers_keep_a_correct_candidate_with_their_judging_skill() {
     );
 }
 
+/// A proposer takes up a correct answer quoted in its prompt and is misled by wrong ones; a
+/// quoted output costs the tokens its model was billed for.
+#[tokio::test]
+async fn proposers_take_up_quoted_answers_and_pay_for_them() {
+    let n = 1500;
+    let book = math_book(n);
+    let roles = RoleSet::builtin("math").unwrap();
+    let solver = &roles
+        .roles
+        .iter()
+        .find(|r| r.name == "Math Solver")
+        .unwrap()
+        .proposer_system;
+    let m = model("credit/strong", book.clone());
+    let (mut alone, mut helped, mut misled) = (0, 0, 0);
+    let mut extra = 0;
+    for i in 0..n {
+        let t = &book.task(i).task;
+        let gold = Answer::Math((2 * i).to_string());
+        let right = right_answer(&gold);
+        let good = render(Kind::Math, Some(&right), "x", "m", 500);
+        let bad = render(Kind::Math, Some(&wrong_answer(&gold, t, 0)), "x", "m", 500);
+        let plain = m.chat(&ask(solver, format!("Q: {t}"))).await.unwrap();
+        alone += usize::from(solved(&plain.text, &right));
+        let r = m
+            .chat(&ask(solver, format!("Q: {t}\n\n{good}")))
+            .await
+            .unwrap();
+        helped += usize::from(solved(&r.text, &right));
+        extra = r.usage.prompt_tokens - plain.usage.prompt_tokens;
+        let r = m
+            .chat(&ask(solver, format!("Q: {t}\n\n{bad}")))
+            .await
+            .unwrap();
+        misled += usize::from(solved(&r.text, &right));
+    }
+    let (a, h, w) = (
+        alone as f64 / n as f64,
+        helped as f64 / n as f64,
+        misled as f64 / n as f64,
+    );
+    // Accuracy 0.75: with a right answer quoted 0.75 + 0.5 x 0.25; with a wrong one 0.75 x 0.7.
+    assert!((a - 0.75).abs() < 0.03, "alone {a}");
+    assert!((h - 0.875).abs() < 0.03, "helped {h}");
+    assert!((w - 0.525).abs() < 0.03, "misled {w}");
+    assert!(
+        (500..520).contains(&extra),
+        "a quoted 500-token output costs ~500 tokens: {extra}"
+    );
+}
+
 proptest! {
     #[test]
     fn wrong_answers_differ_from_gold_and_from_each_other(gold in "[a-z\\\\{}]{0,4}[0-9]{1,25}[a-z{}/]{0,4}", task in ".{0,40}") {
@@ -154,15 +208,15 @@ proptest! {
     fn rendered_answers_are_read_back(answers in prop::collection::vec("[0-9a-z\\\\{}+/ ]{1,12}", 0..5), noise in "[a-z .\n]{0,30}") {
         let mut text = noise.clone();
         for a in &answers {
-            text.push_str(&render(Kind::Math, Some(a.trim()), "p", "fam/m"));
+            text.push_str(&render(Kind::Math, Some(a.trim()), "p", "fam/m", 7));
             text.push_str("\n\n");
-            text.push_str(&render(Kind::Math, None, "notes", "fam/m"));
+            text.push_str(&render(Kind::Math, None, "notes", "fam/m", 7));
             text.push_str(&noise);
         }
         let want: Vec<String> = answers.iter().map(|a| a.trim().to_string()).collect();
         prop_assert_eq!(candidates(Kind::Math, &text), want);
         let code = "def f():\n    return 1\n";
-        let t = format!("{noise}{}\n{}", render(Kind::Humaneval, Some(code), "p", "m"), render(Kind::Mmlu, Some("C"), "p", "m"));
+        let t = format!("{noise}{}\n{}", render(Kind::Humaneval, Some(code), "p", "m", 1), render(Kind::Mmlu, Some("C"), "p", "m", 2));
         prop_assert_eq!(candidates(Kind::Humaneval, &t), vec![code.to_string()]);
         prop_assert_eq!(candidates(Kind::Mmlu, &t), vec!["C".to_string()]);
     }
