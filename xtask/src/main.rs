@@ -97,7 +97,7 @@ enum Task {
         record: bool,
         /// Fail when a mean is slower than the baseline by more than this fraction (on the
         /// machine the baseline was recorded on).
-        #[arg(long, default_value_t = 0.25)]
+        #[arg(long, default_value_t = 0.5)]
         threshold: f64,
     },
 }

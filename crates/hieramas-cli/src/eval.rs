@@ -263,6 +263,8 @@ pub async fn run(a: EvalArgs) -> Result<()> {
             "candidates": candidates,
             "density": settings.candidate_density,
             "rule": rule,
+            "rotation": settings.rotation,
+            "skip_roles": settings.skip_roles,
             "decision": stage.decision_id,
             "pool": stage.models.specs(stage.ids().iter().chain([&stage.decision_id]))?,
         });
@@ -278,6 +280,8 @@ pub async fn run(a: EvalArgs) -> Result<()> {
             density: settings.candidate_density,
             rule,
             seed: a.seed,
+            rotation: settings.rotation,
+            skip_roles: settings.skip_roles,
         };
         (
             Solver::Planned(Arc::new(planner)),

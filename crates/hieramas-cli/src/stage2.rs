@@ -293,7 +293,10 @@ pub async fn data(a: DataArgs) -> Result<DataOutcome> {
             let names = names.clone();
             async move {
                 let embedding = system.task_embedding(q).await?;
-                let (members, _) = system.stage.argmax_members(&system.selector, q).await?;
+                let (members, _) = system
+                    .stage
+                    .argmax_members(&system.selector, q, cfg_ref.datagen_synth_skip)
+                    .await?;
                 let pool = generate::pool(
                     &names,
                     cfg_ref.graphs_per_task,
@@ -672,7 +675,9 @@ pub fn load_classifier(path: &Path) -> Result<Loaded> {
 
 /// HieraMAS at test time (method §6.4): per query, distinct random candidate DAGs (seeded by
 /// the seed and the query id), scored by the classifier; the top-1 (or the cost-aware choice)
-/// runs with the stage-1 selector's argmax models at every position.
+/// runs with the stage-1 selector's models chosen as the official inference does
+/// ([`test_time_choice`]: role skipping, top-N rotation). Unlike the official code the skip
+/// decision reads the task's real metadata embedding, not a zero vector (method §10).
 pub struct Hieramas {
     pub system: System,
     pub classifier: Loaded,
@@ -680,6 +685,10 @@ pub struct Hieramas {
     pub density: [f64; 2],
     pub rule: hieramas_gnn::select::Rule,
     pub seed: u64,
+    /// Proposers take the top-N models of one random proposer row (method §6.4).
+    pub rotation: usize,
+    /// At most this many answer roles are skipped.
+    pub skip_roles: usize,
 }
 
 impl Hieramas {
@@ -715,7 +724,29 @@ impl Hieramas {
             &self.classifier.cost_model,
         )
         .context("no candidate topology")?;
-        let (members, _) = stage.argmax_members(&self.system.selector, q).await?;
+        let (logits, _) = stage.logits(&self.system.selector, q).await?;
+        let rows: Vec<Vec<Vec<f64>>> = logits
+            .iter()
+            .map(|l| l.to_dtype(DType::F64)?.to_vec2())
+            .collect::<candle_core::Result<_>>()?;
+        let answers: Vec<bool> = stage.roles.roles.iter().map(|r| r.answer).collect();
+        let mut rng =
+            <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(self.query_seed(q));
+        let acts = test_time_choice(
+            &rows,
+            &answers,
+            stage.ids().len(),
+            self.rotation,
+            self.skip_roles,
+            &mut rng,
+        );
+        let members: Vec<Members> = acts.iter().map(|a| stage.members(a)).collect();
+        let skipped: Vec<&String> = acts
+            .iter()
+            .zip(&stage.names)
+            .filter(|(a, _)| a.iter().all(|&k| k == stage.ids().len()))
+            .map(|(_, n)| n)
+            .collect();
         let plan = serde_json::json!({
             "candidates": graphs.len(),
             "chosen": k,
@@ -723,6 +754,7 @@ impl Hieramas {
             "edges": graphs[k],
             "rule": self.rule,
             "selected": Stage::selected(&members),
+            "skipped_roles": skipped,
         });
         let setup = hieramas_bench::MasSetup {
             topology: pool.graphs[k].clone(),
@@ -744,5 +776,108 @@ impl hieramas_bench::Planner for Hieramas {
         q: &Query,
     ) -> Result<(hieramas_bench::MasSetup, serde_json::Value), String> {
         self.choose(q).await.map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// The test-time models of every supernode (method §6.4 steps 3-4) from the selector's raw
+/// logits (`logits[role][position][option]`, positions: proposers then the synthesiser; option
+/// `skip` is the skip column):
+///
+/// - at most `skip_roles` answer roles whose synthesiser row has `skip` as its argmax are
+///   skipped, the highest skip probability first, and at least one answer role always stays;
+/// - every other role's proposers take the top `rotation` models (never `skip`) of one random
+///   proposer row, round-robin, and its synthesiser the argmax of its own row without `skip`.
+///
+/// Returns the option at every position per role; a skipped role is `skip` everywhere.
+pub fn test_time_choice(
+    logits: &[Vec<Vec<f64>>],
+    answers: &[bool],
+    skip: usize,
+    rotation: usize,
+    skip_roles: usize,
+    rng: &mut impl rand::Rng,
+) -> Vec<Vec<usize>> {
+    let best = |row: &[f64], n: usize| -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..row.len()).filter(|&k| k != skip).collect();
+        idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+        idx.truncate(n.max(1));
+        idx
+    };
+    // Roles that would rather skip, by the softmax probability of `skip` in the synthesiser row.
+    let mut wants_skip: Vec<(usize, f64)> = Vec::new();
+    for (i, rows) in logits.iter().enumerate() {
+        let Some(synth) = rows.last() else { continue };
+        if !answers.get(i).copied().unwrap_or(true) || skip >= synth.len() {
+            continue;
+        }
+        let max = synth.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = synth.iter().map(|v| (v - max).exp()).sum();
+        let argmax = hieramas_gnn::metrics::top1(synth);
+        if argmax == Some(skip) {
+            wants_skip.push((i, (synth[skip] - max).exp() / z));
+        }
+    }
+    wants_skip.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let answering = answers.iter().filter(|&&a| a).count();
+    let allowed = skip_roles.min(answering.saturating_sub(1));
+    let skipped: Vec<usize> = wants_skip.iter().take(allowed).map(|w| w.0).collect();
+    logits
+        .iter()
+        .enumerate()
+        .map(|(i, rows)| {
+            let width = rows.len().saturating_sub(1);
+            if skipped.contains(&i) || rows.is_empty() {
+                return vec![skip; rows.len()];
+            }
+            let row = rng.random_range(0..width.max(1));
+            let top = best(&rows[row.min(rows.len() - 1)], rotation);
+            let mut act: Vec<usize> = (0..width).map(|j| top[j % top.len()]).collect();
+            act.push(best(&rows[width], 1)[0]);
+            act
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use rand::SeedableRng;
+
+    /// Two proposers + synthesiser over options [a, b, c, skip].
+    fn role(prop: [f64; 4], synth: [f64; 4]) -> Vec<Vec<f64>> {
+        vec![prop.to_vec(), prop.to_vec(), synth.to_vec()]
+    }
+
+    #[test]
+    fn rotation_and_role_skipping_as_the_official_inference() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let logits = vec![
+            role([1.0, 3.0, 2.0, 9.0], [0.0, 1.0, 0.0, 5.0]), // prefers skip, p(skip) high
+            role([3.0, 1.0, 2.0, 0.0], [0.0, 2.0, 0.0, 2.5]), // prefers skip, less sure
+            role([0.0, 1.0, 2.0, 0.0], [5.0, 0.0, 0.0, 1.0]), // keeps
+        ];
+        let answers = [true, true, true];
+        // Nothing skipped when not allowed: proposers alternate the row's top two (never
+        // skip), the synthesiser takes its argmax without skip.
+        let a = test_time_choice(&logits, &answers, 3, 2, 0, &mut rng);
+        assert_eq!(a[0], vec![1, 2, 1]);
+        assert_eq!(a[1], vec![0, 2, 1]);
+        assert_eq!(a[2], vec![2, 1, 0]);
+        // One allowed: the surer one goes.
+        let a = test_time_choice(&logits, &answers, 3, 2, 1, &mut rng);
+        assert_eq!(a[0], vec![3, 3, 3]);
+        assert_eq!(a[1], vec![0, 2, 1]);
+        // Many allowed: both go, the third answer role stays.
+        let a = test_time_choice(&logits, &answers, 3, 2, 5, &mut rng);
+        assert_eq!((a[0][2], a[1][2], a[2][2]), (3, 3, 0));
+        // Never the last answer role, and never a role whose output is not an answer.
+        let a = test_time_choice(&logits[..2], &[true, true], 3, 2, 5, &mut rng);
+        assert_eq!((a[0][2], a[1][2]), (3, 1));
+        let a = test_time_choice(&logits[..2], &[false, true], 3, 2, 5, &mut rng);
+        assert_eq!((a[0][2], a[1][2]), (1, 1));
+        // rotation 1: every proposer takes the row's best.
+        let a = test_time_choice(&logits[2..], &[true], 3, 1, 0, &mut rng);
+        assert_eq!(a[0], vec![2, 2, 0]);
     }
 }

@@ -164,7 +164,10 @@ pub async fn run(a: TopologyArgs) -> Result<()> {
             while runs < budget && !train_q.is_empty() {
                 let q = &train_q[k % train_q.len()];
                 k += 1;
-                let (members, _) = system.stage.argmax_members(&system.selector, q).await?;
+                let (members, _) = system
+                    .stage
+                    .argmax_members(&system.selector, q, cfg.datagen_synth_skip)
+                    .await?;
                 let n = per_step.min(budget - runs);
                 let samples: Vec<Sampled> = (0..n).map(|_| policy.sample(&mut rng)).collect();
                 let results: Vec<Result<f64>> = futures_util::stream::iter(&samples)
@@ -225,7 +228,10 @@ pub async fn run(a: TopologyArgs) -> Result<()> {
             .map(|q| {
                 let (system, shape, edges) = (&system, &shape, &edges);
                 async move {
-                    let (members, _) = system.stage.argmax_members(&system.selector, q).await?;
+                    let (members, _) = system
+                        .stage
+                        .argmax_members(&system.selector, q, cfg.datagen_synth_skip)
+                        .await?;
                     let run = system.run(q, edges, &members, shape).await?;
                     anyhow::Ok(TaskRecord {
                         task_id: q.id.clone(),

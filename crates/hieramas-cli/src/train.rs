@@ -336,17 +336,33 @@ impl Stage {
 
     /// The selector's argmax members of every supernode for `q`; also what the metadata call
     /// cost (pico-USD).
-    pub async fn argmax_members(&self, sel: &Selector, q: &Query) -> Result<(Vec<Members>, u64)> {
-        let (roles, meta, meta_cost) = self.inputs(q).await?;
-        let mut members = Vec::with_capacity(roles.len());
-        for role in &roles {
-            let l = mask_logits(
-                &sel.logits(&self.e_llm, role, &meta, self.width + 1)?,
-                &self.masks,
-            )?;
-            members.push(self.members(&argmax(&l)?));
+    pub async fn argmax_members(
+        &self,
+        sel: &Selector,
+        q: &Query,
+        synth_may_skip: bool,
+    ) -> Result<(Vec<Members>, u64)> {
+        let (logits, meta_cost) = self.logits(sel, q).await?;
+        let masks = Masks {
+            synth_may_skip,
+            ..self.masks.clone()
+        };
+        let mut members = Vec::with_capacity(logits.len());
+        for l in &logits {
+            members.push(self.members(&argmax(&mask_logits(l, &masks)?)?));
         }
         Ok((members, meta_cost))
+    }
+
+    /// The selector's raw logits (`W + 1` rows by options) for every supernode of `q`, and what
+    /// the metadata call cost (pico-USD).
+    pub async fn logits(&self, sel: &Selector, q: &Query) -> Result<(Vec<Tensor>, u64)> {
+        let (roles, meta, meta_cost) = self.inputs(q).await?;
+        let logits = roles
+            .iter()
+            .map(|r| sel.logits(&self.e_llm, r, &meta, self.width + 1))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((logits, meta_cost))
     }
 
     /// The names at every position of `members` (`skip` for none), per supernode.

@@ -19,6 +19,12 @@ pub struct Stage2Config {
     pub candidates: usize,
     pub candidate_density: [f64; 2],
     pub top: usize,
+    /// Data generation: whether a synthesiser's argmax may be `skip`.
+    pub datagen_synth_skip: bool,
+    /// Test time: proposers take the top-`rotation` models of one random proposer row.
+    pub rotation: usize,
+    /// Test time: at most this many answer roles are skipped.
+    pub skip_roles: usize,
     pub dropout: f64,
     pub epochs: usize,
     pub batch_size: usize,
@@ -101,7 +107,14 @@ mod tests {
                     .all(|(s, r)| s.starts_with(&format!("{r}: ")))
             );
         }
-        assert_eq!(Stage2Config::builtin("mmlu").unwrap().batch_size, 128);
+        let mmlu = Stage2Config::builtin("mmlu").unwrap();
+        assert_eq!(
+            (mmlu.batch_size, mmlu.rotation, mmlu.skip_roles),
+            (128, 3, 2)
+        );
+        assert!(
+            mmlu.datagen_synth_skip && !Stage2Config::builtin("math").unwrap().datagen_synth_skip
+        );
         assert!(
             Stage2Config::builtin("gsm8k")
                 .unwrap_err()
