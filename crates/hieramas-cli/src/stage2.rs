@@ -164,6 +164,25 @@ pub fn checkpoint_sha(path: &Path) -> Result<String> {
     Ok(v["sha256"].as_str().unwrap_or_default().to_string())
 }
 
+/// Appends each task line the stream yields to `ds` as soon as it comes (a crash loses only the
+/// tasks in flight), keeps it in `done`, and finishes the bar.
+pub async fn append_each(
+    stream: impl futures_util::Stream<Item = Result<TaskRecord>>,
+    ds: &Dataset,
+    done: &mut Vec<TaskRecord>,
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
+    let mut stream = std::pin::pin!(stream);
+    while let Some(r) = stream.next().await {
+        let r = r?;
+        ds.append(&r)?;
+        done.push(r);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
 pub fn progress(quiet: bool, len: usize, what: &str) -> indicatif::ProgressBar {
     let bar = if quiet {
         indicatif::ProgressBar::hidden()
@@ -288,7 +307,7 @@ pub async fn data(a: DataArgs) -> Result<DataOutcome> {
     let system = &system;
     let shape = &shape;
     let cfg_ref = &cfg;
-    let mut stream = futures_util::stream::iter(todo)
+    let stream = futures_util::stream::iter(todo)
         .map(|(idx, q)| {
             let names = names.clone();
             async move {
@@ -324,13 +343,7 @@ pub async fn data(a: DataArgs) -> Result<DataOutcome> {
             }
         })
         .buffered(a.concurrency.max(1));
-    while let Some(r) = stream.next().await {
-        let r = r?;
-        ds.append(&r)?;
-        done.push(r);
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
+    append_each(stream, &ds, &mut done, &bar).await?;
     // The file may hold more tasks (an earlier, larger --limit): report and return the selected.
     let selected: std::collections::HashSet<&str> = queries.iter().map(|q| q.id.as_str()).collect();
     done.retain(|r| selected.contains(r.task_id.as_str()));

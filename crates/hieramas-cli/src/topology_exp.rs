@@ -224,7 +224,7 @@ pub async fn run(a: TopologyArgs) -> Result<()> {
         let bar = progress(sys.quiet, test_q.len(), "held-out tasks");
         bar.set_position(done.len() as u64);
         bar.set_message(format!("{label}{slug} graph"));
-        let mut stream = futures_util::stream::iter(todo)
+        let stream = futures_util::stream::iter(todo)
             .map(|q| {
                 let (system, shape, edges) = (&system, &shape, &edges);
                 async move {
@@ -241,13 +241,7 @@ pub async fn run(a: TopologyArgs) -> Result<()> {
                 }
             })
             .buffered(a.concurrency.max(1));
-        while let Some(r) = stream.next().await {
-            let r = r?;
-            ds.append(&r)?;
-            done.push(r);
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
+        crate::stage2::append_each(stream, &ds, &mut done, &bar).await?;
         fixed.push(choice(&done, |_, _| Some(0)));
     }
 
