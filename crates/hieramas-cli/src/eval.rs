@@ -92,6 +92,17 @@ pub struct EvalArgs {
     /// embeddings model; the one they were trained with).
     #[arg(long, default_value = "local")]
     embedder: String,
+    /// hieramas: where embeddings are cached (default: <out-dir>/embeddings).
+    #[arg(long)]
+    embeddings: Option<PathBuf>,
+    /// hieramas: run an ablation of method §7 instead — `fixed-llm` (every position is the
+    /// decision model, the classifier picks the topology) or `random-graph` (learned model
+    /// choice on one random DAG per query; --stage2 not needed).
+    #[arg(long, value_enum)]
+    ablation: Option<crate::stage2::Ablation>,
+    /// hieramas: proposers per supernode (default: the role set's).
+    #[arg(long)]
+    width: Option<usize>,
 }
 
 pub async fn run(a: EvalArgs) -> Result<()> {
@@ -173,11 +184,20 @@ pub async fn run(a: EvalArgs) -> Result<()> {
             description,
         )
     } else if method == Method::Hieramas {
-        let (Some(stage1), Some(stage2)) = (&a.stage1, &a.stage2) else {
-            bail!(
-                "--method hieramas needs --stage1 (from `hieramas train stage1`) and --stage2 (from `hieramas train stage2`)"
-            );
+        use crate::stage2::Ablation;
+        let needs_classifier = a.ablation != Some(Ablation::RandomGraph);
+        let Some(stage1) = &a.stage1 else {
+            bail!("--method hieramas needs --stage1 (from `hieramas train stage1`)");
         };
+        if needs_classifier && a.stage2.is_none() {
+            bail!(
+                "--method hieramas needs --stage2 (from `hieramas train stage2`; only --ablation random-graph does without)"
+            );
+        }
+        let embeddings = a
+            .embeddings
+            .clone()
+            .unwrap_or_else(|| a.out_dir.join("embeddings"));
         let sys = crate::train::SystemArgs {
             benchmark: a.benchmark.clone(),
             pool: a
@@ -190,9 +210,10 @@ pub async fn run(a: EvalArgs) -> Result<()> {
             embedder: a.embedder.clone(),
             metadata: "heuristic".into(),
             embedder_pool: None,
-            embeddings: Some(a.out_dir.join("embeddings")),
+            embeddings: Some(embeddings.clone()),
             data_dir: a.data_dir.clone(),
             quiet: false,
+            budget_usd: None,
         };
         let known: Vec<&hieramas_bench::Query> = queries.iter().collect();
         let system = crate::stage2::System::build(
@@ -200,36 +221,41 @@ pub async fn run(a: EvalArgs) -> Result<()> {
             &data,
             &known,
             stage1,
-            None,
-            a.out_dir.join("embeddings"),
+            a.width,
+            embeddings,
             budget.clone(),
         )
         .await?;
-        let classifier = crate::stage2::load_classifier(stage2)?;
-        let c = &classifier.classifier.config;
-        if c.task_dim != system.stage.dim || c.roles != system.stage.names {
-            bail!(
-                "--stage2 {}: made for roles {:?} and {}-d task embeddings, not this system's {:?} and {}-d",
-                stage2.display(),
-                c.roles,
-                c.task_dim,
-                system.stage.names,
-                system.stage.dim
-            );
-        }
-        if classifier.embedder != system.stage.embedder.id() {
-            bail!(
-                "--stage2 {} read {} embeddings; --embedder gives {}",
-                stage2.display(),
-                classifier.embedder,
-                system.stage.embedder.id()
-            );
-        }
-        if classifier.simulated && !system.stage.simulated {
-            eprintln!(
-                "warning: --stage2 {} was trained on SIMULATED data; its choices for real models are untested",
-                stage2.display()
-            );
+        let classifier = match &a.stage2 {
+            Some(path) if needs_classifier => Some((path, crate::stage2::load_classifier(path)?)),
+            _ => None,
+        };
+        if let Some((stage2, classifier)) = &classifier {
+            let c = &classifier.classifier.config;
+            if c.task_dim != system.stage.dim || c.roles != system.stage.names {
+                bail!(
+                    "--stage2 {}: made for roles {:?} and {}-d task embeddings, not this system's {:?} and {}-d",
+                    stage2.display(),
+                    c.roles,
+                    c.task_dim,
+                    system.stage.names,
+                    system.stage.dim
+                );
+            }
+            if classifier.embedder != system.stage.embedder.id() {
+                bail!(
+                    "--stage2 {} read {} embeddings; --embedder gives {}",
+                    stage2.display(),
+                    classifier.embedder,
+                    system.stage.embedder.id()
+                );
+            }
+            if classifier.simulated && !system.stage.simulated {
+                eprintln!(
+                    "warning: --stage2 {} was trained on SIMULATED data; its choices for real models are untested",
+                    stage2.display()
+                );
+            }
         }
         let settings = hieramas_gnn::config::Stage2Config::builtin(benchmark.name())?;
         let rule = match a.cost_lambda {
@@ -258,9 +284,11 @@ pub async fn run(a: EvalArgs) -> Result<()> {
         let description = serde_json::json!({
             "stage1": stage1,
             "stage1_sha256": crate::stage2::checkpoint_sha(stage1)?,
-            "stage2": stage2,
-            "stage2_sha256": crate::stage2::checkpoint_sha(stage2)?,
+            "stage2": classifier.as_ref().map(|c| c.0),
+            "stage2_sha256": classifier.as_ref().map(|c| crate::stage2::checkpoint_sha(c.0)).transpose()?,
+            "ablation": a.ablation,
             "candidates": candidates,
+            "width": stage.width,
             "density": settings.candidate_density,
             "rule": rule,
             "rotation": settings.rotation,
@@ -268,14 +296,19 @@ pub async fn run(a: EvalArgs) -> Result<()> {
             "decision": stage.decision_id,
             "pool": stage.models.specs(stage.ids().iter().chain([&stage.decision_id]))?,
         });
+        let label = match a.ablation {
+            Some(x) => format!("hieramas-{}", x.name()),
+            None => "hieramas".to_string(),
+        };
         let name = if stage.simulated && !stage.pool_name.contains("SIMULATED") {
-            format!("SIMULATED-hieramas:{}", stage.pool_name)
+            format!("SIMULATED-{label}:{}", stage.pool_name)
         } else {
-            format!("hieramas:{}", stage.pool_name)
+            format!("{label}:{}", stage.pool_name)
         };
         let planner = crate::stage2::Hieramas {
             system,
-            classifier,
+            classifier: classifier.map(|c| c.1),
+            ablation: a.ablation,
             candidates,
             density: settings.candidate_density,
             rule,

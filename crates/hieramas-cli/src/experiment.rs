@@ -195,6 +195,7 @@ pub async fn credit(a: CreditArgs) -> Result<()> {
                     embeddings: Some(a.out.join("embeddings")),
                     data_dir: a.data_dir.clone(),
                     quiet: true,
+                    budget_usd: None,
                 },
                 faithful: arm.faithful,
                 credit: arm.credit,

@@ -686,6 +686,27 @@ pub fn load_classifier(path: &Path) -> Result<Loaded> {
     })
 }
 
+/// The ablations of method §7 that change one part of HieraMAS at test time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ablation {
+    /// Every proposer and synthesiser is the decision model; the classifier still picks the
+    /// topology (the official `--fixed_llm`).
+    FixedLlm,
+    /// The learned model choice on one seeded random DAG per query; no classifier (the
+    /// official `--random_graph`).
+    RandomGraph,
+}
+
+impl Ablation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Ablation::FixedLlm => "fixed-llm",
+            Ablation::RandomGraph => "random-graph",
+        }
+    }
+}
+
 /// HieraMAS at test time (method §6.4): per query, distinct random candidate DAGs (seeded by
 /// the seed and the query id), scored by the classifier; the top-1 (or the cost-aware choice)
 /// runs with the stage-1 selector's models chosen as the official inference does
@@ -693,7 +714,10 @@ pub fn load_classifier(path: &Path) -> Result<Loaded> {
 /// decision reads the task's real metadata embedding, not a zero vector (method §10).
 pub struct Hieramas {
     pub system: System,
-    pub classifier: Loaded,
+    /// The classifier (not needed by the random-graph ablation).
+    pub classifier: Option<Loaded>,
+    /// One of the paper's ablations (method §7) instead of the method itself.
+    pub ablation: Option<Ablation>,
     pub candidates: usize,
     pub density: [f64; 2],
     pub rule: hieramas_gnn::select::Rule,
@@ -715,10 +739,10 @@ impl Hieramas {
 
     async fn choose(&self, q: &Query) -> Result<(hieramas_bench::MasSetup, serde_json::Value)> {
         let stage = &self.system.stage;
-        let embedding = self.system.task_embedding(q).await?;
+        let random_graph = self.ablation == Some(Ablation::RandomGraph);
         let pool = generate::pool(
             &stage.names,
-            self.candidates,
+            if random_graph { 1 } else { self.candidates },
             self.density[0],
             self.density[1],
             self.query_seed(q),
@@ -728,15 +752,19 @@ impl Hieramas {
             .iter()
             .map(|g| g.edges().map(|(s, d)| [s, d]).collect())
             .collect();
-        let scores = self.classifier.classifier.score(&graphs, &embedding)?;
-        let edge_counts: Vec<usize> = graphs.iter().map(Vec::len).collect();
-        let k = hieramas_gnn::select::choose(
-            &scores,
-            &edge_counts,
-            self.rule,
-            &self.classifier.cost_model,
-        )
-        .context("no candidate topology")?;
+        let (k, score) = match (&self.classifier, random_graph) {
+            (Some(c), false) => {
+                let embedding = self.system.task_embedding(q).await?;
+                let scores = c.classifier.score(&graphs, &embedding)?;
+                let edge_counts: Vec<usize> = graphs.iter().map(Vec::len).collect();
+                let k =
+                    hieramas_gnn::select::choose(&scores, &edge_counts, self.rule, &c.cost_model)
+                        .context("no candidate topology")?;
+                (k, Some(scores[k]))
+            }
+            (None, false) => bail!("HieraMAS needs the stage-2 classifier"),
+            (_, true) => (0, None),
+        };
         let (logits, _) = stage.logits(&self.system.selector, q).await?;
         let rows: Vec<Vec<Vec<f64>>> = logits
             .iter()
@@ -753,9 +781,21 @@ impl Hieramas {
             self.skip_roles,
             &mut rng,
         );
-        let members: Vec<Members> = acts.iter().map(|a| stage.members(a)).collect();
+        let members: Vec<Members> = if self.ablation == Some(Ablation::FixedLlm) {
+            let width = stage.width;
+            (0..stage.names.len())
+                .map(|_| Members {
+                    proposers: vec![Some(stage.decision.clone()); width],
+                    synthesizer: Some(stage.decision.clone()),
+                })
+                .collect()
+        } else {
+            acts.iter().map(|a| stage.members(a)).collect()
+        };
+        let fixed = self.ablation == Some(Ablation::FixedLlm);
         let skipped: Vec<&String> = acts
             .iter()
+            .filter(|_| !fixed)
             .zip(&stage.names)
             .filter(|(a, _)| a.iter().all(|&k| k == stage.ids().len()))
             .map(|(_, n)| n)
@@ -763,8 +803,9 @@ impl Hieramas {
         let plan = serde_json::json!({
             "candidates": graphs.len(),
             "chosen": k,
-            "score": scores[k],
+            "score": score,
             "edges": graphs[k],
+            "ablation": self.ablation,
             "rule": self.rule,
             "selected": Stage::selected(&members),
             "skipped_roles": skipped,

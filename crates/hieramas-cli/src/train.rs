@@ -92,6 +92,10 @@ pub struct SystemArgs {
     /// No progress bar and no line per iteration.
     #[arg(long)]
     pub quiet: bool,
+    /// Stop once this much has been spent on model calls (USD, e.g. 5.00): calls beyond it
+    /// fail, and so does the command (a rerun resumes where it stopped).
+    #[arg(long)]
+    pub budget_usd: Option<String>,
 }
 
 #[derive(clap::Args, Clone)]
@@ -239,6 +243,13 @@ impl Stage {
         let checker = Checker::new(data, benchmark).await?;
         let pool = crate::mas::load_pool(&sys.pool)?;
         let pool_name = pool.meta.name.clone();
+        let budget = match (budget, &sys.budget_usd) {
+            (Some(b), _) => Some(b),
+            (None, Some(usd)) => Some(hieramas_llm::Budget::new(
+                hieramas_llm::Usd::parse(usd).with_context(|| format!("--budget-usd {usd}"))?,
+            )),
+            (None, None) => None,
+        };
         let mut models = crate::mas::Models::new(pool, budget);
         let simulated = models.uses_sim();
         if simulated {

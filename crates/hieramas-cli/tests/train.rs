@@ -475,4 +475,60 @@ async fn stage2_end_to_end_on_a_simulated_pool() {
         assert_eq!(plan["selected"].as_array().unwrap().len(), 3);
         assert_eq!(plan["edges"].as_array().unwrap().len(), 2, "MATH DAGs: {r}");
     }
+
+    // The ablations of method §7: fixed-LLM (the decision model everywhere, the classifier's
+    // topology) and random-graph (one random DAG, learned models, no classifier needed).
+    let ablation = |name: &str, stage2: bool| {
+        let mut args = vec![s("eval"), s("--method"), s("hieramas")];
+        common(&mut args);
+        args.extend([s("--stage1"), p(&stage1), s("--ablation"), s(name)]);
+        if stage2 {
+            args.extend([
+                s("--stage2"),
+                p(&topo.join("classifier/classifier.safetensors")),
+            ]);
+        }
+        let out = evals.join(format!("{name}.jsonl"));
+        args.extend([s("--limit"), s("3"), s("--out"), p(&out)]);
+        (args, out)
+    };
+    let (args, out) = ablation("fixed-llm", true);
+    let (stdout, _) = run(args).await;
+    assert!(stdout.contains("hieramas-fixed-llm"), "{stdout}");
+    for line in std::fs::read_to_string(out).unwrap().lines() {
+        let r: Value = serde_json::from_str(line).unwrap();
+        let plan = &r["trace"]["plan"];
+        assert_eq!(plan["ablation"], "fixed-llm");
+        let models: Vec<&Value> = plan["selected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p.as_array().unwrap())
+            .collect();
+        assert!(
+            models.iter().all(|m| *m == models[0] && *m != "skip"),
+            "{plan}"
+        );
+        assert_eq!(plan["candidates"], 9);
+    }
+    let (args, out) = ablation("random-graph", false);
+    let (stdout, _) = run(args).await;
+    assert!(stdout.contains("hieramas-random-graph"), "{stdout}");
+    let text = std::fs::read_to_string(out).unwrap();
+    assert_eq!(text.lines().count(), 3);
+    for line in text.lines() {
+        let r: Value = serde_json::from_str(line).unwrap();
+        let plan = &r["trace"]["plan"];
+        assert_eq!(plan["candidates"], 1, "{plan}");
+        assert_eq!(plan["score"], Value::Null);
+    }
+    // HieraMAS itself refuses to run without its classifier.
+    let (mut args, _) = ablation("fixed-llm", false);
+    args.retain(|a| a != "--ablation" && a != "fixed-llm");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hieramas"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--stage2"));
 }

@@ -152,6 +152,11 @@ pub struct Grader {
     cache_dir: PathBuf,
     opts: SandboxOptions,
     references: std::sync::Mutex<HashMap<String, Reference>>,
+    /// Verdicts by sha256(task id, program): an identical program of a task is run once per
+    /// grader (only verdicts the program decided: no timeout, no sandbox failure).
+    verdicts: std::sync::Mutex<HashMap<[u8; 32], Outcome>>,
+    /// Programs run in the sandbox so far.
+    runs: std::sync::atomic::AtomicUsize,
 }
 
 impl Grader {
@@ -166,7 +171,14 @@ impl Grader {
             cache_dir: cache_dir.into(),
             opts,
             references: Default::default(),
+            verdicts: Default::default(),
+            runs: Default::default(),
         }
+    }
+
+    /// Programs this grader has run in the sandbox (identical programs of a task run once).
+    pub fn sandbox_runs(&self) -> usize {
+        self.runs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn task(&self, task_id: &str) -> Option<&HumanEvalTask> {
@@ -187,8 +199,38 @@ impl Grader {
         results.into_iter().collect()
     }
 
-    /// Grades `solution` (a whole program: prompt + completion) on task `task_id`.
+    /// Grades `solution` (a whole program: prompt + completion) on task `task_id`. The verdict
+    /// on a program this grader has already run to a decision is reused.
     pub fn grade(&self, task_id: &str, solution: &str) -> Result<Outcome, TasksError> {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(task_id.as_bytes());
+        h.update([0u8]);
+        h.update(solution.as_bytes());
+        let key: [u8; 32] = h.finalize().into();
+        let known = self
+            .verdicts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        if let Some(o) = known {
+            return Ok(o);
+        }
+        let (outcome, decided) = self.run_program(task_id, solution)?;
+        if decided {
+            self.verdicts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(key, outcome.clone());
+        }
+        Ok(outcome)
+    }
+
+    /// Runs one program; `true` with the outcome when the program decided it (it was not
+    /// killed at a deadline and the sandbox replied).
+    fn run_program(&self, task_id: &str, solution: &str) -> Result<(Outcome, bool), TasksError> {
+        self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let task = self
             .tasks
             .get(task_id)
@@ -223,9 +265,15 @@ impl Grader {
             Duration::from_secs_f64(plus),
         )?;
         Ok(match run {
-            Run::Reply(v) => serde_json::from_value(v).map_err(|e| {
-                TasksError::Sandbox(format!("unreadable harness reply for {task_id}: {e}"))
-            })?,
+            Run::Reply(v) => {
+                let o: Outcome = serde_json::from_value(v).map_err(|e| {
+                    TasksError::Sandbox(format!("unreadable harness reply for {task_id}: {e}"))
+                })?;
+                let decided = ![&o.base, &o.plus]
+                    .iter()
+                    .any(|p| p.status == Status::Timeout);
+                (o, decided)
+            }
             Run::TimedOut { in_plus, after } => {
                 let killed = PartResult {
                     status: Status::Timeout,
@@ -235,7 +283,7 @@ impl Grader {
                         after.as_secs_f64()
                     )),
                 };
-                if in_plus {
+                let o = if in_plus {
                     // The harness starts the plus inputs only after every base input passed.
                     Outcome {
                         base: PartResult {
@@ -250,16 +298,20 @@ impl Grader {
                         base: killed,
                         plus: PartResult::skipped(),
                     }
-                }
+                };
+                (o, false)
             }
-            Run::NoReply(why) => Outcome {
-                base: PartResult {
-                    status: Status::Fail,
-                    failed_input: None,
-                    error: Some(why),
+            Run::NoReply(why) => (
+                Outcome {
+                    base: PartResult {
+                        status: Status::Fail,
+                        failed_input: None,
+                        error: Some(why),
+                    },
+                    plus: PartResult::skipped(),
                 },
-                plus: PartResult::skipped(),
-            },
+                false,
+            ),
         })
     }
 

@@ -177,3 +177,25 @@ fn programs_from_chat_responses() {
         "{p}"
     );
 }
+
+#[test]
+fn an_identical_program_is_run_once_and_keeps_its_verdict() {
+    let Some(g) = grader() else { return };
+    let t = g.task("HumanEval/2").unwrap();
+    let right = format!("{}{}", t.prompt, t.canonical_solution);
+    let wrong = format!("{}    return 0.0\n", t.prompt);
+    let id = t.task_id.clone();
+    let first = g.grade(&id, &right).unwrap();
+    let runs = g.sandbox_runs();
+    assert!(first.plus_pass());
+    assert_eq!(g.grade(&id, &right).unwrap(), first);
+    assert_eq!(g.sandbox_runs(), runs, "the same program is not run again");
+    // Another program, or the same program for another task, runs.
+    let failed = g.grade(&id, &wrong).unwrap();
+    assert!(!failed.base_pass());
+    assert_eq!(g.sandbox_runs(), runs + 1);
+    assert_eq!(g.grade(&id, &wrong).unwrap(), failed);
+    assert_eq!(g.sandbox_runs(), runs + 1);
+    assert!(!g.grade("HumanEval/0", &right).unwrap().base_pass());
+    assert_eq!(g.sandbox_runs(), runs + 2);
+}
