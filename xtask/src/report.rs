@@ -254,7 +254,7 @@ pub fn write(o: &Options, outcomes: &[Outcome], wall_s: f64) -> Result<()> {
         crate::reproduce::one_line(&o.profile.description)
     );
     md.push_str(&format!(
-        "- Date: {} · commit {} · machine: {}\n- This invocation: {:.0} s; {} steps ran, {} were finished earlier (kept), {} failed, {} blocked by a failed input\n- Data: {}\n\n",
+        "- Date: {} · commit {} · machine: {}\n- This invocation: {:.0} s; {} steps ran, {} were finished earlier (kept), {} failed, {} blocked by a failed input; the steps themselves took {:.0} s in all\n- Data: {}\n\n",
         meta["date"].as_str().unwrap_or("?"),
         meta["commit"].as_str().unwrap_or("?"),
         meta["description"].as_str().unwrap_or("?"),
@@ -263,6 +263,7 @@ pub fn write(o: &Options, outcomes: &[Outcome], wall_s: f64) -> Result<()> {
         ran("cached"),
         ran("failed"),
         ran("blocked"),
+        outcomes.iter().map(|x| x.wall_s).sum::<f64>(),
         o.data_dir.display()
     ));
 
@@ -280,7 +281,7 @@ pub fn write(o: &Options, outcomes: &[Outcome], wall_s: f64) -> Result<()> {
         md.push_str(&format!("## Part `{}` — {}\n\n", part.name, part.title));
         if part.simulated {
             md.push_str(
-                "**Everything in this part is SIMULATED** (`hieramas-sim`: calibrated stand-ins for the paper's pool that look up the gold answer and are right with a calibrated probability; costs exact for the simulated token counts). It exercises the method at scale; it is not a result of real LLMs.\n\n",
+                "**Everything in this part is SIMULATED** (`hieramas-sim`: calibrated stand-ins for the paper's pool that look up the gold answer and are right with a calibrated probability; costs exact for the simulated token counts). It exercises the method at scale; it is not a result of real LLMs. What the simulator cannot show: its models have no content-dependent skill (a task's difficulty is a hash, not its text), so the classifier can learn only structure and unseen MMLU subjects are no harder than seen ones; how answers flow along edges is assumed, not fitted (`benchmarks/simulator.md`).\n\n",
             );
         } else {
             md.push_str(
@@ -665,7 +666,7 @@ pub fn write(o: &Options, outcomes: &[Outcome], wall_s: f64) -> Result<()> {
         }));
     }
 
-    md.push_str("## Steps\n\nEach step is one resumable `hieramas` command (outputs under this folder; `steps/<id>.json` marks a finished one):\n\n| step | this invocation | wall (s) | command |\n|---|---|---:|---|\n");
+    md.push_str("## Steps\n\nEach step is one resumable `hieramas` command (outputs under this folder; `steps/<id>.json` marks a finished one):\n\n| step | this invocation | wall (s, when it ran) | command |\n|---|---|---:|---|\n");
     for x in outcomes {
         md.push_str(&format!(
             "| {} | {}{} | {:.0} | `{}` |\n",

@@ -185,6 +185,7 @@ pub struct Outcome {
     /// `ran`, `cached` (a finished step of an earlier invocation), `failed` or `blocked` (an
     /// input step failed).
     pub status: &'static str,
+    /// How long the step ran (in the earlier invocation when cached).
     pub wall_s: f64,
     pub error: Option<String>,
 }
@@ -455,7 +456,7 @@ pub fn run(o: &Options, bin: &Path, first_model: &dyn Fn(&Part) -> Result<String
             outcomes.push(Outcome {
                 step,
                 status: "cached",
-                wall_s: 0.0,
+                wall_s: d.wall_s,
                 error: None,
             });
             continue;

@@ -781,7 +781,8 @@ impl Hieramas {
             self.skip_roles,
             &mut rng,
         );
-        let members: Vec<Members> = if self.ablation == Some(Ablation::FixedLlm) {
+        let fixed = self.ablation == Some(Ablation::FixedLlm);
+        let members: Vec<Members> = if fixed {
             let width = stage.width;
             (0..stage.names.len())
                 .map(|_| Members {
@@ -792,10 +793,10 @@ impl Hieramas {
         } else {
             acts.iter().map(|a| stage.members(a)).collect()
         };
-        let fixed = self.ablation == Some(Ablation::FixedLlm);
+        // The fixed-LLM ablation runs every role.
         let skipped: Vec<&String> = acts
             .iter()
-            .filter(|_| !fixed)
+            .take(if fixed { 0 } else { acts.len() })
             .zip(&stage.names)
             .filter(|(a, _)| a.iter().all(|&k| k == stage.ids().len()))
             .map(|(_, n)| n)
