@@ -155,17 +155,18 @@ pub fn estimate(o: &Options, sim_run: &Path) -> Result<Option<String>> {
             if t.iterations == 0 {
                 return Ok(None);
             }
-            let tasks = match part.stage2_tasks.as_ref().and_then(|x| x.get(b)) {
-                Some(n) => n,
-                None => split_size(&o.root, b, "train")?,
-            };
-            let queries = match o
+            // A limit beyond the split runs the whole split.
+            let train = split_size(&o.root, b, "train")?;
+            let tasks = part
+                .stage2_tasks
+                .as_ref()
+                .and_then(|x| x.get(b))
+                .map_or(train, |n| n.min(train));
+            let test = split_size(&o.root, b, "test")?;
+            let queries = o
                 .limit
                 .or_else(|| part.test.as_ref().and_then(|x| x.get(b)))
-            {
-                Some(n) => n,
-                None => split_size(&o.root, b, "test")?,
-            };
+                .map_or(test, |n| n.min(test));
             let per_task = if t.tasks > 0 {
                 t.data_pico as f64 / t.tasks as f64
             } else {
@@ -175,7 +176,9 @@ pub fn estimate(o: &Options, sim_run: &Path) -> Result<Option<String>> {
             let mut missing = Vec::new();
             for m in methods(part, b) {
                 let n = if m.ends_with("@unseen") {
-                    part.unseen.unwrap_or(0)
+                    part.unseen
+                        .unwrap_or(0)
+                        .min(split_size(&o.root, b, "test_unseen")?)
                 } else {
                     queries
                 };
