@@ -368,18 +368,41 @@ struct Wanted {
 
 fn reproduce(root: &Path, data_dir: Option<PathBuf>, wanted: Wanted) -> Result<()> {
     let pool = wanted.pool.clone();
-    let profile = reproduce::profile(&wanted.profile)?;
+    let mut profile = reproduce::profile(&wanted.profile)?;
+    if let Some(p) = &pool {
+        profile.description = format!(
+            "The plan of profile `{}` (its benchmarks, sizes and methods) run on pool {}, given by --pool in place of the profile's own pools.",
+            wanted.profile,
+            p.display()
+        );
+    }
     println!("hieramas reproduce — profile `{}`\n", wanted.profile);
     println!("1. Model pools");
     let pool_of = |part: &reproduce::Part| pool.clone().or_else(|| part.pool.clone());
     let mut paid = Vec::new();
     let mut paid_keys = std::collections::BTreeSet::new();
-    for part in &profile.part {
+    for part in &mut profile.part {
+        if let Some(p) = &pool {
+            // The profile's title names its own pool (maybe SIMULATED): say what runs instead.
+            part.title = format!("pool {} (given by --pool)", p.display());
+        }
         println!("   part `{}`: {}", part.name, part.title);
         match pool_of(part) {
             Some(p) => {
-                let loaded = hieramas_llm::Pool::load(&p)?;
+                let loaded = load_pool(&p)?;
                 print_pool(&loaded);
+                part.simulated = loaded
+                    .models
+                    .iter()
+                    .any(|m| matches!(m.provider, hieramas_llm::Provider::Sim));
+                if let Some(d) = &part.decision
+                    && !loaded.models.iter().any(|m| &m.id == d)
+                {
+                    println!(
+                        "   (the profile's decision model {d} is not in this pool: the pool's first model decides and is the baselines' model)"
+                    );
+                    part.decision = None;
+                }
                 for m in loaded.models.iter().filter(|m| !m.exclude) {
                     // A required key: the entry's own variable, else the provider's.
                     if let Some((default, true)) = m.provider.default_key_env() {
@@ -488,7 +511,7 @@ fn reproduce(root: &Path, data_dir: Option<PathBuf>, wanted: Wanted) -> Result<(
     );
     let first_model = |part: &reproduce::Part| -> Result<String> {
         let p = match pool_of(part) {
-            Some(p) => hieramas_llm::Pool::load(&p)?,
+            Some(p) => load_pool(&p)?,
             None => local_pool()?,
         };
         p.models
@@ -510,6 +533,14 @@ fn reproduce(root: &Path, data_dir: Option<PathBuf>, wanted: Wanted) -> Result<(
         )?;
     }
     Ok(())
+}
+
+/// A pool file; `pools/local.toml` is the embedded local pool (as `hieramas` reads it).
+fn load_pool(path: &Path) -> Result<hieramas_llm::Pool> {
+    if path == Path::new("pools/local.toml") && !path.exists() {
+        return local_pool();
+    }
+    Ok(hieramas_llm::Pool::load(path)?)
 }
 
 /// Where cargo puts build outputs.

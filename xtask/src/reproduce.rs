@@ -44,7 +44,9 @@ pub fn one_line(s: &str) -> String {
 pub struct Part {
     pub name: String,
     pub title: String,
-    /// Labels every number of the part SIMULATED.
+    /// Its pool has SIMULATED models: every number of the part is labelled so. Set from the
+    /// pool when the run starts, not read from the profile.
+    #[serde(skip_deserializing)]
     pub simulated: bool,
     /// The pool file (absent: the embedded local pool, `pools/local.toml`).
     pub pool: Option<PathBuf>,
