@@ -10,13 +10,13 @@
 //! per base and shared by every layer. Prompts may arrive in chunks (chunked prefill); the KV
 //! cache of a local layer keeps only the keys a later query can still see.
 
-use candle_core::quantized::{QMatMul, gguf_file};
-use candle_core::{Device, Module, Tensor};
+use candle_core::quantized::gguf_file;
+use candle_core::{Device, Tensor};
 
 use crate::LocalError;
 use crate::nn::{
-    AttnSpec, KvCache, QEmbedding, attend, ce, check_batch, finish_batch, load_f32, load_qtensor,
-    md_f32, md_usize, rope_tables, split_heads,
+    AttnSpec, KvCache, Proj, QEmbedding, attend, ce, check_batch, finish_batch, load_f32,
+    load_qtensor, md_f32, md_usize, rope_tables, split_heads,
 };
 
 /// Hyper-parameters read from GGUF metadata.
@@ -43,17 +43,17 @@ pub struct GemmaConfig {
 
 struct Layer {
     attn_norm: Tensor,
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
-    wo: QMatMul,
+    wq: Proj,
+    wk: Proj,
+    wv: Proj,
+    wo: Proj,
     q_norm: Tensor,
     k_norm: Tensor,
     post_attn_norm: Tensor,
     ffn_norm: Tensor,
-    gate: QMatMul,
-    up: QMatMul,
-    down: QMatMul,
+    gate: Proj,
+    up: Proj,
+    down: Proj,
     post_ffn_norm: Tensor,
 }
 
@@ -63,7 +63,7 @@ pub struct Gemma {
     embed: QEmbedding,
     layers: Vec<Layer>,
     norm: Tensor,
-    lm_head: QMatMul,
+    lm_head: Proj,
     rope_local: (Tensor, Tensor),
     rope_global: (Tensor, Tensor),
 }
@@ -110,12 +110,12 @@ impl Gemma {
             attn_scale: 1.0 / (head_dim as f64).sqrt(),
             context: max_context.map_or(context, |m| m.min(context)),
         };
-        let (embed, embed_q) = QEmbedding::load(c, r, "token_embd.weight")?;
+        let tied = !c.tensor_infos.contains_key("output.weight");
+        let (embed, tied_head) = QEmbedding::load(c, r, "token_embd.weight", tied)?;
         let mut layers = Vec::with_capacity(config.layers);
         for i in 0..config.layers {
-            let q = |n: &str, r: &mut R| -> Result<QMatMul, LocalError> {
-                QMatMul::from_qtensor(load_qtensor(c, r, &format!("blk.{i}.{n}.weight"), dev)?)
-                    .map_err(ce)
+            let q = |n: &str, r: &mut R| -> Result<Proj, LocalError> {
+                Proj::new(load_qtensor(c, r, &format!("blk.{i}.{n}.weight"), dev)?)
             };
             let f = |n: &str, r: &mut R| load_f32(c, r, &format!("blk.{i}.{n}.weight"), dev);
             layers.push(Layer {
@@ -134,10 +134,9 @@ impl Gemma {
                 post_ffn_norm: f("post_ffw_norm", r)?,
             });
         }
-        let lm_head = if c.tensor_infos.contains_key("output.weight") {
-            QMatMul::from_qtensor(load_qtensor(c, r, "output.weight", dev)?).map_err(ce)?
-        } else {
-            QMatMul::from_arc(embed_q).map_err(ce)?
+        let lm_head = match tied_head {
+            Some(head) => head,
+            None => Proj::new(load_qtensor(c, r, "output.weight", dev)?)?,
         };
         let rope_local = rope_tables(head_dim, config.context, config.rope_theta_local, 1.0, dev)?;
         let rope_global = rope_tables(
@@ -172,10 +171,10 @@ impl Gemma {
                 &mut l.up,
                 &mut l.down,
             ] {
-                crate::nn::dequantize(m)?;
+                m.dequantize()?;
             }
         }
-        crate::nn::dequantize(&mut self.lm_head)
+        self.lm_head.dequantize()
     }
 
     /// Vocabulary size (rows of the embedding table).
@@ -212,9 +211,7 @@ impl Gemma {
                 &self.rope_local
             };
             let hn = norm(&x, &layer.attn_norm)?;
-            let q = layer.wq.forward(&hn).map_err(ce)?;
-            let k = layer.wk.forward(&hn).map_err(ce)?;
-            let v = layer.wv.forward(&hn).map_err(ce)?;
+            let [q, k, v] = Proj::forward_all([&layer.wq, &layer.wk, &layer.wv], &hn)?;
             let mut outs = Vec::with_capacity(batch.len());
             let mut offset = 0;
             for (cache, toks) in batch.iter_mut() {
@@ -231,21 +228,18 @@ impl Gemma {
                 outs.push(attend(cache.slot(li, cfg.layers), &qc, kc, vc, pos, &spec)?);
                 offset += n;
             }
-            let attn = layer
-                .wo
-                .forward(&Tensor::cat(&outs, 0).map_err(ce)?)
-                .map_err(ce)?;
+            let attn = layer.wo.forward(&Tensor::cat(&outs, 0).map_err(ce)?)?;
             x = (x + norm(&attn, &layer.post_attn_norm)?).map_err(ce)?;
             let hn = norm(&x, &layer.ffn_norm)?;
-            let g = layer.gate.forward(&hn).and_then(|g| g.gelu()).map_err(ce)?;
-            let u = layer.up.forward(&hn).map_err(ce)?;
-            let mlp = layer.down.forward(&(g * u).map_err(ce)?).map_err(ce)?;
+            let [g, u] = Proj::forward_all([&layer.gate, &layer.up], &hn)?;
+            let gu = g.gelu().and_then(|g| g * u).map_err(ce)?;
+            let mlp = layer.down.forward(&gu)?;
             x = (x + norm(&mlp, &layer.post_ffn_norm)?).map_err(ce)?;
         }
         let last = finish_batch(batch);
         let rows = Tensor::from_vec(last, batch.len(), &dev).map_err(ce)?;
         let xl = norm(&x.index_select(&rows, 0).map_err(ce)?, &self.norm)?;
-        let logits = self.lm_head.forward(&xl).map_err(ce)?;
+        let logits = self.lm_head.forward(&xl)?;
         (0..batch.len())
             .map(|i| logits.get(i).map_err(ce))
             .collect()

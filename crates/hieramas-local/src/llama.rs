@@ -7,13 +7,13 @@
 //! per sequence against its own [`KvCache`]. Tensors whose quant type has no fast CPU kernel in
 //! candle (Q4_1, Q5_0, Q5_1) are re-quantised to Q8_0 at load.
 
-use candle_core::quantized::{QMatMul, gguf_file};
-use candle_core::{Device, Module, Tensor};
+use candle_core::quantized::gguf_file;
+use candle_core::{Device, Tensor};
 
 use crate::LocalError;
 use crate::nn::{
-    AttnSpec, KvCache, QEmbedding, attend, ce, check_batch, finish_batch, load_f32, load_qtensor,
-    md_f32, md_usize, rope_tables, split_heads,
+    AttnSpec, KvCache, Proj, QEmbedding, attend, ce, check_batch, finish_batch, load_f32,
+    load_qtensor, md_f32, md_usize, rope_tables, split_heads,
 };
 
 /// Hyper-parameters read from GGUF metadata.
@@ -31,14 +31,14 @@ pub struct LlamaConfig {
 
 struct Layer {
     attn_norm: Tensor,
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
-    wo: QMatMul,
+    wq: Proj,
+    wk: Proj,
+    wv: Proj,
+    wo: Proj,
     ffn_norm: Tensor,
-    gate: QMatMul,
-    up: QMatMul,
-    down: QMatMul,
+    gate: Proj,
+    up: Proj,
+    down: Proj,
 }
 
 /// The weights of one loaded model; shareable across sequences.
@@ -47,7 +47,7 @@ pub struct Llama {
     embed: QEmbedding,
     layers: Vec<Layer>,
     norm: Tensor,
-    lm_head: QMatMul,
+    lm_head: Proj,
     cos: Tensor,
     sin: Tensor,
 }
@@ -74,12 +74,12 @@ impl Llama {
             rope_theta: md_f32(c, "llama.rope.freq_base").unwrap_or(10_000.0),
             context: max_context.map_or(context, |m| m.min(context)),
         };
-        let (embed, embed_q) = QEmbedding::load(c, r, "token_embd.weight")?;
+        let tied = !c.tensor_infos.contains_key("output.weight");
+        let (embed, tied_head) = QEmbedding::load(c, r, "token_embd.weight", tied)?;
         let mut layers = Vec::with_capacity(config.layers);
         for i in 0..config.layers {
-            let q = |n: &str, r: &mut R| -> Result<QMatMul, LocalError> {
-                QMatMul::from_qtensor(load_qtensor(c, r, &format!("blk.{i}.{n}.weight"), dev)?)
-                    .map_err(ce)
+            let q = |n: &str, r: &mut R| -> Result<Proj, LocalError> {
+                Proj::new(load_qtensor(c, r, &format!("blk.{i}.{n}.weight"), dev)?)
             };
             layers.push(Layer {
                 attn_norm: load_f32(c, r, &format!("blk.{i}.attn_norm.weight"), dev)?,
@@ -93,11 +93,9 @@ impl Llama {
                 down: q("ffn_down", r)?,
             });
         }
-        let lm_head = if c.tensor_infos.contains_key("output.weight") {
-            QMatMul::from_qtensor(load_qtensor(c, r, "output.weight", dev)?).map_err(ce)?
-        } else {
-            // Tied embeddings (SmolLM2): the output projection is the embedding table.
-            QMatMul::from_arc(embed_q).map_err(ce)?
+        let lm_head = match tied_head {
+            Some(head) => head,
+            None => Proj::new(load_qtensor(c, r, "output.weight", dev)?)?,
         };
         let (cos, sin) = rope_tables(config.head_dim, config.context, config.rope_theta, 1.0, dev)?;
         Ok(Llama {
@@ -125,10 +123,10 @@ impl Llama {
                 &mut l.up,
                 &mut l.down,
             ] {
-                crate::nn::dequantize(m)?;
+                m.dequantize()?;
             }
         }
-        crate::nn::dequantize(&mut self.lm_head)
+        self.lm_head.dequantize()
     }
 
     /// Vocabulary size (rows of the embedding table).
@@ -154,9 +152,7 @@ impl Llama {
         let eps = cfg.rms_eps as f32;
         for (li, layer) in self.layers.iter().enumerate() {
             let hn = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps).map_err(ce)?;
-            let q = layer.wq.forward(&hn).map_err(ce)?;
-            let k = layer.wk.forward(&hn).map_err(ce)?;
-            let v = layer.wv.forward(&hn).map_err(ce)?;
+            let [q, k, v] = Proj::forward_all([&layer.wq, &layer.wk, &layer.wv], &hn)?;
             let mut outs = Vec::with_capacity(batch.len());
             let mut offset = 0;
             for (cache, toks) in batch.iter_mut() {
@@ -177,11 +173,11 @@ impl Llama {
                 offset += n;
             }
             let attn = Tensor::cat(&outs, 0).map_err(ce)?;
-            x = (x + layer.wo.forward(&attn).map_err(ce)?).map_err(ce)?;
+            x = (x + layer.wo.forward(&attn)?).map_err(ce)?;
             let hn = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps).map_err(ce)?;
-            let g = layer.gate.forward(&hn).and_then(|g| g.silu()).map_err(ce)?;
-            let u = layer.up.forward(&hn).map_err(ce)?;
-            let mlp = layer.down.forward(&(g * u).map_err(ce)?).map_err(ce)?;
+            let [g, u] = Proj::forward_all([&layer.gate, &layer.up], &hn)?;
+            let gu = g.silu().and_then(|g| g * u).map_err(ce)?;
+            let mlp = layer.down.forward(&gu)?;
             x = (x + mlp).map_err(ce)?;
         }
         // Only each sequence's last position is needed for the next token.
@@ -189,7 +185,7 @@ impl Llama {
         let rows = Tensor::from_vec(last, batch.len(), &dev).map_err(ce)?;
         let xl = x.index_select(&rows, 0).map_err(ce)?;
         let xl = candle_nn::ops::rms_norm(&xl, &self.norm, eps).map_err(ce)?;
-        let logits = self.lm_head.forward(&xl).map_err(ce)?;
+        let logits = self.lm_head.forward(&xl)?;
         (0..batch.len())
             .map(|i| logits.get(i).map_err(ce))
             .collect()

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, QTensor, ggml_file, gguf_file};
-use candle_core::{DType, Device, Tensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor, ggml_file, gguf_file};
+use candle_core::{DType, Device, Module, Tensor};
 
 use crate::LocalError;
 
@@ -20,6 +20,128 @@ pub(crate) fn dequantize(m: &mut candle_core::quantized::QMatMul) -> Result<(), 
         *m = candle_core::quantized::QMatMul::Tensor(q.dequantize(&Device::Cpu).map_err(ce)?);
     }
     Ok(())
+}
+
+/// Input widths that get candle's repacked int8 kernels on x86 (`k % 256 == 0`).
+const PAD_TO: usize = 256;
+
+/// Whether candle 0.11 runs Q8_0 matmuls through its repacked int8 kernels on this CPU: on
+/// x86-64 with AVX-512 VNNI or AVX-VNNI (with plain AVX2 it keeps Q8_0 on the per-row dot
+/// products, whose i8 pair sums could overflow).
+fn repacked_q8_0() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let vnni512 =
+            std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni");
+        let vnni256 =
+            std::is_x86_feature_detected!("avxvnni") && std::is_x86_feature_detected!("avx2");
+        vnni512 || vnni256
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// A quantized projection `x·Wᵀ` (`W`: `[out, in]`).
+///
+/// candle 0.11's fast x86 path for quantized matmuls — weights re-tiled once, the activations
+/// quantized once per call, several rows multiplied per weight read — needs an input width
+/// that is a multiple of 256, which SmolLM2 (576) and Gemma 3 (640) do not have. Where that
+/// path exists (see [`repacked_q8_0`]) Q8_0 weights are stored zero-padded to the next
+/// multiple, and every input is padded likewise: the extra columns multiply zeros, so the
+/// product is unchanged up to activation rounding.
+pub(crate) struct Proj {
+    m: QMatMul,
+    /// Zero columns appended to the weight (0: unpadded).
+    pad: usize,
+}
+
+impl Proj {
+    /// Wraps a loaded (and, where slow, re-quantised) weight; see [`load_qtensor`].
+    pub(crate) fn new(t: QTensor) -> Result<Proj, LocalError> {
+        let (t, pad) = padded_weight(t)?;
+        Ok(Proj {
+            m: QMatMul::from_qtensor(t).map_err(ce)?,
+            pad,
+        })
+    }
+
+    /// A projection over a weight shared with an embedding table, stored with `pad` zero
+    /// columns.
+    fn shared(t: Arc<QTensor>, pad: usize) -> Result<Proj, LocalError> {
+        Ok(Proj {
+            m: QMatMul::from_arc(t).map_err(ce)?,
+            pad,
+        })
+    }
+
+    fn padded(&self, x: &Tensor) -> Result<Tensor, LocalError> {
+        if self.pad == 0 {
+            Ok(x.clone())
+        } else {
+            x.pad_with_zeros(candle_core::D::Minus1, 0, self.pad)
+                .map_err(ce)
+        }
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor, LocalError> {
+        self.m.forward(&self.padded(x)?).map_err(ce)
+    }
+
+    /// Several projections of one input (q, k, v; gate, up), the input padded once.
+    pub(crate) fn forward_all<const N: usize>(
+        ps: [&Proj; N],
+        x: &Tensor,
+    ) -> Result<[Tensor; N], LocalError> {
+        let mut cache: Option<(usize, Tensor)> = None;
+        let mut out = Vec::with_capacity(N);
+        for p in ps {
+            let xp = match &cache {
+                Some((pad, t)) if *pad == p.pad => t.clone(),
+                _ => {
+                    let t = p.padded(x)?;
+                    cache = Some((p.pad, t.clone()));
+                    t
+                }
+            };
+            out.push(p.m.forward(&xp).map_err(ce)?);
+        }
+        out.try_into()
+            .map_err(|_| LocalError::Format("forward_all: wrong number of outputs".into()))
+    }
+
+    /// Replaces the quantized weight by its f32 dequantization (see `Net::dequantize`).
+    pub(crate) fn dequantize(&mut self) -> Result<(), LocalError> {
+        dequantize(&mut self.m)
+    }
+}
+
+/// `t` zero-padded where that gets the repacked kernels (see [`Proj`]), with the number of
+/// columns added.
+fn padded_weight(t: QTensor) -> Result<(QTensor, usize), LocalError> {
+    let (_, k) = t.shape().dims2().map_err(ce)?;
+    let pad = k.next_multiple_of(PAD_TO) - k;
+    if pad == 0 || t.dtype() != GgmlDType::Q8_0 || !repacked_q8_0() {
+        return Ok((t, 0));
+    }
+    // Byte by byte: each row gets `pad / 32` all-zero blocks (scale 0, values 0), exactly.
+    let (n, _) = t.shape().dims2().map_err(ce)?;
+    let data = t.data().map_err(ce)?;
+    let (block, bs) = (GgmlDType::Q8_0.type_size(), GgmlDType::Q8_0.block_size());
+    let (row, extra) = (k / bs * block, pad / bs * block);
+    let mut bytes = Vec::with_capacity(n * (row + extra));
+    for r in data.chunks_exact(row) {
+        bytes.extend_from_slice(r);
+        bytes.resize(bytes.len() + extra, 0);
+    }
+    // The original goes before the copy is made: one table fewer at the peak (Gemma: 178 MB).
+    drop(data);
+    drop(t);
+    let padded =
+        ggml_file::qtensor_from_ggml(GgmlDType::Q8_0, &bytes, vec![n, k + pad], &Device::Cpu)
+            .map_err(ce)?;
+    Ok((padded, pad))
 }
 
 /// Quant types candle 0.11 has no fast CPU kernel for: re-quantised to Q8_0 at load.
@@ -85,6 +207,8 @@ pub(crate) struct QEmbedding {
     row_bytes: usize,
     pub(crate) rows: usize,
     pub(crate) dim: usize,
+    /// Values stored per row: `dim`, or more when the table is padded for a tied head.
+    stored_dim: usize,
 }
 
 /// Where the quantized rows live: shared with the tied output head when it keeps the table's
@@ -95,13 +219,15 @@ enum Rows {
 }
 
 impl QEmbedding {
-    /// Reads `name` (`[rows, dim]`); also returns the tensor itself, for a tied output head
-    /// (re-quantised if its format is slow; then the table keeps the original bytes).
+    /// Reads `name` (`[rows, dim]`); with `tied`, also the output head over the same table
+    /// (re-quantised if its format is slow, then the table keeps the original bytes; padded
+    /// like any [`Proj`] otherwise, then the table is read from the padded copy).
     pub(crate) fn load<R: std::io::Read + std::io::Seek>(
         c: &gguf_file::Content,
         r: &mut R,
         name: &str,
-    ) -> Result<(QEmbedding, Arc<QTensor>), LocalError> {
+        tied: bool,
+    ) -> Result<(QEmbedding, Option<Proj>), LocalError> {
         let t = c
             .tensor(r, name, &Device::Cpu)
             .map_err(|e| LocalError::Format(format!("tensor {name}: {e}")))?;
@@ -119,23 +245,26 @@ impl QEmbedding {
                 "{name}: {bytes} bytes for {rows} rows of {row_bytes}"
             )));
         }
-        let (rows_data, head) = if is_slow(dtype) {
-            let raw = t.data().map_err(ce)?.into_owned();
-            (Rows::Owned(raw), Arc::new(requantize(t)?))
-        } else {
-            let shared = Arc::new(t);
-            (Rows::Shared(shared.clone()), shared)
+        let table = |rows_data, stored_dim: usize| QEmbedding {
+            rows_data,
+            dtype,
+            row_bytes: stored_dim / dtype.block_size() * dtype.type_size(),
+            rows,
+            dim,
+            stored_dim,
         };
-        Ok((
-            QEmbedding {
-                rows_data,
-                dtype,
-                row_bytes,
-                rows,
-                dim,
-            },
-            head,
-        ))
+        if !tied {
+            return Ok((table(Rows::Shared(Arc::new(t)), dim), None));
+        }
+        if is_slow(dtype) {
+            let raw = t.data().map_err(ce)?.into_owned();
+            let head = Proj::new(requantize(t)?)?;
+            return Ok((table(Rows::Owned(raw), dim), Some(head)));
+        }
+        let (t, pad) = padded_weight(t)?;
+        let shared = Arc::new(t);
+        let head = Proj::shared(shared.clone(), pad)?;
+        Ok((table(Rows::Shared(shared), dim + pad), Some(head)))
     }
 
     /// `[ids.len(), dim]` f32 rows.
@@ -154,11 +283,11 @@ impl QEmbedding {
                 )));
             }
             let bytes = &all[id * self.row_bytes..(id + 1) * self.row_bytes];
-            let row = ggml_file::qtensor_from_ggml(self.dtype, bytes, vec![self.dim], dev)
+            let row = ggml_file::qtensor_from_ggml(self.dtype, bytes, vec![self.stored_dim], dev)
                 .and_then(|q| q.dequantize(dev))
                 .and_then(|t| t.to_vec1::<f32>())
                 .map_err(ce)?;
-            out.extend(row);
+            out.extend_from_slice(&row[..self.dim]);
         }
         Tensor::from_vec(out, (ids.len(), self.dim), dev).map_err(ce)
     }
@@ -376,4 +505,78 @@ pub(crate) fn finish_batch(batch: &mut [(&mut KvCache, &[u32])]) -> Vec<u32> {
         cache.len += toks.len();
     }
     last
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn weight(n: usize, k: usize) -> QTensor {
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 7919) % 251) as f32 / 50.0 - 2.5)
+            .collect();
+        let w = Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap();
+        QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()
+    }
+
+    #[test]
+    fn padding_appends_exact_zero_columns_and_keeps_the_product() {
+        let (n, k) = (48, 576);
+        let orig = weight(n, k);
+        let reference = orig.dequantize(&Device::Cpu).unwrap();
+        let (padded, pad) = padded_weight(weight(n, k)).unwrap();
+        assert_eq!(pad, if repacked_q8_0() { 192 } else { 0 });
+        let p = padded.dequantize(&Device::Cpu).unwrap();
+        assert_eq!(p.dims(), &[n, k + pad]);
+        let left = p.narrow(1, 0, k).unwrap();
+        let diff = (left - &reference).unwrap().abs().unwrap();
+        assert_eq!(diff.max_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+        if pad > 0 {
+            let right = p.narrow(1, k, pad).unwrap().abs().unwrap();
+            assert_eq!(right.max_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+        }
+        // The projection of a padded weight equals the plain one up to activation rounding.
+        let x: Vec<f32> = (0..3 * k)
+            .map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0)
+            .collect();
+        let x = Tensor::from_vec(x, (3, k), &Device::Cpu).unwrap();
+        let got = Proj::new(weight(n, k)).unwrap().forward(&x).unwrap();
+        let want = x.matmul(&reference.t().unwrap()).unwrap();
+        let err = (got - &want).unwrap().abs().unwrap().max_all().unwrap();
+        let scale = want
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            err.to_scalar::<f32>().unwrap() < 0.02 * scale,
+            "error {err} vs {scale}"
+        );
+    }
+
+    #[test]
+    fn a_padded_tied_table_looks_up_the_original_rows() {
+        let (rows, dim) = (64, 576);
+        let orig = weight(rows, dim);
+        let reference = orig.dequantize(&Device::Cpu).unwrap();
+        let (t, pad) = padded_weight(orig).unwrap();
+        let shared = Arc::new(t);
+        let table = QEmbedding {
+            rows_data: Rows::Shared(shared),
+            dtype: GgmlDType::Q8_0,
+            row_bytes: (dim + pad) / 32 * 34,
+            rows,
+            dim,
+            stored_dim: dim + pad,
+        };
+        let got = table.lookup(&[5, 0, 63], &Device::Cpu).unwrap();
+        let ids = Tensor::new(&[5u32, 0, 63], &Device::Cpu).unwrap();
+        let want = reference.index_select(&ids, 0).unwrap();
+        let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        assert!(table.lookup(&[64], &Device::Cpu).is_err());
+    }
 }
