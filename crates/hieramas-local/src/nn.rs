@@ -355,18 +355,25 @@ pub(crate) fn attend(
         None => (k, v, pos),
     };
     let total = k_all.dim(1).map_err(ce)?;
-    let rep = spec.heads / spec.kv_heads;
-    let kr = repeat_kv(&k_all, rep).map_err(ce)?;
-    let vr = repeat_kv(&v_all, rep).map_err(ce)?;
-    let mut att = (q.matmul(&kr.t().map_err(ce)?).map_err(ce)? * spec.scale).map_err(ce)?;
+    let (kvh, d) = (spec.kv_heads, spec.head_dim);
+    let rep = spec.heads / kvh;
+    // Grouped-query attention without copying K and V per query head: the queries of the
+    // `rep` heads that read one kv head (heads kvh·rep + r) are stacked as rows, [kvh, rep·n, d].
+    let qg = q.reshape((kvh, rep * n, d)).map_err(ce)?;
+    let mut att = (qg.matmul(&k_all.t().map_err(ce)?).map_err(ce)? * spec.scale).map_err(ce)?;
     if let Some(mask) = mask(n, pos, start, total, spec.window, q.device())? {
-        att = att.broadcast_add(&mask).map_err(ce)?;
+        att = att
+            .reshape((kvh, rep, n, total))
+            .and_then(|a| a.broadcast_add(&mask))
+            .and_then(|a| a.reshape((kvh, rep * n, total)))
+            .map_err(ce)?;
     }
     let att = candle_nn::ops::softmax_last_dim(&att).map_err(ce)?;
     let out = att
-        .matmul(&vr)
+        .matmul(&v_all)
+        .and_then(|o| o.reshape((spec.heads, n, d)))
         .and_then(|o| o.transpose(0, 1))
-        .and_then(|o| o.reshape((n, spec.heads * spec.head_dim)))
+        .and_then(|o| o.reshape((n, spec.heads * d)))
         .map_err(ce)?;
     // Keep what a later query (position ≥ pos + n) can still see.
     let keep_from = match spec.window {
@@ -417,17 +424,6 @@ fn mask(
         })
         .collect();
     Tensor::from_vec(m, (n, total), dev).map(Some).map_err(ce)
-}
-
-/// `[kvh, t, d]` → `[kvh * rep, t, d]`, each kv head repeated `rep` times in place.
-fn repeat_kv(x: &Tensor, rep: usize) -> candle_core::Result<Tensor> {
-    if rep == 1 {
-        return Ok(x.clone());
-    }
-    let (kvh, t, d) = x.dims3()?;
-    x.unsqueeze(1)?
-        .expand((kvh, rep, t, d))?
-        .reshape((kvh * rep, t, d))
 }
 
 /// `[n, heads * d]` rows `offset..offset+n` of a projection → `[heads, n, d]`.
