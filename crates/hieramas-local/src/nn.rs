@@ -1,5 +1,6 @@
 //! Building blocks shared by the llama and Gemma 3 forwards: GGUF tensor loading (with
-//! re-quantisation of slow formats), a quantized embedding table read row by row, RoPE
+//! re-quantisation of slow formats), quantized projections padded for candle's fast kernels
+//! ([`Proj`]), a quantized embedding table read row by row, RoPE
 //! tables, and attention of new queries against a per-layer KV cache with an optional
 //! sliding window.
 
@@ -35,7 +36,9 @@ fn repacked_q8_0() -> bool {
             std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni");
         let vnni256 =
             std::is_x86_feature_detected!("avxvnni") && std::is_x86_feature_detected!("avx2");
-        vnni512 || vnni256
+        // candle's own switch down to its AVX2 kernels (named after mistral.rs).
+        let forced_avx2 = std::env::var("MISTRALRS_FORCE_AVX2").as_deref() == Ok("1");
+        (vnni512 || vnni256) && !forced_avx2
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
