@@ -5,8 +5,13 @@
 //!
 //! (`cargo xtask bench local` runs it for every model of `pools/local.toml`.) Prefill rate is
 //! prompt tokens over the time of a `max_tokens = 1` request; decode rate is the extra tokens of
-//! a `max_tokens = 128` request over its extra time. Each figure is the median of `--reps` runs
-//! after one warm-up. Results are printed as a Markdown table row.
+//! a `max_tokens = 128` request over its extra time. With 1 request at a time, the four prompts
+//! run one after another and their tokens and times are summed (so one prompt the model
+//! answers briefly does not decide the figure); with 4, they run together. Each figure is the
+//! median of `--reps` runs after one warm-up. Results are printed as a Markdown table row.
+//!
+//! `HIERAMAS_QMM=candle` runs the same with candle's quantized kernels instead of
+//! `hieramas_local`'s own (see the crate's `qmm` module), for comparison.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,9 +43,16 @@ struct Run {
     wall: Duration,
 }
 
-async fn together(m: &Arc<LocalChatModel>, n: usize, max_tokens: u32, long: bool) -> Run {
+/// `n` requests at once (prompts `first..first + n`).
+async fn together(
+    m: &Arc<LocalChatModel>,
+    first: usize,
+    n: usize,
+    max_tokens: u32,
+    long: bool,
+) -> Run {
     let started = Instant::now();
-    let handles: Vec<_> = (0..n)
+    let handles: Vec<_> = (first..first + n)
         .map(|i| {
             let m = m.clone();
             let text = if long {
@@ -65,6 +77,22 @@ async fn together(m: &Arc<LocalChatModel>, n: usize, max_tokens: u32, long: bool
         completion_tokens,
         wall: started.elapsed(),
     }
+}
+
+/// The four prompts with `n` at a time (1: one after another, times and tokens summed).
+async fn all_prompts(m: &Arc<LocalChatModel>, n: usize, max_tokens: u32, long: bool) -> Run {
+    let mut total = Run {
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        wall: Duration::ZERO,
+    };
+    for first in (0..PROMPTS.len()).step_by(n) {
+        let r = together(m, first, n, max_tokens, long).await;
+        total.prompt_tokens += r.prompt_tokens;
+        total.completion_tokens += r.completion_tokens;
+        total.wall += r.wall;
+    }
+    total
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -102,18 +130,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut row = vec![id.clone(), format!("{:.2}", load.as_secs_f64())];
     for n in [1, 4] {
-        together(&m, n, 8, false).await; // warm-up
+        all_prompts(&m, n, 8, false).await; // warm-up
         let (mut prefill, mut decode, mut completion) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..reps {
-            let p = together(&m, n, 1, true).await;
+            let p = all_prompts(&m, n, 1, true).await;
             prefill.push(p.prompt_tokens as f64 / p.wall.as_secs_f64());
-            let first = together(&m, n, 1, false).await;
-            let full = together(&m, n, 128, false).await;
+            let first = all_prompts(&m, n, 1, false).await;
+            let full = all_prompts(&m, n, 128, false).await;
             let extra = full
                 .completion_tokens
                 .saturating_sub(first.completion_tokens) as f64;
             decode.push(extra / (full.wall.saturating_sub(first.wall)).as_secs_f64());
-            completion.push(full.completion_tokens as f64 / n as f64);
+            completion.push(full.completion_tokens as f64 / PROMPTS.len() as f64);
         }
         row.push(format!("{:.0}", median(prefill)));
         row.push(format!("{:.0}", median(decode)));

@@ -5,7 +5,8 @@
 //!   caches them under `$HIERAMAS_HOME/models`; a no-op when present.
 //! - [`tokenizer`] (feature `candle`, like everything below): tokenizers built from GGUF
 //!   metadata, matching llama.cpp's token ids.
-//! - [`llama`], [`gemma`]: the forwards (quantized weights, KV cache, Gemma's sliding window);
+//! - [`llama`], [`gemma`]: the forwards (quantized weights — multiplied by our own AVX-512 VNNI
+//!   kernels where the CPU has them, else by candle's — KV cache, Gemma's sliding window);
 //!   [`engine`]: a worker per model that batches concurrent requests into one forward per step.
 //! - [`chat`]: [`chat::LocalChatModel`], a `hieramas_llm::ChatModel` with chat templates,
 //!   sampling, stops and real token usage; [`minilm`]: the all-MiniLM-L6-v2 `Embedder`.
@@ -53,6 +54,13 @@ pub mod minilm;
 mod nn;
 #[cfg(feature = "candle")]
 pub mod pool;
+#[cfg(feature = "candle")]
+#[allow(unsafe_code)]
+// SIMD intrinsics; the only unsafe code in the workspace
+// AVX-512 intrinsics are stable since Rust 1.89, which candle 0.11 needs anyway (it uses them
+// too); the workspace's declared 1.85 predates that.
+#[clippy::msrv = "1.89"]
+mod qmm;
 #[cfg(feature = "candle")]
 pub mod tokenizer;
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor, ggml_file, gguf_file};
 use candle_core::{DType, Device, Module, Tensor};
 
-use crate::LocalError;
+use crate::{LocalError, qmm};
 
 pub(crate) fn ce(e: candle_core::Error) -> LocalError {
     LocalError::Format(e.to_string())
@@ -48,76 +48,151 @@ fn repacked_q8_0() -> bool {
 
 /// A quantized projection `x·Wᵀ` (`W`: `[out, in]`).
 ///
-/// candle 0.11's fast x86 path for quantized matmuls — weights re-tiled once, the activations
-/// quantized once per call, several rows multiplied per weight read — needs an input width
-/// that is a multiple of 256, which SmolLM2 (576) and Gemma 3 (640) do not have. Where that
-/// path exists (see [`repacked_q8_0`]) Q8_0 weights are stored zero-padded to the next
-/// multiple, and every input is padded likewise: the extra columns multiply zeros, so the
+/// Q8_0 and Q4_1 weights go through [`crate::qmm`] where the CPU has AVX-512 VNNI (weights as
+/// stored, one copy). Otherwise candle multiplies: its fast x86 path — weights re-tiled once,
+/// the activations quantized once per call, several rows multiplied per weight read — needs an
+/// input width that is a multiple of 256, which SmolLM2 (576) and Gemma 3 (640) do not have.
+/// Where that path exists (see [`repacked_q8_0`]) Q8_0 weights are stored zero-padded to the
+/// next multiple, and every input is padded likewise: the extra columns multiply zeros, so the
 /// product is unchanged up to activation rounding.
 pub(crate) struct Proj {
-    m: QMatMul,
-    /// Zero columns appended to the weight (0: unpadded).
-    pad: usize,
+    kind: Kind,
+}
+
+enum Kind {
+    /// Multiplied by [`crate::qmm`].
+    Own {
+        w: Arc<QTensor>,
+        fmt: qmm::Format,
+        n: usize,
+        k: usize,
+    },
+    /// Multiplied by candle, the weight stored with `pad` zero columns (0: unpadded).
+    Candle { m: QMatMul, pad: usize },
 }
 
 impl Proj {
     /// Wraps a loaded (and, where slow, re-quantised) weight; see [`load_qtensor`].
     pub(crate) fn new(t: QTensor) -> Result<Proj, LocalError> {
         let (t, pad) = padded_weight(t)?;
-        Ok(Proj {
-            m: QMatMul::from_qtensor(t).map_err(ce)?,
-            pad,
-        })
+        Proj::shared(Arc::new(t), pad)
     }
 
     /// A projection over a weight shared with an embedding table, stored with `pad` zero
     /// columns.
     fn shared(t: Arc<QTensor>, pad: usize) -> Result<Proj, LocalError> {
-        Ok(Proj {
-            m: QMatMul::from_arc(t).map_err(ce)?,
-            pad,
-        })
-    }
-
-    fn padded(&self, x: &Tensor) -> Result<Tensor, LocalError> {
-        if self.pad == 0 {
-            Ok(x.clone())
-        } else {
-            x.pad_with_zeros(candle_core::D::Minus1, 0, self.pad)
-                .map_err(ce)
-        }
+        let fmt = qmm::Format::of(t.dtype()).filter(|_| pad == 0 && qmm::available());
+        let kind = match fmt {
+            Some(fmt) => {
+                let (n, k) = t.shape().dims2().map_err(ce)?;
+                Kind::Own { w: t, fmt, n, k }
+            }
+            None => Kind::Candle {
+                m: QMatMul::from_arc(t).map_err(ce)?,
+                pad,
+            },
+        };
+        Ok(Proj { kind })
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor, LocalError> {
-        self.m.forward(&self.padded(x)?).map_err(ce)
+        let [y] = Proj::forward_all([self], x)?;
+        Ok(y)
     }
 
-    /// Several projections of one input (q, k, v; gate, up), the input padded once.
+    /// Several projections of one input (q, k, v; gate, up): the input quantized (or padded)
+    /// once, and the [`crate::qmm`] ones multiplied in one parallel pass.
     pub(crate) fn forward_all<const N: usize>(
         ps: [&Proj; N],
         x: &Tensor,
     ) -> Result<[Tensor; N], LocalError> {
+        let mut out: [Option<Tensor>; N] = std::array::from_fn(|_| None);
+        let own: Vec<usize> = (0..N)
+            .filter(|&i| matches!(ps[i].kind, Kind::Own { .. }))
+            .collect();
+        if !own.is_empty() {
+            for (i, y) in own.iter().zip(own_forward(
+                &own.iter().map(|&i| ps[i]).collect::<Vec<_>>(),
+                x,
+            )?) {
+                out[*i] = Some(y);
+            }
+        }
         let mut cache: Option<(usize, Tensor)> = None;
-        let mut out = Vec::with_capacity(N);
-        for p in ps {
+        for (p, slot) in ps.iter().zip(out.iter_mut()) {
+            let Kind::Candle { m, pad } = &p.kind else {
+                continue;
+            };
             let xp = match &cache {
-                Some((pad, t)) if *pad == p.pad => t.clone(),
+                Some((cached, t)) if cached == pad => t.clone(),
                 _ => {
-                    let t = p.padded(x)?;
-                    cache = Some((p.pad, t.clone()));
+                    let t = if *pad == 0 {
+                        x.clone()
+                    } else {
+                        x.pad_with_zeros(candle_core::D::Minus1, 0, *pad)
+                            .map_err(ce)?
+                    };
+                    cache = Some((*pad, t.clone()));
                     t
                 }
             };
-            out.push(p.m.forward(&xp).map_err(ce)?);
+            *slot = Some(m.forward(&xp).map_err(ce)?);
         }
+        let out: Vec<Tensor> = out.into_iter().flatten().collect();
         out.try_into()
             .map_err(|_| LocalError::Format("forward_all: wrong number of outputs".into()))
     }
 
     /// Replaces the quantized weight by its f32 dequantization (see `Net::dequantize`).
     pub(crate) fn dequantize(&mut self) -> Result<(), LocalError> {
-        dequantize(&mut self.m)
+        match &mut self.kind {
+            Kind::Own { w, .. } => {
+                let f = w.dequantize(&Device::Cpu).map_err(ce)?;
+                self.kind = Kind::Candle {
+                    m: QMatMul::Tensor(f),
+                    pad: 0,
+                };
+                Ok(())
+            }
+            Kind::Candle { m, .. } => dequantize(m),
+        }
     }
+}
+
+/// `x` (`[m, k]`) through projections that are all [`Kind::Own`]: `[m, n]` each.
+fn own_forward(ps: &[&Proj], x: &Tensor) -> Result<Vec<Tensor>, LocalError> {
+    let (m, k) = x.dims2().map_err(ce)?;
+    let xs = x
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(ce)?;
+    let a = qmm::QAct::new(&xs, m, k);
+    let mut bytes = Vec::with_capacity(ps.len());
+    let mut shapes = Vec::with_capacity(ps.len());
+    for p in ps {
+        if let Kind::Own { w, fmt, n, k } = &p.kind {
+            bytes.push(w.data().map_err(ce)?);
+            shapes.push((*fmt, *n, *k));
+        }
+    }
+    let ws: Vec<qmm::Weight<'_>> = bytes
+        .iter()
+        .zip(&shapes)
+        .map(|(data, &(fmt, n, k))| qmm::Weight { fmt, n, k, data })
+        .collect();
+    let outs = qmm::matmul_t(&ws, &a).map_err(LocalError::Format)?;
+    outs.into_iter()
+        .zip(&shapes)
+        .map(|(o, &(_, n, _))| {
+            let t = Tensor::from_vec(o, (n, m), &Device::Cpu)?;
+            if m == 1 {
+                t.reshape((1, n))
+            } else {
+                t.t()?.contiguous()
+            }
+        })
+        .collect::<candle_core::Result<Vec<_>>>()
+        .map_err(ce)
 }
 
 /// `t` zero-padded where that gets the repacked kernels (see [`Proj`]), with the number of
@@ -125,7 +200,7 @@ impl Proj {
 fn padded_weight(t: QTensor) -> Result<(QTensor, usize), LocalError> {
     let (_, k) = t.shape().dims2().map_err(ce)?;
     let pad = k.next_multiple_of(PAD_TO) - k;
-    if pad == 0 || t.dtype() != GgmlDType::Q8_0 || !repacked_q8_0() {
+    if pad == 0 || t.dtype() != GgmlDType::Q8_0 || !repacked_q8_0() || qmm::available() {
         return Ok((t, 0));
     }
     // Byte by byte: each row gets `pad / 32` all-zero blocks (scale 0, values 0), exactly.
@@ -147,9 +222,14 @@ fn padded_weight(t: QTensor) -> Result<(QTensor, usize), LocalError> {
     Ok((padded, pad))
 }
 
-/// Quant types candle 0.11 has no fast CPU kernel for: re-quantised to Q8_0 at load.
+/// Quant types without a fast CPU kernel here: re-quantised to Q8_0 at load (Q4_1 only where
+/// [`crate::qmm`] cannot multiply it).
 fn is_slow(t: GgmlDType) -> bool {
-    matches!(t, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1)
+    match t {
+        GgmlDType::Q4_1 => !qmm::available(),
+        GgmlDType::Q5_0 | GgmlDType::Q5_1 => true,
+        _ => false,
+    }
 }
 
 /// Loads a quantized tensor, re-quantising slow CPU formats to Q8_0.
@@ -525,7 +605,14 @@ mod tests {
         let orig = weight(n, k);
         let reference = orig.dequantize(&Device::Cpu).unwrap();
         let (padded, pad) = padded_weight(weight(n, k)).unwrap();
-        assert_eq!(pad, if repacked_q8_0() { 192 } else { 0 });
+        assert_eq!(
+            pad,
+            if repacked_q8_0() && !qmm::available() {
+                192
+            } else {
+                0
+            }
+        );
         let p = padded.dequantize(&Device::Cpu).unwrap();
         assert_eq!(p.dims(), &[n, k + pad]);
         let left = p.narrow(1, 0, k).unwrap();
