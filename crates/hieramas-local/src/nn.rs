@@ -397,13 +397,51 @@ pub(crate) fn rope_tables(
     Ok((freqs.cos().map_err(ce)?, freqs.sin().map_err(ce)?))
 }
 
-/// One layer's cached keys and values, `[kv_heads, t, head_dim]` each, for absolute positions
-/// `start..start + t`.
-#[derive(Clone)]
+/// One layer's cached keys and values: rows of `kv_heads × head_dim` values, one per token,
+/// appended in place (no re-concatenation per step). Rows before `skip` have left a sliding
+/// window and are dropped in bulk once they are half the buffer.
+#[derive(Clone, Default)]
 pub(crate) struct LayerKv {
-    k: Tensor,
-    v: Tensor,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    /// Rows at the front no longer attended to.
+    skip: usize,
+    /// Absolute position of row `skip`.
     start: usize,
+}
+
+impl LayerKv {
+    /// Appends `n` tokens' keys and values given head-major (`[kv_heads, n, d]`).
+    fn push(&mut self, k: &[f32], v: &[f32], kvh: usize, n: usize, d: usize) {
+        self.k.reserve(n * kvh * d);
+        self.v.reserve(n * kvh * d);
+        for i in 0..n {
+            for g in 0..kvh {
+                let at = (g * n + i) * d;
+                self.k.extend_from_slice(&k[at..at + d]);
+                self.v.extend_from_slice(&v[at..at + d]);
+            }
+        }
+    }
+
+    /// Forgets the keys before absolute position `from`.
+    fn keep_from(&mut self, from: usize, row: usize) {
+        if from <= self.start {
+            return;
+        }
+        self.skip += from - self.start;
+        self.start = from;
+        if self.skip >= 64 && self.skip * row * 2 >= self.k.len() {
+            self.k.drain(..self.skip * row);
+            self.v.drain(..self.skip * row);
+            self.skip = 0;
+        }
+    }
+
+    /// Rows kept (absolute positions `start..start + rows`).
+    fn rows(&self, row: usize) -> usize {
+        self.k.len() / row - self.skip
+    }
 }
 
 /// How new queries attend.
@@ -415,6 +453,10 @@ pub(crate) struct AttnSpec {
     /// A query at position p sees keys at positions > p - window (Gemma's local layers).
     pub window: Option<usize>,
 }
+
+/// Up to this many new tokens per sequence (decoding) attend in plain loops over the cache;
+/// more (prefill chunks) through candle's matmuls.
+const LOOP_ATTENTION_MAX: usize = 8;
 
 /// Attention of `n` new tokens at absolute positions `pos..pos + n` (`q`: `[heads, n, d]`,
 /// `k`/`v`: `[kv_heads, n, d]`, already rotated) against `slot`'s cache, which they extend.
@@ -429,22 +471,120 @@ pub(crate) fn attend(
     spec: &AttnSpec,
 ) -> Result<Tensor, LocalError> {
     let n = q.dim(1).map_err(ce)?;
-    let (k_all, v_all, start) = match slot.take() {
-        Some(c) => (
-            Tensor::cat(&[&c.k, &k], 1).map_err(ce)?,
-            Tensor::cat(&[&c.v, &v], 1).map_err(ce)?,
-            c.start,
-        ),
-        None => (k, v, pos),
-    };
-    let total = k_all.dim(1).map_err(ce)?;
     let (kvh, d) = (spec.kv_heads, spec.head_dim);
+    let row = kvh * d;
+    let flat = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(ce);
+    let cache = slot.get_or_insert_with(|| LayerKv {
+        start: pos,
+        ..LayerKv::default()
+    });
+    if cache.start + cache.rows(row) != pos {
+        return Err(LocalError::Format(format!(
+            "attention: cache holds positions {}..{}, new tokens start at {pos}",
+            cache.start,
+            cache.start + cache.rows(row)
+        )));
+    }
+    cache.push(&flat(&k)?, &flat(&v)?, kvh, n, d);
+    let out = if n <= LOOP_ATTENTION_MAX {
+        let out = attend_loops(cache, &flat(q)?, n, pos, spec);
+        Tensor::from_vec(out, (n, spec.heads * d), q.device()).map_err(ce)?
+    } else {
+        attend_matmul(cache, q, n, pos, spec)?
+    };
+    // Keep what a later query (position ≥ pos + n) can still see.
+    if let Some(w) = spec.window {
+        cache.keep_from((pos + n).saturating_sub(w - 1), row);
+    }
+    Ok(out)
+}
+
+/// First absolute key position a query at `qp` sees.
+fn first_visible(qp: usize, start: usize, window: Option<usize>) -> usize {
+    window.map_or(start, |w| (qp + 1).saturating_sub(w).max(start))
+}
+
+/// `[n, heads * d]` attention outputs, one query row and head at a time (few new tokens:
+/// candle's per-op overhead would dominate).
+fn attend_loops(kv: &LayerKv, q: &[f32], n: usize, pos: usize, spec: &AttnSpec) -> Vec<f32> {
+    let (h, kvh, d) = (spec.heads, spec.kv_heads, spec.head_dim);
+    let (row, rep) = (kvh * d, h / kvh);
+    let scale = spec.scale as f32;
+    let mut out = vec![0f32; n * h * d];
+    let mut scores = Vec::new();
+    for head in 0..h {
+        let g = head / rep;
+        for i in 0..n {
+            let qp = pos + i;
+            let first = first_visible(qp, kv.start, spec.window);
+            let qv = &q[(head * n + i) * d..][..d];
+            let key_at = |kp: usize| (kv.skip + kp - kv.start) * row + g * d;
+            scores.clear();
+            scores.extend((first..=qp).map(|kp| dot(qv, &kv.k[key_at(kp)..][..d]) * scale));
+            let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let mut sum = 0f32;
+            for s in scores.iter_mut() {
+                *s = (*s - max).exp();
+                sum += *s;
+            }
+            let o = &mut out[(i * h + head) * d..][..d];
+            for (kp, s) in (first..=qp).zip(&scores) {
+                axpy(s / sum, &kv.v[key_at(kp)..][..d], o);
+            }
+        }
+    }
+    out
+}
+
+/// `Σ a·b`, eight lanes at a time (vectorised by the compiler).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `o += a·x`.
+fn axpy(a: f32, x: &[f32], o: &mut [f32]) {
+    for (o, x) in o.iter_mut().zip(x) {
+        *o += a * x;
+    }
+}
+
+/// The same as [`attend_loops`] with candle's matmuls over the whole cache (prefill chunks).
+fn attend_matmul(
+    kv: &LayerKv,
+    q: &Tensor,
+    n: usize,
+    pos: usize,
+    spec: &AttnSpec,
+) -> Result<Tensor, LocalError> {
+    let (kvh, d) = (spec.kv_heads, spec.head_dim);
+    let row = kvh * d;
+    let total = kv.rows(row);
+    let head_major = |data: &[f32]| {
+        Tensor::from_slice(&data[kv.skip * row..], (total, kvh, d), q.device())
+            .and_then(|t| t.transpose(0, 1))
+            .and_then(|t| t.contiguous())
+            .map_err(ce)
+    };
+    let (k_all, v_all) = (head_major(&kv.k)?, head_major(&kv.v)?);
     let rep = spec.heads / kvh;
     // Grouped-query attention without copying K and V per query head: the queries of the
     // `rep` heads that read one kv head (heads kvh·rep + r) are stacked as rows, [kvh, rep·n, d].
     let qg = q.reshape((kvh, rep * n, d)).map_err(ce)?;
     let mut att = (qg.matmul(&k_all.t().map_err(ce)?).map_err(ce)? * spec.scale).map_err(ce)?;
-    if let Some(mask) = mask(n, pos, start, total, spec.window, q.device())? {
+    if let Some(mask) = mask(n, pos, kv.start, total, spec.window, q.device())? {
         att = att
             .reshape((kvh, rep, n, total))
             .and_then(|a| a.broadcast_add(&mask))
@@ -452,32 +592,11 @@ pub(crate) fn attend(
             .map_err(ce)?;
     }
     let att = candle_nn::ops::softmax_last_dim(&att).map_err(ce)?;
-    let out = att
-        .matmul(&v_all)
+    att.matmul(&v_all)
         .and_then(|o| o.reshape((spec.heads, n, d)))
         .and_then(|o| o.transpose(0, 1))
         .and_then(|o| o.reshape((n, spec.heads * d)))
-        .map_err(ce)?;
-    // Keep what a later query (position ≥ pos + n) can still see.
-    let keep_from = match spec.window {
-        Some(w) => (pos + n).saturating_sub(w - 1).max(start),
-        None => start,
-    };
-    let (k_all, v_all) = if keep_from > start {
-        let drop = keep_from - start;
-        (
-            k_all.narrow(1, drop, total - drop).map_err(ce)?,
-            v_all.narrow(1, drop, total - drop).map_err(ce)?,
-        )
-    } else {
-        (k_all, v_all)
-    };
-    *slot = Some(LayerKv {
-        k: k_all,
-        v: v_all,
-        start: keep_from,
-    });
-    Ok(out)
+        .map_err(ce)
 }
 
 /// Additive mask `[n, total]` for queries at `pos..pos+n` over keys at `start..start+total`,
@@ -664,5 +783,95 @@ mod tests {
         let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap();
         assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
         assert!(table.lookup(&[64], &Device::Cpu).is_err());
+    }
+
+    fn values(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i + seed) * 2654435761) % 1000) as f32 / 250.0 - 2.0)
+            .collect()
+    }
+
+    /// Loop and matmul attention agree, step by step, with grouped heads and a sliding window
+    /// that drops (and compacts) old keys.
+    #[test]
+    fn loop_and_matmul_attention_agree_over_a_sliding_window() {
+        let dev = Device::Cpu;
+        for window in [None, Some(5)] {
+            let spec = AttnSpec {
+                heads: 4,
+                kv_heads: 2,
+                head_dim: 16,
+                scale: 0.25,
+                window,
+            };
+            let (h, kvh, d) = (spec.heads, spec.kv_heads, spec.head_dim);
+            let mut slot = None;
+            let mut pos = 0;
+            for (step, n) in [3usize, 1, 1, 2, 1, 1, 1, 4, 1]
+                .into_iter()
+                .cycle()
+                .take(90)
+                .enumerate()
+            {
+                let t = |heads: usize, salt: usize| {
+                    Tensor::from_vec(values(heads * n * d, step * 7 + salt), (heads, n, d), &dev)
+                        .unwrap()
+                };
+                let (q, k, v) = (t(h, 1), t(kvh, 2), t(kvh, 3));
+                let before = slot.clone();
+                let got = attend(&mut slot, &q, k.clone(), v.clone(), pos, &spec).unwrap();
+                // The same step through the other path, from the same cache.
+                let mut other = before.clone();
+                let cache = other.get_or_insert_with(|| LayerKv {
+                    start: pos,
+                    ..LayerKv::default()
+                });
+                let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                cache.push(&flat(&k), &flat(&v), kvh, n, d);
+                let a = Tensor::from_vec(
+                    attend_loops(cache, &flat(&q), n, pos, &spec),
+                    (n, h * d),
+                    &dev,
+                )
+                .unwrap();
+                let b = attend_matmul(cache, &q, n, pos, &spec).unwrap();
+                let diff = |x: &Tensor, y: &Tensor| {
+                    (x - y)
+                        .unwrap()
+                        .abs()
+                        .unwrap()
+                        .max_all()
+                        .unwrap()
+                        .to_scalar::<f32>()
+                        .unwrap()
+                };
+                assert!(diff(&a, &b) < 1e-5, "step {step}: loops vs matmul differ");
+                assert!(diff(&got, &a) < 1e-5, "step {step}: attend differs");
+                pos += n;
+                let kept = slot.as_ref().unwrap();
+                if let Some(w) = window {
+                    assert_eq!(
+                        kept.start,
+                        (pos + 1).saturating_sub(w),
+                        "step {step}"
+                    );
+                    assert!(kept.k.len() <= (64 * 2 + w) * kvh * d * 2);
+                } else {
+                    assert_eq!(kept.rows(kvh * d), pos);
+                }
+            }
+        }
+        // A cache that does not end where the new tokens start is refused.
+        let spec = AttnSpec {
+            heads: 1,
+            kv_heads: 1,
+            head_dim: 8,
+            scale: 1.0,
+            window: None,
+        };
+        let one = Tensor::zeros((1, 1, 8), DType::F32, &dev).unwrap();
+        let mut slot = None;
+        attend(&mut slot, &one, one.clone(), one.clone(), 0, &spec).unwrap();
+        assert!(attend(&mut slot, &one, one.clone(), one.clone(), 5, &spec).is_err());
     }
 }
