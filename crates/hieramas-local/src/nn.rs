@@ -183,14 +183,7 @@ fn own_forward(ps: &[&Proj], x: &Tensor) -> Result<Vec<Tensor>, LocalError> {
     let outs = qmm::matmul_t(&ws, &a).map_err(LocalError::Format)?;
     outs.into_iter()
         .zip(&shapes)
-        .map(|(o, &(_, n, _))| {
-            let t = Tensor::from_vec(o, (n, m), &Device::Cpu)?;
-            if m == 1 {
-                t.reshape((1, n))
-            } else {
-                t.t()?.contiguous()
-            }
-        })
+        .map(|(o, &(_, n, _))| Tensor::from_vec(o, (m, n), &Device::Cpu))
         .collect::<candle_core::Result<Vec<_>>>()
         .map_err(ce)
 }
@@ -850,11 +843,7 @@ mod tests {
                 pos += n;
                 let kept = slot.as_ref().unwrap();
                 if let Some(w) = window {
-                    assert_eq!(
-                        kept.start,
-                        (pos + 1).saturating_sub(w),
-                        "step {step}"
-                    );
+                    assert_eq!(kept.start, (pos + 1).saturating_sub(w), "step {step}");
                     assert!(kept.k.len() <= (64 * 2 + w) * kvh * d * 2);
                 } else {
                     assert_eq!(kept.rows(kvh * d), pos);

@@ -79,7 +79,8 @@ fn cpu_has_features() -> bool {
 pub(crate) struct QAct {
     m: usize,
     k: usize,
-    /// `round(x / d)`, in [-127, 127].
+    /// `x / d` rounded to nearest, ties to even (as llama.cpp's SIMD quantizers), in
+    /// [-127, 127].
     q: Vec<i8>,
     /// `q + 128` (VNNI multiplies unsigned by signed bytes).
     u: Vec<u8>,
@@ -97,30 +98,45 @@ impl QAct {
         let mut a = QAct {
             m,
             k,
-            q: Vec::with_capacity(m * k),
-            u: Vec::with_capacity(m * k),
-            d: Vec::with_capacity(blocks),
-            s: Vec::with_capacity(blocks),
+            q: Vec::new(),
+            u: Vec::new(),
+            d: Vec::new(),
+            s: Vec::new(),
         };
-        for block in x.chunks_exact(QK) {
-            let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            let mut sum = 0i32;
-            for v in block {
-                let q = (v * id).round() as i8;
-                sum += i32::from(q);
-                a.q.push(q);
-                a.u.push((i16::from(q) + 128) as u8);
-            }
-            a.d.push(d);
-            a.s.push(d * sum as f32);
+        a.q.resize(m * k, 0);
+        a.u.resize(m * k, 0);
+        a.d.resize(blocks, 0.0);
+        a.s.resize(blocks, 0.0);
+        #[cfg(target_arch = "x86_64")]
+        if cpu_has_features() {
+            // SAFETY: the CPU features were just checked; the buffers hold `blocks` blocks.
+            unsafe { x86::quantize(x, &mut a) };
+            return a;
         }
+        quantize_scalar(x, &mut a);
         a
     }
 
     fn blocks_per_row(&self) -> usize {
         self.k / QK
+    }
+}
+
+/// [`QAct::new`]'s arithmetic one value at a time (CPUs without the kernels' features).
+fn quantize_scalar(x: &[f32], a: &mut QAct) {
+    for (b, block) in x.chunks_exact(QK).enumerate() {
+        let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let mut sum = 0i32;
+        for (i, v) in block.iter().enumerate() {
+            let q = (v * id).round_ties_even() as i8;
+            sum += i32::from(q);
+            a.q[b * QK + i] = q;
+            a.u[b * QK + i] = (i16::from(q) + 128) as u8;
+        }
+        a.d[b] = d;
+        a.s[b] = d * sum as f32;
     }
 }
 
@@ -135,8 +151,7 @@ pub(crate) struct Weight<'a> {
 /// Weight rows per unit of work handed to a thread.
 const TILE: usize = 16;
 
-/// `x·Wᵀ` for each weight (all with `a.k` inputs): one `[n, m]` buffer per weight, row `r`
-/// holding weight row `r`'s product with each activation row. Every weight's bytes must be
+/// `x·Wᵀ` for each weight (all with `a.k` inputs): one `[m, n]` buffer per weight. Every weight's bytes must be
 /// `n · k / 32` whole blocks (checked).
 pub(crate) fn matmul_t(ws: &[Weight<'_>], a: &QAct) -> Result<Vec<Vec<f32>>, String> {
     for w in ws {
@@ -170,8 +185,8 @@ pub(crate) fn matmul_t(ws: &[Weight<'_>], a: &QAct) -> Result<Vec<Vec<f32>>, Str
             let w = &ws[wi];
             let r0 = (tile - firsts[wi]) * TILE;
             let rows = r0..(r0 + TILE).min(w.n);
-            // SAFETY: the CPU features were checked above; tiles write disjoint rows of their
-            // weight's buffer, which outlives the parallel region.
+            // SAFETY: the CPU features were checked above; tiles write disjoint columns of
+            // their weight's buffer, which outlives the parallel region.
             #[cfg(target_arch = "x86_64")]
             unsafe {
                 x86::tile(w, rows, a, ptrs[wi].0)
@@ -185,7 +200,7 @@ pub(crate) fn matmul_t(ws: &[Weight<'_>], a: &QAct) -> Result<Vec<Vec<f32>>, Str
 /// A buffer written by several threads at disjoint offsets.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
-// SAFETY: each tile writes only its own rows (see `matmul_t`).
+// SAFETY: each tile writes only its own columns (see `matmul_t`).
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
@@ -194,7 +209,42 @@ mod x86 {
     use super::{Format, QAct, QK, Weight};
     use std::arch::x86_64::*;
 
-    /// Weight rows `rows` of `w` times every activation row, into `out` (`[n, m]`).
+    /// Fills `a` (buffers sized) from `x`, 32 values per block, two 512-bit vectors each.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+    pub(super) unsafe fn quantize(x: &[f32], a: &mut QAct) {
+        let flip = _mm_set1_epi8(-128);
+        for (b, block) in x.chunks_exact(QK).enumerate() {
+            let (v0, v1) = unsafe {
+                (
+                    _mm512_loadu_ps(block.as_ptr()),
+                    _mm512_loadu_ps(block.as_ptr().add(16)),
+                )
+            };
+            let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+            let d = amax / 127.0;
+            let id = _mm512_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+            // Round to nearest, ties to even (the default rounding mode).
+            let i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, id));
+            let i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, id));
+            let (q0, q1) = (_mm512_cvtepi32_epi8(i0), _mm512_cvtepi32_epi8(i1));
+            let at = b * QK;
+            unsafe {
+                _mm_storeu_si128(a.q.as_mut_ptr().add(at).cast(), q0);
+                _mm_storeu_si128(a.q.as_mut_ptr().add(at + 16).cast(), q1);
+                // q + 128 as an unsigned byte is q with its top bit flipped.
+                _mm_storeu_si128(a.u.as_mut_ptr().add(at).cast(), _mm_xor_si128(q0, flip));
+                _mm_storeu_si128(
+                    a.u.as_mut_ptr().add(at + 16).cast(),
+                    _mm_xor_si128(q1, flip),
+                );
+            }
+            a.d[b] = d;
+            a.s[b] = d * _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1)) as f32;
+        }
+    }
+
+    /// Weight rows `rows` of `w` times every activation row, into columns `rows` of `out`
+    /// (`[m, n]`).
     ///
     /// The inner loops step raw pointers (no index arithmetic) so that they stay free of
     /// overflow and bounds checks even in dev builds.
@@ -236,7 +286,7 @@ mod x86 {
                     }
                 };
                 for (t, v) in res.iter().take(r).enumerate() {
-                    unsafe { *out.add(row * a.m + j + t) = *v };
+                    unsafe { *out.add((j + t) * w.n + row) = *v };
                 }
             }
             j += 4;
@@ -466,7 +516,7 @@ mod tests {
                         total += f64::from(f16(&blk[2..])) * f64::from(a.s[j * nb + b]);
                     }
                 }
-                out[r * a.m + j] = total as f32;
+                out[j * w.n + r] = total as f32;
             }
         }
         out
@@ -489,12 +539,34 @@ mod tests {
         x[0] = 127.0;
         x[1] = -63.5;
         x[2] = 0.4;
+        x[3] = 2.5;
         let a = QAct::new(&x, 2, 32);
         assert_eq!(a.d, vec![1.0, 0.0]);
-        assert_eq!(&a.q[..3], &[127, -64, 0]); // halves round away from zero, as roundf
-        assert_eq!(&a.u[..3], &[255, 64, 128]);
-        assert_eq!(a.s[0], 63.0);
+        assert_eq!(&a.q[..3], &[127, -64, 0]); // -63.5: ties to even
+        assert_eq!(a.q[3], 2); // ties to even, not away from zero
+        assert_eq!(&a.u[..4], &[255, 64, 128, 130]);
+        assert_eq!(a.s[0], 65.0);
         assert!(a.q[32..].iter().all(|&q| q == 0) && a.s[1] == 0.0);
+    }
+
+    proptest! {
+        /// The vector quantizer gives the scalar one's bytes and scales exactly.
+        #[test]
+        fn vector_and_scalar_quantizers_agree(
+            x in proptest::collection::vec(-300f32..300.0, 32..=256), scale in 0.001f32..10.0,
+        ) {
+            let k = x.len() / QK * QK;
+            let x: Vec<f32> = x[..k].iter().map(|v| v * scale).collect();
+            let fast = QAct::new(&x, 1, k);
+            let mut slow = QAct::new(&x, 1, k);
+            quantize_scalar(&x, &mut slow);
+            prop_assert_eq!(&fast.q, &slow.q);
+            prop_assert_eq!(&fast.u, &slow.u);
+            prop_assert_eq!(&fast.d, &slow.d);
+            for (f, s) in fast.s.iter().zip(&slow.s) {
+                prop_assert!((f - s).abs() <= 1e-6 * s.abs().max(1.0));
+            }
+        }
     }
 
     #[test]
@@ -572,7 +644,7 @@ mod tests {
             let scale = want.iter().flatten().fold(0f32, |a, v| a.max(v.abs()));
             for (j, row) in want.iter().enumerate() {
                 for (r, e) in row.iter().enumerate() {
-                    let g = got[r * m + j];
+                    let g = got[j * n + r];
                     assert!(
                         (g - e).abs() < 0.01 * scale,
                         "{dtype:?} [{j},{r}]: {g} vs {e}"
