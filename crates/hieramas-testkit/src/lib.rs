@@ -27,6 +27,8 @@
 //! # }
 //! ```
 
+mod timer;
+
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -46,6 +48,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+use crate::timer::PreciseTimer;
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
@@ -120,7 +124,8 @@ impl RecordedRequest {
 /// Server behaviour that is not a one-off fault.
 #[derive(Clone, Debug, Default)]
 pub struct ServerOptions {
-    /// Added before every answer (a stand-in for model latency in benchmarks).
+    /// Added before every answer (a stand-in for model latency in benchmarks), timed to a
+    /// fraction of a millisecond by a timer thread (tokio's timer would add up to 2 ms).
     pub latency: Duration,
     /// When set, OpenAI-style requests must carry `Authorization: Bearer <key>` and Anthropic
     /// requests `x-api-key: <key>`; others get `401`.
@@ -137,6 +142,8 @@ struct State {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     catalog: Mutex<Value>,
+    /// Times `options.latency` (only when it is set).
+    timer: Option<PreciseTimer>,
 }
 
 /// Counts a request as in flight until dropped.
@@ -184,8 +191,14 @@ impl TestServer {
     pub async fn start_with(options: ServerOptions) -> std::io::Result<TestServer> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let timer = if options.latency.is_zero() {
+            None
+        } else {
+            PreciseTimer::start()
+        };
         let state = Arc::new(State {
             options,
+            timer,
             faults: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
             count: AtomicUsize::new(0),
@@ -387,8 +400,10 @@ async fn handle(
         lock(&state.requests).push(recorded.clone());
     }
     let fault = lock(&state.faults).pop_front();
-    if !state.options.latency.is_zero() {
-        tokio::time::sleep(state.options.latency).await;
+    match &state.timer {
+        Some(timer) => timer.sleep(state.options.latency).await,
+        None if !state.options.latency.is_zero() => tokio::time::sleep(state.options.latency).await,
+        None => {}
     }
     let api = route(&method, &path);
     let error = |status: StatusCode, msg: &str| {

@@ -5,8 +5,10 @@
 //!   building and tracing cost per query. Target < 100 µs.
 //! - `throughput` (printed, not timed by criterion): 1,000 queries, 256 in flight, against the
 //!   loopback OpenAI-compatible test server that sleeps 50 ms per call; wall time compared with
-//!   the ideal `critical path × waves`. Target ideal ÷ wall ≥ 0.95. Printed beside it: the same
-//!   with an in-process model that sleeps 50 ms (the scheduler alone, without HTTP).
+//!   the ideal `critical path × waves`. Target ideal ÷ wall ≥ 0.95, on a warm connection pool
+//!   (a first, cold pass, which also opens the client's connections, is printed before it).
+//!   Printed after them: the same with an in-process model that sleeps 50 ms (the scheduler
+//!   alone, without HTTP).
 //!
 //! Results are recorded in `benchmarks/orchestration.md`.
 #![allow(clippy::unwrap_used)]
@@ -150,8 +152,7 @@ fn bench(c: &mut Criterion) {
     let ideal = critical_path * queries.div_ceil(in_flight) as f64;
     // Every query is a task of its own, so the runtime spreads them over its workers (polled
     // inside one `block_on`, they would all run on the calling thread).
-    let go = |p: Plan<'static>, label: &str| {
-        let p = Arc::new(p);
+    let go = |p: Arc<Plan<'static>>, label: &str| {
         let cpu0 = cpu_seconds();
         let started = Instant::now();
         rt.block_on(async {
@@ -171,11 +172,15 @@ fn bench(c: &mut Criterion) {
             ideal / wall
         );
     };
-    go(p, "loopback HTTP server");
+    // The first pass opens the client's connections (up to 512: two proposers per query);
+    // the second runs on a warm pool, as a long-running process does.
+    let p = Arc::new(p);
+    go(p.clone(), "loopback HTTP server, cold: connections opened");
+    go(p, "loopback HTTP server, warm connection pool");
     // The same with an in-process model that sleeps 50 ms: the scheduler alone, no HTTP.
     let mut p = plan(t, roles, sleeping_model(Duration::from_millis(50)));
     p.sampling.max_tokens = 128;
-    go(p, "in-process 50 ms model");
+    go(Arc::new(p), "in-process 50 ms model");
 }
 
 /// User + system CPU seconds of this process so far (Linux; 0 elsewhere).
