@@ -1,10 +1,11 @@
 //! Sleeps kept to a fraction of a millisecond, for the server's `latency`.
 //!
 //! Tokio's timer counts whole milliseconds and rounds every deadline up, so a 50 ms
-//! `tokio::time::sleep` lasts 50.2–51.9 ms (mean 51.2 ms measured here; this timer: mean 50.2). A benchmark that chains seven calls per query and
-//! compares wall time with `7 × 50 ms` would charge that rounding to the client. Here one thread
-//! keeps the deadlines in a heap and waits on a condition variable with a nanosecond timeout (a
-//! futex wait: the kernel's timer slack, ~50 µs), then wakes the sleeping tasks.
+//! `tokio::time::sleep` lasts 50.2–51.9 ms (mean 51.2 ms measured here; this timer: mean
+//! 50.2). A benchmark that chains seven calls per query and compares wall time with
+//! `7 × 50 ms` would charge that rounding to the client. Here one thread keeps the deadlines in
+//! a heap and waits on a condition variable with a nanosecond timeout (a futex wait: the
+//! kernel's timer slack, ~50 µs), then wakes the sleeping tasks.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
