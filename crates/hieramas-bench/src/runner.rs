@@ -26,7 +26,7 @@ use crate::query::{Gold, Query, Selection};
 use crate::reference::EnsembleSetup;
 
 /// Bumped when grading changes in a way that changes verdicts, so old records are not reused.
-pub const GRADER_VERSION: u32 = 1;
+pub const GRADER_VERSION: u32 = 2;
 
 /// Everything that decides an evaluation's records.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -101,13 +101,21 @@ impl Checker {
     pub async fn grade(&self, q: &Query, responses: &[String]) -> Result<Graded, BenchError> {
         match &q.gold {
             Gold::Math(gold) => {
-                let verdicts: Vec<math::Verdict> =
-                    responses.iter().map(|r| math::grade(r, gold)).collect();
-                let winner = vote(
-                    &verdicts,
-                    |v| v.extracted.clone(),
-                    |a, b| math::equivalent(a, b),
-                );
+                // A grader that fails on this query (it never should) is this record's error.
+                let graded = hieramas_tasks::catch_grader(|| {
+                    let verdicts: Vec<math::Verdict> =
+                        responses.iter().map(|r| math::grade(r, gold)).collect();
+                    let winner = vote(
+                        &verdicts,
+                        |v| v.extracted.clone(),
+                        |a, b| math::equivalent(a, b),
+                    );
+                    (verdicts, winner)
+                });
+                let (verdicts, winner) = match graded {
+                    Ok(v) => v,
+                    Err(e) => return Ok(Graded::failed(e.to_string())),
+                };
                 Ok(match winner {
                     Some(i) => Graded {
                         extracted: verdicts[i].extracted.clone(),
@@ -118,11 +126,18 @@ impl Checker {
                 })
             }
             Gold::Mmlu { letter, choices } => {
-                let verdicts: Vec<mmlu::Verdict> = responses
-                    .iter()
-                    .map(|r| mmlu::grade(r, *letter, Some(choices)))
-                    .collect();
-                let winner = vote(&verdicts, |v| v.extracted, |a, b| a == b);
+                let graded = hieramas_tasks::catch_grader(|| {
+                    let verdicts: Vec<mmlu::Verdict> = responses
+                        .iter()
+                        .map(|r| mmlu::grade(r, *letter, Some(choices)))
+                        .collect();
+                    let winner = vote(&verdicts, |v| v.extracted, |a, b| a == b);
+                    (verdicts, winner)
+                });
+                let (verdicts, winner) = match graded {
+                    Ok(v) => v,
+                    Err(e) => return Ok(Graded::failed(e.to_string())),
+                };
                 Ok(match winner {
                     Some(i) => Graded {
                         extracted: verdicts[i].extracted.map(String::from),
@@ -177,6 +192,16 @@ pub struct Graded {
     pub correct: bool,
     pub base_pass: Option<bool>,
     pub error: Option<String>,
+}
+
+impl Graded {
+    /// Wrong, with `error` saying why the response could not be graded.
+    fn failed(error: String) -> Graded {
+        Graded {
+            error: Some(error),
+            ..Graded::default()
+        }
+    }
 }
 
 /// The index of the first item of the largest group of equal answers (ties: the group whose

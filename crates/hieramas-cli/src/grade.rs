@@ -5,7 +5,8 @@
 //!   `S.eval.jsonl` (one line per sample, input order) and prints pass@1 on base and plus.
 //! - `math --pairs P.jsonl`, `mmlu --pairs P.jsonl`: lines `{"gold", "response"}` (MMLU may
 //!   add `"choices"`); one `{"correct", "extracted"}` line per pair on stdout, a summary on
-//!   stderr.
+//!   stderr. A pair that cannot be graded (malformed line, bad gold, a grader error) gets
+//!   `{"line", "correct": false, "error"}` on its line and the rest are still graded.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -16,7 +17,7 @@ use clap::Subcommand;
 use hieramas_tasks::data::{DataDir, read_jsonl};
 use hieramas_tasks::humaneval::{Grader, SandboxOptions, default_cache_dir};
 use hieramas_tasks::{math, mmlu};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Subcommand)]
 pub enum GradeCommand {
@@ -56,15 +57,13 @@ pub fn run(cmd: GradeCommand) -> Result<()> {
                 gold: String,
                 response: String,
             }
-            let rows: Vec<Pair> = read_jsonl(&pairs)?;
-            let verdicts = rows.iter().map(|p| {
+            grade_pairs(&pairs, |p: Pair| {
                 let v = math::grade(&p.response, &p.gold);
-                (
-                    v.correct,
-                    serde_json::json!({"correct": v.correct, "extracted": v.extracted}),
-                )
-            });
-            print_pairs(verdicts)
+                Ok(PairVerdict {
+                    correct: v.correct,
+                    extracted: v.extracted,
+                })
+            })
         }
         GradeCommand::Mmlu { pairs } => {
             #[derive(Deserialize)]
@@ -74,36 +73,76 @@ pub fn run(cmd: GradeCommand) -> Result<()> {
                 #[serde(default)]
                 choices: Option<Vec<String>>,
             }
-            let rows: Vec<Pair> = read_jsonl(&pairs)?;
-            let mut out = Vec::with_capacity(rows.len());
-            for (i, p) in rows.iter().enumerate() {
+            grade_pairs(&pairs, |p: Pair| {
                 let Some(gold) = mmlu::parse_gold(&p.gold) else {
-                    bail!(
-                        "{}:{}: field `gold`: {} is neither a letter A-D nor an index 0-3",
-                        pairs.display(),
-                        i + 1,
+                    return Err(format!(
+                        "field `gold`: {} is neither a letter A-D nor an index 0-3",
                         p.gold
-                    );
+                    ));
                 };
                 let v = mmlu::grade(&p.response, gold, p.choices.as_deref());
-                let extracted = v.extracted.map(String::from);
-                out.push((
-                    v.correct,
-                    serde_json::json!({"correct": v.correct, "extracted": extracted}),
-                ));
-            }
-            print_pairs(out.into_iter())
+                Ok(PairVerdict {
+                    correct: v.correct,
+                    extracted: v.extracted.map(String::from),
+                })
+            })
         }
     }
 }
 
-fn print_pairs(verdicts: impl Iterator<Item = (bool, serde_json::Value)>) -> Result<()> {
+/// One output line of `grade math|mmlu`: the verdict, or what went wrong with that pair.
+#[derive(Serialize)]
+struct PairVerdict {
+    correct: bool,
+    extracted: Option<String>,
+}
+
+#[derive(Serialize)]
+struct PairError {
+    line: usize,
+    correct: bool,
+    error: String,
+}
+
+/// Grades each line of `path` on its own: a malformed line, an unusable gold or a grader that
+/// fails (even by panicking) is reported on that pair's output line (`{"line", "correct":
+/// false, "error"}`) and counted, and the rest are still graded. Only an unreadable file stops.
+fn grade_pairs<P: serde::de::DeserializeOwned>(
+    path: &Path,
+    grade: impl Fn(P) -> Result<PairVerdict, String>,
+) -> Result<()> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut stdout = std::io::stdout().lock();
-    let (mut n, mut correct) = (0usize, 0usize);
-    for (ok, line) in verdicts {
-        writeln!(stdout, "{line}")?;
+    let (mut n, mut correct, mut errors) = (0usize, 0usize, 0usize);
+    for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        let text = String::from_utf8_lossy(&line);
+        if text.trim().is_empty() {
+            continue;
+        }
         n += 1;
-        correct += usize::from(ok);
+        let verdict = hieramas_tasks::data::parse_line::<P>(path, i + 1, &text)
+            .map_err(|e| e.to_string())
+            .and_then(|pair| {
+                hieramas_tasks::catch_grader(|| grade(pair)).unwrap_or_else(|e| Err(e.to_string()))
+            });
+        let out = match verdict {
+            Ok(v) => {
+                correct += usize::from(v.correct);
+                serde_json::to_string(&v)?
+            }
+            Err(error) => {
+                errors += 1;
+                eprintln!("{}:{}: {error}", path.display(), i + 1);
+                serde_json::to_string(&PairError {
+                    line: i + 1,
+                    correct: false,
+                    error,
+                })?
+            }
+        };
+        writeln!(stdout, "{out}")?;
     }
     stdout.flush()?;
     let pct = if n == 0 {
@@ -111,7 +150,7 @@ fn print_pairs(verdicts: impl Iterator<Item = (bool, serde_json::Value)>) -> Res
     } else {
         100.0 * correct as f64 / n as f64
     };
-    eprintln!("{correct}/{n} correct ({pct:.1}%)");
+    eprintln!("{correct}/{n} correct ({pct:.1}%), {errors} pair(s) not graded");
     Ok(())
 }
 

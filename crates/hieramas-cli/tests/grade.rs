@@ -121,6 +121,35 @@ fn math_and_mmlu_pairs() {
     assert_eq!(lines[0], json!({"correct": true, "extracted": "0.5"}));
     assert_eq!(lines[1], json!({"correct": false, "extracted": "4"}));
 
+    // Unicode answers never abort the run; a malformed line is reported on its own line.
+    std::fs::write(
+        &pairs,
+        concat!(
+            r#"{"gold": "2\\pi", "response": "The circumference is 2π ≈ 6.28, so the answer is $2\\pi$."}"#,
+            "\n",
+            r#"{"gold": "\\sqrt{13}", "response": "AB = √13 — final answer: √13"}"#,
+            "\n",
+            r#"{"gold": "5"}"#,
+            "\n",
+            r#"{"gold": "½", "response": "π√×−½° ∞ ≤ \\boxed{½}"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let out = hieramas(&["grade", "math", "--pairs", pairs.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{stderr}");
+    assert_eq!(lines[0]["correct"], json!(true), "{stderr}");
+    assert_eq!(lines[1]["correct"], json!(true), "{stderr}");
+    assert_eq!(lines[2]["line"], json!(3));
+    assert!(stderr.contains("p.jsonl:3: field `response`"), "{stderr}");
+    assert!(lines[3].get("error").is_none(), "{}", lines[3]);
+
     write_lines(
         &pairs,
         &[
@@ -129,10 +158,19 @@ fn math_and_mmlu_pairs() {
             json!({"gold": "E", "response": "A"}),
         ],
     );
+    // A pair that cannot be graded is reported on its own line; the others are still graded.
     let out = hieramas(&["grade", "mmlu", "--pairs", pairs.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("p.jsonl:3: field `gold`"), "{stderr}");
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["correct"], json!(true));
+    assert_eq!(lines[2]["line"], json!(3));
+    assert_eq!(lines[2]["correct"], json!(false));
 
     write_lines(
         &pairs,

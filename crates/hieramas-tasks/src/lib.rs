@@ -4,6 +4,7 @@
 //!   a malformed line is an error naming file, line and field.
 //! - [`math`]: final-answer extraction and LaTeX-aware equivalence.
 //! - [`mmlu`]: option-letter extraction.
+//! - [`agreement`]: the labelled agreement sets and a grader's agreement with them.
 //! - [`splits`]: seeded train/valid/test splits, reproducible from (dataset sha256, seed).
 //! - [`humaneval`]: programs run in a sandboxed `python3` against base and plus inputs with
 //!   evalplus semantics.
@@ -24,6 +25,7 @@
 //! assert!(mmlu::grade("Answer: **b**", 'B', None).correct);
 //! ```
 
+pub mod agreement;
 pub mod data;
 pub mod humaneval;
 pub mod math;
@@ -65,4 +67,20 @@ pub enum TasksError {
     UnknownTask(String),
     #[error("sandbox: {0}")]
     Sandbox(String),
+    #[error("grader error: {0}")]
+    Grader(String),
+}
+
+/// Runs a grader, turning a panic into [`TasksError::Grader`]. The graders are property-tested
+/// never to panic; this is the last line that keeps one pair from aborting a whole run if one
+/// ever does (the pair is reported as not graded, the rest go on).
+pub fn catch_grader<T>(f: impl FnOnce() -> T) -> Result<T, TasksError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+        let text = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the grader panicked".into());
+        TasksError::Grader(text)
+    })
 }
