@@ -1,0 +1,218 @@
+//! MATH grading: the final answer of a response and whether it means the gold answer.
+//!
+//! - [`extract_answer`] finds the final answer: the last real `\boxed{…}` / `\fbox{…}`, else
+//!   the last "final answer is …" / "the answer is …" / "Answer: …" phrase (Minerva's "The
+//!   final answer is $X$. I hope it is correct." included), else a bold final `**X**`, else
+//!   the last math segment or number. A format placeholder copied literally ("The answer is
+//!   N", `\boxed{answer}`, "<answer>") is no answer: the previous real one is taken.
+//! - [`normalize`] spells an answer canonically: Unicode math as LaTeX, `\left`/`\right`,
+//!   `\dfrac`, `\text{}`, units, degrees, `\$`, `\%`, thousands separators, trailing `.`.
+//! - [`equivalent`] compares by meaning: strings, then numbers (fractions, decimals, mixed
+//!   numbers, radicals, π, complex numbers; relative tolerance 1e-6, whole numbers exactly, a
+//!   gold written as a decimal matched by an exact value that rounds to it), then structures
+//!   (tuples and intervals in order with their brackets, sets, `\pm` and solution lists in any
+//!   order, unions, matrices entry-wise), then expressions and equations in variables by
+//!   evaluating both at seeded points (an equation up to a nonzero constant factor).
+//!
+//! Every function here is total and bounded: the parser refuses nesting deeper than a limit,
+//! evaluation has a work budget, and structure matching caps its item counts, so a 10 kB
+//! adversarial answer grades in milliseconds.
+
+mod equiv;
+mod expr;
+mod extract;
+mod latex;
+mod unicode;
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+pub use equiv::equivalent;
+pub use extract::{extract_answer, is_placeholder, last_boxed};
+
+/// What the grader read from a response and whether it is right.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Verdict {
+    pub correct: bool,
+    /// The extracted final answer, if any was found.
+    pub extracted: Option<String>,
+}
+
+/// Grades `response` against the gold answer `gold`.
+pub fn grade(response: &str, gold: &str) -> Verdict {
+    let extracted = extract_answer(response);
+    let correct = extracted.as_deref().is_some_and(|a| equivalent(a, gold));
+    Verdict { correct, extracted }
+}
+
+/// The value of a numeric expression (numbers, `+ - * / ^`, `\frac`, `\sqrt`, `\pi`, `e`,
+/// functions, implicit products), if it has no variables and a real value.
+pub fn eval_number(s: &str) -> Option<f64> {
+    let n = normalize(s);
+    let e = latex::parse(&n)?;
+    let mut vars = std::collections::BTreeSet::new();
+    e.vars(&mut vars);
+    if !vars.is_empty() {
+        return None;
+    }
+    let v = e.eval(&|_| None, &mut expr::Budget(100_000))?;
+    v.is_real().then_some(v.re)
+}
+
+fn re(s: &str) -> Regex {
+    Regex::new(s).unwrap_or_else(|e| panic!("static regex {s:?}: {e}"))
+}
+
+static TEXT_CMD: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mathsf|mbox|operatorname|hbox)\s*\{([^{}]*)\}")
+});
+static UNIT_TEXT_AT_END: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"^(.*?[\d}).])\s*\\(?:text|mbox|mathrm|textrm|textnormal)\s*\{\s*[a-zA-Z][a-zA-Z .^{}0-9/]*\}(?:\^\{?[23]\}?)?$",
+    )
+});
+static UNIT_WORDS_AT_END: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"^(-?[\d.,]+|-?\\frac\{\d+\}\{\d+\}|-?\d*\\sqrt\{\d+\})\s+(?:[a-zA-Z]{2,}\.?(?:\^\{?[23]\}?)?\s*)+$")
+});
+static THOUSANDS: LazyLock<Regex> =
+    LazyLock::new(|| re(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$|^-?\d{1,3}(?: \d{3})+(?:\.\d+)?$"));
+static LETTER_CHOICE: LazyLock<Regex> = LazyLock::new(|| re(r"^\(([A-Ea-e])\)$"));
+static SPACES: LazyLock<Regex> = LazyLock::new(|| re(r"\s+"));
+static OR_AND: LazyLock<Regex> = LazyLock::new(|| re(r"\s+(?:or|and)\s+"));
+
+/// A canonical spelling of an answer, for string comparison (and the parser's input).
+pub fn normalize(answer: &str) -> String {
+    let mut s = unicode::to_latex(answer.trim()).replace(['\n', '\r', '\t'], " ");
+    // Math delimiters and boxes around the whole answer.
+    for _ in 0..4 {
+        let t = s.trim();
+        let inner = [("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")]
+            .iter()
+            .find_map(|(o, c)| {
+                t.strip_prefix(o)
+                    .and_then(|r| r.strip_suffix(c))
+                    .filter(|_| t.len() >= o.len() + c.len())
+            })
+            .map(str::to_string)
+            .or_else(|| {
+                (t.starts_with("\\boxed") || t.starts_with("\\fbox"))
+                    .then(|| last_boxed(t))
+                    .flatten()
+            });
+        match inner {
+            Some(i) if i.trim() != t => s = i,
+            _ => break,
+        }
+    }
+    for (from, to) in [
+        ("\\right.", ""),
+        ("\\left.", ""),
+        ("\\left", ""),
+        ("\\right", ""),
+        ("\\displaystyle", ""),
+        ("\\bigl", ""),
+        ("\\bigr", ""),
+        ("\\!", ""),
+        ("\\,", ""),
+        ("\\;", ""),
+        ("\\:", ""),
+        ("\\qquad", " "),
+        ("\\quad", " "),
+        ("\\ ", " "),
+        ("~", " "),
+        ("{,}", ","),
+        ("\\dfrac", "\\frac"),
+        ("\\tfrac", "\\frac"),
+        ("\\cfrac", "\\frac"),
+        ("\\dbinom", "\\binom"),
+        ("\\tbinom", "\\binom"),
+        ("^{\\circ}", ""),
+        ("^\\circ", ""),
+        ("\\circ", ""),
+        ("\\degree", ""),
+        ("\\$", ""),
+        ("$", ""),
+        ("\\%", ""),
+        ("%", ""),
+        ("\\leqslant", "\\le "),
+        ("\\geqslant", "\\ge "),
+        ("\\leq", "\\le "),
+        ("\\geq", "\\ge "),
+        ("\\neq", "\\ne "),
+        ("\\varnothing", "\\emptyset "),
+        ("\\lbrace", "\\{"),
+        ("\\rbrace", "\\}"),
+        ("\\vert", "|"),
+        ("\\lvert", "|"),
+        ("\\rvert", "|"),
+        ("\\tfrac", "\\frac"),
+    ] {
+        if s.contains(from) {
+            s = s.replace(from, to);
+        }
+    }
+    let mut t = s.trim().to_string();
+    if let Some(c) = UNIT_TEXT_AT_END.captures(&t) {
+        t = c[1].to_string();
+    }
+    for _ in 0..4 {
+        let u = TEXT_CMD.replace_all(&t, "$1");
+        if u == t {
+            break;
+        }
+        t = u.into_owned();
+    }
+    t = t
+        .trim()
+        .trim_end_matches(['.', ','])
+        .trim_start_matches(':')
+        .trim()
+        .to_string();
+    if let Some(c) = UNIT_WORDS_AT_END.captures(&t) {
+        t = c[1].to_string();
+    }
+    if THOUSANDS.is_match(&t) {
+        t = t.replace([',', ' '], "");
+    }
+    if t.contains(" or ") || t.contains(" and ") {
+        t = OR_AND.replace_all(&t, ",").into_owned();
+    }
+    t = collapse_spaces(&t);
+    if t.starts_with('.') {
+        t.insert(0, '0');
+    }
+    if t.contains("-.") || t.contains("{.") || t.contains("(.") {
+        t = t
+            .replace("-.", "-0.")
+            .replace("{.", "{0.")
+            .replace("(.", "(0.");
+    }
+    if let Some(c) = LETTER_CHOICE.captures(&t) {
+        t = c[1].to_uppercase();
+    }
+    if t.chars().all(char::is_alphabetic) {
+        t = t.to_lowercase();
+    }
+    t
+}
+
+/// Spaces removed, except one between letters (`\sin x`, `a b`), which they separate.
+fn collapse_spaces(s: &str) -> String {
+    let s = SPACES.replace_all(s, " ");
+    let cs: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len());
+    for (k, &c) in cs.iter().enumerate() {
+        if c == ' ' {
+            let prev = k.checked_sub(1).and_then(|j| cs.get(j));
+            let next = cs.get(k + 1);
+            if prev.is_some_and(|p| p.is_alphabetic()) && next.is_some_and(|n| n.is_alphabetic())
+            {
+                out.push(' ');
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
