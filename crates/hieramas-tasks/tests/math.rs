@@ -239,3 +239,13 @@ fn fixture_agreement() {
         f64::from(agree) / f64::from(n.max(1))
     );
 }
+
+#[test]
+#[ignore = "debugging aid: MATH_P, MATH_G"]
+fn debug_pair() {
+    let (Ok(p), Ok(g)) = (std::env::var("MATH_P"), std::env::var("MATH_G")) else {
+        return;
+    };
+    let n = hieramas_tasks::math::normalize;
+    println!("norm {:?} {:?} extracted {:?} eq {}", n(&p), n(&g), extract_answer(&p), equivalent(&p, &g));
+}

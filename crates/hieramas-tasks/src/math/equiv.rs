@@ -46,6 +46,7 @@ static NAME: LazyLock<Regex> = LazyLock::new(|| {
         r"^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?[\w\\]+\}?)?(?:\([a-zA-Z,]*\))?$|^\((?:[a-zA-Z](?:_\{?\w+\}?)?,)+[a-zA-Z](?:_\{?\w+\}?)?\)$",
     )
 });
+static CHOICE: LazyLock<Regex> = LazyLock::new(|| re(r"^\(([A-Z])\)"));
 static INT: LazyLock<Regex> = LazyLock::new(|| re(r"^(-?)0*(\d+)$"));
 static DECIMAL: LazyLock<Regex> = LazyLock::new(|| re(r"^-?\d*\.(\d+)$"));
 static MIXED: LazyLock<Regex> =
@@ -79,7 +80,7 @@ fn split_top(s: &str, seps: &[&str]) -> (Vec<String>, Vec<&'static str>) {
                         && cs.get(i + p.len()).is_some_and(char::is_ascii_alphabetic))
             });
             if let Some((p, name)) = hit {
-                pieces.push(cs[last..i].iter().collect());
+                pieces.push(cs[last..i].iter().collect::<String>().trim().to_string());
                 found.push(static_sep(name));
                 i += p.len();
                 last = i;
@@ -88,7 +89,7 @@ fn split_top(s: &str, seps: &[&str]) -> (Vec<String>, Vec<&'static str>) {
         }
         i += 1;
     }
-    pieces.push(cs[last..].iter().collect());
+    pieces.push(cs[last..].iter().collect::<String>().trim().to_string());
     (pieces, found)
 }
 
@@ -202,10 +203,20 @@ fn is_text(s: &str) -> bool {
     false
 }
 
+/// A text answer's words, lower case, without articles and filler nouns ("an even function"
+/// is "even").
 fn text_key(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_alphanumeric())
+    const FILLER: [&str; 9] = [
+        "a", "an", "the", "function", "is", "it", "answer", "graph", "shape",
+    ];
+    let lower: String = s
+        .chars()
+        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
         .flat_map(char::to_lowercase)
+        .collect();
+    lower
+        .split_whitespace()
+        .filter(|w| !FILLER.contains(w))
         .collect()
 }
 
@@ -218,6 +229,12 @@ impl Cx {
         if depth > MAX_NESTING || p.is_empty() || g.is_empty() || self.calls > 20_000 {
             return false;
         }
+        // An option letter followed by the option's text: "(C) Plane" for "C".
+        if g.len() == 1 && g.chars().all(|c| c.is_ascii_uppercase()) {
+            if let Some(c) = CHOICE.captures(p) {
+                return &c[1] == g;
+            }
+        }
         // Lists of answers (solutions, or the items of a `\pm`).
         let (pl, gl) = (commas(p), commas(g));
         if pl.len() > 1 || gl.len() > 1 {
@@ -226,19 +243,20 @@ impl Cx {
         if let Some(r) = self.relation(p, g, depth) {
             return r;
         }
+        match (shape(p), shape(g)) {
+            (Some(a), Some(b)) => return self.shapes(a, b, depth),
+            (Some(Shape::Set(xs)), None) if xs.len() == 1 => return self.any(&xs[0], g, depth + 1),
+            (None, Some(Shape::Set(xs))) if xs.len() == 1 => return self.any(p, &xs[0], depth + 1),
+            (Some(_), None) | (None, Some(_)) => return false,
+            (None, None) => {}
+        }
         let (pp, gp) = (expand_pm(p), expand_pm(g));
         if pp.is_some() || gp.is_some() {
             let pl = pp.unwrap_or_else(|| vec![p.to_string()]);
             let gl = gp.unwrap_or_else(|| vec![g.to_string()]);
             return self.lists(pl, gl, depth);
         }
-        match (shape(p), shape(g)) {
-            (Some(a), Some(b)) => self.shapes(a, b, depth),
-            (Some(Shape::Set(xs)), None) if xs.len() == 1 => self.any(&xs[0], g, depth + 1),
-            (None, Some(Shape::Set(xs))) if xs.len() == 1 => self.any(p, &xs[0], depth + 1),
-            (Some(_), None) | (None, Some(_)) => false,
-            (None, None) => self.scalar(p, g),
-        }
+        self.scalar(p, g)
     }
 
     /// Unordered lists: a matching of every pred item to a distinct gold item.
@@ -346,6 +364,19 @@ impl Cx {
             return Some(
                 pp.len() == gp.len() && pp.iter().zip(&gp).all(|(a, b)| self.any(a, b, depth + 1)),
             );
+        }
+        // `x \in [a, b]` against `a \le x \le b`.
+        let as_set = |parts: &[String], ops: &[&'static str]| -> Option<String> {
+            if ops == ["\\in"] && name_lhs(parts) {
+                return parts.get(1).cloned();
+            }
+            inequality_interval(parts, ops)
+        };
+        if po.contains(&"\\in") || go.contains(&"\\in") {
+            return Some(match (as_set(&pp, &po), as_set(&gp, &go)) {
+                (Some(a), Some(b)) => self.any(&a, &b, depth + 1),
+                _ => false,
+            });
         }
         // Inequalities, read in one direction.
         let (pp, po) = rightwards(pp, po);
@@ -584,6 +615,12 @@ fn numbers_match(a: C, b: C, p: &str, g: &str) -> bool {
     if x.fract() == 0.0 && y.fract() == 0.0 && x.abs() < EXACT && y.abs() < EXACT {
         return false;
     }
+    // A decimal approximation of an exact gold needs the digits to show it (`6366.2` is not
+    // `\frac{20000}{\pi}` although within 1e-6).
+    let literal = |s: &str| DECIMAL.is_match(s) || INT.is_match(s);
+    if DECIMAL.is_match(p) && !literal(g) && significant_digits(p) < 6 {
+        return false;
+    }
     if (x - y).abs() <= REL_TOL * x.abs().max(y.abs()) {
         return true;
     }
@@ -596,4 +633,11 @@ fn numbers_match(a: C, b: C, p: &str, g: &str) -> bool {
         }
     }
     false
+}
+
+fn significant_digits(s: &str) -> usize {
+    s.chars()
+        .filter(char::is_ascii_digit)
+        .skip_while(|&c| c == '0')
+        .count()
 }

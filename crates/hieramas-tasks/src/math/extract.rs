@@ -135,13 +135,18 @@ pub fn is_placeholder(s: &str) -> bool {
 
 static PHRASE: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)\banswer\s*(?:\*\*|__)?\s*(?:is|:|=|would be|will be|should be|to the problem is|to this problem is)\s*(?:\*\*|__)?\s*:?",
+        r"(?i)\b(?:the\s+)?(?:final\s+)?answer\s*(?:\*\*|__)?\s*(?:is|:|=|would be|will be|should be|to the problem is|to this problem is)\s*(?:\*\*|__)?\s*:?",
     )
 });
+static HEADING: LazyLock<Regex> = LazyLock::new(|| re(r"(?im)^\s*#+\s*(?:final\s+)?answer\s*:?\s*$"));
 static NUMBER: LazyLock<Regex> =
     LazyLock::new(|| re(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+"));
 static BOLD: LazyLock<Regex> = LazyLock::new(|| re(r"\*\*([^*\n]{1,200})\*\*"));
 static DIGIT: LazyLock<Regex> = LazyLock::new(|| re(r"\d"));
+static LABEL_LINE: LazyLock<Regex> =
+    LazyLock::new(|| re(r"^\s*[A-Za-z][A-Za-z ]{1,30}:\s*(\S.*)$"));
+static IS_CLAUSE: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\b(?:is|are|equals|was|be)\s+(?:(?:an?|the)\s+)?(\S.*)$"));
 
 /// The final answer of a free-text response (see the module doc for the order of attempts).
 pub fn extract_answer(response: &str) -> Option<String> {
@@ -157,41 +162,115 @@ pub fn extract_answer(response: &str) -> Option<String> {
             return Some(b.to_string());
         }
     }
-    let phrases: Vec<usize> = PHRASE.find_iter(text).map(|m| m.end()).collect();
-    for &end in phrases.iter().rev() {
-        let Some(rest) = text.get(end..) else {
-            continue;
-        };
-        if let Some(a) = phrase_answer(rest) {
-            return Some(a);
+    // "# Answer" on a line of its own, the answer below it.
+    if let Some(m) = HEADING.find_iter(text).last() {
+        if let Some(a) = text.get(m.end()..).and_then(first_nonempty_line) {
+            let a = clean(&a);
+            if !a.is_empty() && !is_placeholder(&a) {
+                return Some(a);
+            }
         }
     }
-    // Only text after the last answer phrase (a placeholder one) can hold a bold or a number
-    // that is not the answer's; the text before it holds the work.
-    if let Some(a) = bold_final(text) {
+    // Answer phrases, last first; each one's answer ends where the next phrase begins.
+    let spans: Vec<(usize, usize)> = PHRASE.find_iter(text).map(|m| (m.start(), m.end())).collect();
+    let mut work_end = text.len();
+    for (k, &(start, end)) in spans.iter().enumerate().rev() {
+        let stop = spans.get(k + 1).map_or(text.len(), |s| s.0);
+        let Some(rest) = text.get(end..stop) else {
+            continue;
+        };
+        match phrase_answer(rest) {
+            Ok(a) => return Some(a),
+            // A placeholder after the phrase: the answer is in the work before it.
+            Err(true) => {
+                if k + 1 == spans.len() || spans.get(k + 1).is_some_and(|s| s.0 == work_end) {
+                    work_end = start;
+                }
+            }
+            Err(false) => {}
+        }
+    }
+    let work = text.get(..work_end).unwrap_or(text);
+    if let Some(a) = bold_final(work) {
         return Some(a);
     }
-    last_math_or_number(text)
+    if let Some(a) = last_line_answer(work) {
+        return Some(a);
+    }
+    last_math_or_number(work)
 }
 
-/// The answer right after an answer phrase: a math segment, or the text to the sentence end.
-fn phrase_answer(rest: &str) -> Option<String> {
+fn first_nonempty_line(s: &str) -> Option<String> {
+    s.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
+}
+
+/// The answer in the last line: "Quotient: x^2 + 1", "So the distance is 3√13 units."
+fn last_line_answer(text: &str) -> Option<String> {
+    let line = text.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+    if line.chars().count() > 300 {
+        return None;
+    }
+    let cs: Vec<char> = line.chars().collect();
+    let candidate = if let Some(c) = LABEL_LINE.captures(line) {
+        c.get(1)?.as_str().to_string()
+    } else {
+        // The last sentence's clause after its first "is".
+        let mut start = 0;
+        for k in 0..cs.len() {
+            let end_here = (cs[k] == '.' || cs[k] == '!' || cs[k] == '?')
+                && cs.get(k + 1).is_some_and(|c| c.is_whitespace())
+                && k + 2 < cs.len();
+            if end_here && !math_open_before(&cs, k) {
+                start = k + 1;
+            }
+        }
+        let sentence: String = cs[start..].iter().collect();
+        let c = IS_CLAUSE.captures(sentence.trim())?;
+        c.get(1)?.as_str().to_string()
+    };
+    let a = if candidate.contains('$') || candidate.contains("\\(") {
+        last_math_or_number(&candidate)?
+    } else {
+        candidate
+    };
+    let a = clean(&a);
+    (!a.is_empty() && !is_placeholder(&a)).then_some(a)
+}
+
+/// Whether a `$` math segment is open at position `k` (an odd number of `$` before it).
+fn math_open_before(cs: &[char], k: usize) -> bool {
+    cs[..k].iter().filter(|&&c| c == '$').count() % 2 == 1
+}
+
+fn first_math_segment(cs: &[char]) -> Option<String> {
+    (0..cs.len()).find_map(|i| {
+        (cs[i] == '$' || cs[i] == '\\')
+            .then(|| math_segment_at(cs, i).map(|(s, _)| s))
+            .flatten()
+    })
+}
+
+/// The answer right after an answer phrase: a math segment, or the text to the sentence end;
+/// `Err(true)` for a placeholder, `Err(false)` for nothing.
+fn phrase_answer(rest: &str) -> Result<String, bool> {
     let cs: Vec<char> = rest.chars().collect();
     let mut i = 0;
-    while i < cs.len() && (cs[i] == ' ' || cs[i] == '*' || cs[i] == '_') {
+    while i < cs.len() && (cs[i].is_whitespace() || cs[i] == '*' || cs[i] == '_') {
         i += 1;
     }
     let cs = &cs[i..];
+    let line_end = cs.iter().position(|&c| c == '\n').unwrap_or(cs.len());
     let ans = if let Some((seg, _)) = math_segment_at(cs, 0) {
+        seg
+    } else if let Some(seg) = first_math_segment(&cs[..line_end]) {
         seg
     } else {
         // To the end of the sentence: a line end, or a `.` before a space or the end.
-        let mut end = cs.len();
-        for k in 0..cs.len() {
-            if cs[k] == '\n' {
-                end = k;
-                break;
-            }
+        let mut end = line_end;
+        for k in 0..line_end {
             if cs[k] == '.' && cs.get(k + 1).is_none_or(|c| c.is_whitespace()) {
                 end = k;
                 break;
@@ -200,11 +279,13 @@ fn phrase_answer(rest: &str) -> Option<String> {
         cs[..end].iter().collect()
     };
     let ans = clean(&ans);
-    if ans.is_empty() || is_placeholder(&ans) || ans == "N" || ans == "X" || ans.chars().count() > 300
-    {
-        return None;
+    if ans.is_empty() || ans.chars().count() > 300 {
+        return Err(false);
     }
-    Some(ans)
+    if is_placeholder(&ans) || ans == "N" || ans == "X" {
+        return Err(true);
+    }
+    Ok(ans)
 }
 
 fn clean(s: &str) -> String {
@@ -274,7 +355,8 @@ fn bold_final(text: &str) -> Option<String> {
         .trim_start_matches("Answer")
         .trim_start_matches(':')
         .trim();
-    let looks = DIGIT.is_match(inner) || inner.contains('\\') || inner.chars().count() <= 3;
+    // In the last paragraph, and a result rather than a heading.
+    let looks = !after.contains("\n\n") && inner.chars().count() <= 60;
     let a = clean(inner);
     (looks && !a.is_empty() && !is_placeholder(&a)).then_some(a)
 }
@@ -284,22 +366,33 @@ fn bold_final(text: &str) -> Option<String> {
 fn last_math_or_number(text: &str) -> Option<String> {
     let cs: Vec<char> = text.chars().collect();
     let mut last_seg: Option<(String, usize)> = None;
+    // The text with each math segment as one space; positions are counted in it.
+    let mut outside = String::new();
+    let mut out_len = 0usize;
     let mut i = 0;
     while i < cs.len() {
         if cs[i] == '$' || (cs[i] == '\\' && matches!(cs.get(i + 1), Some('(' | '['))) {
             if let Some((seg, next)) = math_segment_at(&cs, i) {
+                let relation = ["\\ne", "\\le", "\\ge", "<", ">", "\\approx"]
+                    .iter()
+                    .any(|r| seg.contains(r));
                 let seg = rhs_of_last_eq(&seg);
-                if !seg.trim().is_empty() && !is_placeholder(&seg) {
-                    last_seg = Some((seg.trim().to_string(), next));
+                outside.push(' ');
+                out_len += 1;
+                if !relation && !seg.trim().is_empty() && !is_placeholder(&seg) {
+                    last_seg = Some((seg.trim().to_string(), out_len));
                 }
                 i = next;
                 continue;
             }
         }
+        outside.push(cs[i]);
+        out_len += 1;
         i += 1;
     }
-    let last_num = NUMBER.find_iter(text).last().map(|m| {
-        let end_chars = text.get(..m.end()).map_or(0, |p| p.chars().count());
+    // Numbers outside math segments (those inside belong to their segment).
+    let last_num = NUMBER.find_iter(&outside).last().map(|m| {
+        let end_chars = outside.get(..m.end()).map_or(0, |p| p.chars().count());
         (m.as_str().trim_end_matches(',').to_string(), end_chars)
     });
     match (last_seg, last_num) {

@@ -76,7 +76,16 @@ static UNIT_WORDS_AT_END: LazyLock<Regex> = LazyLock::new(|| {
     re(r"^(-?[\d.,]+|-?\\frac\{\d+\}\{\d+\}|-?\d*\\sqrt\{\d+\})\s+(?:[a-zA-Z]{2,}\.?(?:\^\{?[23]\}?)?\s*)+$")
 });
 static THOUSANDS: LazyLock<Regex> =
-    LazyLock::new(|| re(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$|^-?\d{1,3}(?: \d{3})+(?:\.\d+)?$"));
+    LazyLock::new(|| re(r"^-?\d{1,3}(?:, ?\d{3})+(?:\.\d+)?$|^-?\d{1,3}(?: \d{3})+(?:\.\d+)?$"));
+static BASE: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"^([0-9A-Za-z]+)(?:_\{?\d+\}?|\s*(?:in\s+)?base[\s-]*\d+|\s*\(base\s*\d+\))$")
+});
+/// `\ ` (a space) but not the end of a row break `\\ `.
+static ESCAPED_SPACE: LazyLock<Regex> = LazyLock::new(|| re(r"(^|[^\\])\\ "));
+static ORDINAL: LazyLock<Regex> = LazyLock::new(|| re(r"\b(\d+)(?:st|nd|rd|th)\b"));
+static ARTICLE: LazyLock<Regex> = LazyLock::new(|| re(r"^(?i:the|an?)\s+"));
+static REPEATING: LazyLock<Regex> =
+    LazyLock::new(|| re(r"^(-?)(\d*)\.(\d*)\\overline\{(\d+)\}$"));
 static LETTER_CHOICE: LazyLock<Regex> = LazyLock::new(|| re(r"^\(([A-Ea-e])\)$"));
 static SPACES: LazyLock<Regex> = LazyLock::new(|| re(r"\s+"));
 static OR_AND: LazyLock<Regex> = LazyLock::new(|| re(r"\s+(?:or|and)\s+"));
@@ -119,7 +128,6 @@ pub fn normalize(answer: &str) -> String {
         ("\\:", ""),
         ("\\qquad", " "),
         ("\\quad", " "),
-        ("\\ ", " "),
         ("~", " "),
         ("{,}", ","),
         ("\\dfrac", "\\frac"),
@@ -152,6 +160,9 @@ pub fn normalize(answer: &str) -> String {
             s = s.replace(from, to);
         }
     }
+    if s.contains("\\ ") {
+        s = ESCAPED_SPACE.replace_all(&s, "$1 ").into_owned();
+    }
     let mut t = s.trim().to_string();
     if let Some(c) = UNIT_TEXT_AT_END.captures(&t) {
         t = c[1].to_string();
@@ -171,6 +182,21 @@ pub fn normalize(answer: &str) -> String {
         .to_string();
     if let Some(c) = UNIT_WORDS_AT_END.captures(&t) {
         t = c[1].to_string();
+    }
+    if ORDINAL.is_match(&t) {
+        t = ORDINAL.replace_all(&t, "$1").into_owned();
+    }
+    if let Some(m) = ARTICLE.find(&t) {
+        t = t.get(m.end()..).unwrap_or_default().to_string();
+    }
+    if let Some(c) = UNIT_WORDS_AT_END.captures(&t) {
+        t = c[1].to_string();
+    }
+    if let Some(c) = BASE.captures(&t) {
+        t = c[1].to_string();
+    }
+    if let Some(f) = repeating_decimal(&t) {
+        t = f;
     }
     if THOUSANDS.is_match(&t) {
         t = t.replace([',', ' '], "");
@@ -215,4 +241,19 @@ fn collapse_spaces(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// `0.\overline{3}` as `\frac{1}{3}`, `1.2\overline{45}` as a fraction likewise (up to 15
+/// digits).
+fn repeating_decimal(s: &str) -> Option<String> {
+    let c = REPEATING.captures(s)?;
+    let (whole, fixed, rep) = (&c[2], &c[3], &c[4]);
+    if whole.len() + fixed.len() + rep.len() > 15 {
+        return None;
+    }
+    let all: u64 = format!("{whole}{fixed}{rep}").parse().ok()?;
+    let head: u64 = format!("{whole}{fixed}0").parse::<u64>().ok()? / 10;
+    let den = (10u64.checked_pow(u32::try_from(rep.len()).ok()?)? - 1)
+        .checked_mul(10u64.checked_pow(u32::try_from(fixed.len()).ok()?)?)?;
+    Some(format!("{}\\frac{{{}}}{{{den}}}", &c[1], all.checked_sub(head)?))
 }
