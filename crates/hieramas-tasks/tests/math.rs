@@ -2,7 +2,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use hieramas_tasks::math::{equivalent, eval_number, extract_answer, grade, last_boxed};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use hieramas_tasks::math::{
+    equivalent, eval_number, extract_answer, grade, is_placeholder, last_boxed, normalize,
+};
 use proptest::prelude::*;
 
 #[test]
@@ -248,4 +253,385 @@ fn debug_pair() {
     };
     let n = hieramas_tasks::math::normalize;
     println!("norm {:?} {:?} extracted {:?} eq {}", n(&p), n(&g), extract_answer(&p), equivalent(&p, &g));
+}
+
+#[test]
+fn extraction_of_every_common_format() {
+    let cases: &[(&str, &str)] = &[
+        ("so \\boxed{\\frac{1}{\\sqrt{2}}} done", "\\frac{1}{\\sqrt{2}}"),
+        ("\\fbox{12}", "12"),
+        (
+            "Thus x = 4.\nFinal Answer: The final answer is $\\frac{3}{4}$. I hope it is correct.",
+            "\\frac{3}{4}",
+        ),
+        ("Work...\nFinal Answer: 17", "17"),
+        ("so the answer is 2\\sqrt{3}.", "2\\sqrt{3}"),
+        ("The answer is:\n\n**34**", "34"),
+        ("We add them up to get **120** in total.", "120"),
+        ("Putting it together:\n\\[x = \\frac{\\pi}{4}\\]", "\\frac{\\pi}{4}"),
+        ("Adding, we get $3 + 4 = 7$", "7"),
+        ("# Answer\n\n\\frac{\\cos x}{\\sin x}", "\\frac{\\cos x}{\\sin x}"),
+        ("The answer is (C) because the others fail.", "(C)"),
+        ("So the distance is 3√13 units.", "3√13 units"),
+        ("Quotient: x⁵ − x⁴ + 1", "x⁵ − x⁴ + 1"),
+        ("<think>maybe 3</think>The answer is 4.", "4"),
+        // Format placeholders copied from a prompt are no answer.
+        ("7*8 = 56\nThe answer is N", "56"),
+        ("7*8 = 56\nThe answer is X.", "56"),
+        ("so $x = 5$.\nFinal Answer: The final answer is $X$. I hope it is correct.", "5"),
+        ("\\boxed{9} ... put it in \\boxed{answer}", "9"),
+        ("It is 12.\nAnswer: <answer>", "12"),
+        ("It is 12.\nAnswer: [answer]", "12"),
+        ("It is 12.\nANSWER: ANSWER", "12"),
+        // A lower-case letter after the phrase is an answer (a variable).
+        ("The answer is x.", "x"),
+    ];
+    for (text, want) in cases {
+        assert_eq!(extract_answer(text).as_deref(), Some(*want), "{text:?}");
+    }
+    assert!(is_placeholder("\\boxed{answer}"));
+    assert!(is_placeholder("[your answer]"));
+    assert!(!is_placeholder("(C)"));
+    assert!(!is_placeholder("N"), "a bare letter is only skipped after an answer phrase");
+}
+
+#[test]
+fn unicode_answers_read_as_latex() {
+    let same = [
+        ("π/2", "\\frac{\\pi}{2}"),
+        ("√13", "\\sqrt{13}"),
+        ("3√(x+1)", "3\\sqrt{x+1}"),
+        ("3 × 4", "12"),
+        ("−5", "-5"),
+        ("2½", "\\frac{5}{2}"),
+        ("¾", "0.75"),
+        ("45°", "45"),
+        ("x ≤ 3", "x \\le 3"),
+        ("(−∞, 2]", "(-\\infty, 2]"),
+        ("x² + 2x + 1", "(x+1)^2"),
+        ("2⁻¹", "\\frac12"),
+        ("6.72 × 10⁻⁵", ".0000672"),
+        ("θ = π", "\\pi"),
+    ];
+    for (a, b) in same {
+        assert!(equivalent(a, b), "{a:?} should equal {b:?}");
+    }
+    assert!(!equivalent("√12", "\\sqrt{13}"));
+    assert!(!equivalent("x³", "x^2"));
+}
+
+#[test]
+fn equal_by_meaning() {
+    let same = [
+        // Fractions, decimals, mixed numbers.
+        ("2\\frac{1}{2}", "2.5"),
+        ("2\\frac{1}{2}", "5/2"),
+        ("-1\\frac{1}{4}", "-\\frac{5}{4}"),
+        ("\\frac43", "\\dfrac{4}{3}"),
+        ("4/3", "\\tfrac{4}{3}"),
+        ("0.\\overline{3}", "\\frac13"),
+        // Radicals and π numerically.
+        ("\\sqrt{8}", "2\\sqrt2"),
+        ("\\frac{\\sqrt{6}}{2}", "\\sqrt{\\frac{3}{2}}"),
+        ("\\pi/2", "\\frac{\\pi}{2}"),
+        ("\\sqrt[3]{-8}", "-2"),
+        // Degrees, units, text.
+        ("90", "90^\\circ"),
+        ("5 \\mbox{ cm}", "5"),
+        ("12\\text{ square units}", "12"),
+        ("\\$1{,}000", "1000"),
+        ("11,\\! 111,\\! 111,\\! 100", "11111111100"),
+        ("2516_8", "2516"),
+        ("\\text{even}", "an even function"),
+        // Assignments.
+        ("x = 5", "5"),
+        ("(x, y) = (15, -29)", "(15,-29)"),
+        ("y = 2x + 3", "2x+3"),
+        ("x \\in [-2, 7]", "-2 \\le x \\le 7"),
+        ("x > 3", "(3, \\infty)"),
+        // Tuples, intervals, unions, sets, \pm lists.
+        ("\\left[ 1, \\frac{3}{2} \\right)", "[1, 1.5)"),
+        ("(-\\infty, 0) \\cup (1, \\infty)", "(1,\\infty)\\cup(-\\infty,0)"),
+        ("\\{3, 1, 2\\}", "\\{1, 2, 3\\}"),
+        ("3 \\pm 2\\sqrt{2}", "3+2\\sqrt2, 3-2\\sqrt2"),
+        ("\\frac{-1 \\pm \\sqrt{5}}{2}", "\\frac{-1-\\sqrt5}{2}, \\frac{-1+\\sqrt5}{2}"),
+        ("\\{1\\pm\\sqrt{5},-2\\}", "\\{-2, 1+\\sqrt{5}, 1-\\sqrt{5}\\}"),
+        ("x = 2 \\text{ or } x = -3", "-3, 2"),
+        // Matrices and vectors, entry-wise.
+        (
+            "\\begin{pmatrix} \\frac{1}{5} \\\\ 0.4 \\end{pmatrix}",
+            "\\begin{bmatrix} 1/5 \\\\ 2/5 \\end{bmatrix}",
+        ),
+        (
+            "\\begin{pmatrix} 1 & \\frac12 \\\\ 0 & -1 \\end{pmatrix}",
+            "\\begin{pmatrix}1&0.5\\\\0&-1\\end{pmatrix}",
+        ),
+        ("\\begin{pmatrix} 1 \\\\ 2 \\\\ 3 \\end{pmatrix}", "(1, 2, 3)"),
+        // Complex numbers in any order.
+        ("-5i + 6", "6 - 5i"),
+        ("\\frac{1+i}{1-i}", "i"),
+        ("e^{i\\pi}", "-1"),
+        // Expressions and equations in variables.
+        ("y = 3 + 2x", "y = 2x + 3"),
+        ("-q + p", "p - q"),
+        ("\\frac{\\cos x}{\\sin x}", "\\cot x"),
+        ("x^2+2x+1", "(x+1)^2"),
+        ("2x - y + 3 = 0", "y = 2x + 3"),
+        ("\\sin^2 \\theta + \\cos^2 \\theta", "1"),
+        ("\\frac{a_1 + a_2}{2}", "\\frac{a_2}{2} + \\frac{a_1}{2}"),
+        ("\\sqrt{x^2}", "|x|"),
+        ("\\log_2 8", "3"),
+        ("5!", "120"),
+        ("\\binom{5}{2}", "10"),
+        ("\\lfloor 3.7 \\rfloor", "3"),
+        // A gold written as a decimal is matched by an exact value that rounds to it.
+        ("\\frac{1}{3}", "0.333"),
+        ("\\pi", "3.14"),
+        // Thousands separators, large integers.
+        ("1,000,000", "10^6"),
+        ("123456789012345678901", "123456789012345678901"),
+        ("(C) Plane", "\\text{(C)}"),
+    ];
+    for (a, b) in same {
+        assert!(equivalent(a, b), "{a:?} should equal {b:?}");
+    }
+}
+
+#[test]
+fn wrong_answers_stay_wrong() {
+    let different = [
+        ("1000", "1001"),
+        ("1000000", "1000001"),
+        ("123456789012345678901", "123456789012345678902"),
+        ("2.54", "2.5"),
+        ("0.3333", "0.333"),
+        ("0.33", "\\frac{1}{3}"),
+        ("0.33", "0.333"),
+        ("6366.2", "\\frac{20000}{\\pi}"),
+        ("1.41", "\\sqrt{2}"),
+        ("1, 2", "1, 2, 3"),
+        ("5, -5", "5"),
+        ("x = 5 \\text{ or } x = -5", "5"),
+        ("3+2\\sqrt2", "3 \\pm 2\\sqrt{2}"),
+        ("(1, 3)", "[1, 3)"),
+        ("(1, 3)", "(3, 1)"),
+        ("\\{1, 2\\}", "\\{1, 3\\}"),
+        ("(-\\infty, 0) \\cup (1, \\infty)", "(-\\infty, 0] \\cup (1, \\infty)"),
+        ("6 + 5i", "6 - 5i"),
+        ("x^2 + 2x", "(x+1)^2"),
+        ("y = 3x + 2", "y = 2x + 3"),
+        ("x = 5", "x = 6"),
+        ("2x + 3", "y = 2x + 4"),
+        ("|x|", "x"),
+        ("\\sin x", "\\cos x"),
+        ("x + y", "x + z"),
+        ("a", "b"),
+        ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix} 1 \\\\ 3 \\end{pmatrix}"),
+        ("\\begin{pmatrix} 1 & 2 \\end{pmatrix}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"),
+        ("x > 3", "[3, \\infty)"),
+        ("\\text{odd}", "\\text{even}"),
+        ("(B)", "\\text{(C)}"),
+        ("2\\frac{1}{2}", "2"),
+        ("5\\sqrt{2}", "5"),
+        ("2^{10}", "1000"),
+        ("\\infty", "-\\infty"),
+    ];
+    for (a, b) in different {
+        assert!(!equivalent(a, b), "{a:?} must not equal {b:?}");
+    }
+}
+
+#[test]
+fn grading_whole_responses() {
+    let cases = [
+        ("We get $\\boxed{2\\frac12}$.", "\\frac52", true),
+        ("So the answer is $\\boxed{5, -5}$", "5", false),
+        ("The final answer is $(15, -29)$. I hope it is correct.", "(15,-29)", true),
+        ("7*8 = 56\nThe answer is N", "56", true),
+        ("Hence $y = 2x + 3$.", "y=2x+3", true),
+        ("The answer is π/3.", "\\frac{\\pi}{3}", true),
+        ("**Answer:** 1,024", "1024", true),
+        ("So it is 1023.", "1024", false),
+    ];
+    for (resp, gold, want) in cases {
+        let v = grade(resp, gold);
+        assert_eq!(v.correct, want, "{resp:?} vs {gold:?}: {v:?}");
+    }
+}
+
+/// Calls `f` and asserts it took under `limit` (once more on a miss: the machine is shared,
+/// and a preempted call is not a slow one). The 10 ms per call target is for release builds;
+/// debug builds get the generous bound here.
+fn timed<T>(what: &str, limit: Duration, mut f: impl FnMut() -> T) -> T {
+    let t = Instant::now();
+    let out = f();
+    if t.elapsed() > limit {
+        let t = Instant::now();
+        let out = f();
+        let took = t.elapsed();
+        assert!(took <= limit, "{what} took {took:?} twice");
+        return out;
+    }
+    out
+}
+
+const DEBUG_LIMIT: Duration = Duration::from_millis(50);
+
+/// [`DEBUG_LIMIT`] per started 10 kB of the longer input.
+fn limit_for(s: &str) -> Duration {
+    DEBUG_LIMIT * u32::try_from(s.len().div_ceil(10_000).max(1)).unwrap()
+}
+
+fn exercise(s: &str) {
+    let limit = limit_for(s);
+    let short: String = s.chars().take(300).collect();
+    let head: String = s.chars().take(24).collect();
+    let what = |f: &str| format!("{f} on {head:?}… ({} bytes)", s.len());
+    timed(&what("grade"), limit, || grade(s, &short));
+    timed(&what("grade of a prefix"), limit, || grade(&short, s));
+    timed(&what("equivalent"), limit, || equivalent(s, s));
+    let _ = extract_answer(s);
+    let _ = last_boxed(s);
+    let _ = normalize(s);
+    let _ = eval_number(s);
+    let _ = is_placeholder(s);
+}
+
+#[test]
+fn adversarial_inputs_grade_quickly() {
+    let inputs = [
+        "{".repeat(3000) + &"}".repeat(3000),
+        "\\boxed{".repeat(3000) + "1" + &"}".repeat(3000),
+        "\\frac".repeat(5000),
+        "\\frac{1}{".repeat(1000) + "2" + &"}".repeat(1000),
+        "\\sqrt{".repeat(2000) + "2" + &"}".repeat(2000),
+        "(".repeat(5000) + &")".repeat(5000),
+        "-".repeat(10_000),
+        "2^{".repeat(1500) + "2" + &"}".repeat(1500),
+        "2^{2^{100}}".to_string(),
+        "10^{10^{10^{10}}}".to_string(),
+        "1000000!".to_string(),
+        "(10^{308})!".to_string(),
+        "\\binom{10^{9}}{10^{8}}".to_string(),
+        "1,".repeat(3000) + "1",
+        "(1,".repeat(2000) + &")".repeat(2000),
+        "x+".repeat(3000) + "x",
+        "$".repeat(10_000),
+        "√(".repeat(3000) + &")".repeat(3000),
+        "√".repeat(5000),
+        "π".repeat(3000),
+        "\\left(".repeat(1000) + &"\\right)".repeat(1000),
+        "The answer is ".repeat(700),
+        "**a** ".repeat(2000),
+        "\\begin{pmatrix}".repeat(500) + &"1&2\\\\".repeat(500),
+        "\\{".repeat(2000) + &"\\}".repeat(2000),
+        "\\sin".repeat(3000) + "x",
+        "|".repeat(10_000),
+        "a\\pm ".repeat(2000),
+        "\\overline{".repeat(2000),
+        "_{".repeat(3000),
+    ];
+    for s in &inputs {
+        assert!(s.len() <= 30_000);
+        let t = Instant::now();
+        exercise(s);
+        let pair = format!("x = {s}");
+        timed(&format!("grade pair {:?}", s.chars().take(24).collect::<String>()), limit_for(&pair), || grade(&pair, s));
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "{:?}…: {:?}",
+            s.chars().take(20).collect::<String>(),
+            t.elapsed()
+        );
+    }
+    assert!(!equivalent("1000000!", "3"));
+}
+
+/// Responses from the MATH data (when `HIERAMAS_DATA_DIR` is set) to mutate, else a few.
+static RESPONSES: LazyLock<Vec<String>> = LazyLock::new(|| {
+    let mut out: Vec<String> = [
+        "We have $x^2 = 4$ so $x = \\pm 2$. The answer is $\\boxed{\\pm 2}$.",
+        "Final Answer: The final answer is $\\begin{pmatrix} 1 \\\\ -2 \\end{pmatrix}$. I hope it is correct.",
+        "So the distance is 3√13 units ≈ 10.8, and ½·π·r² = 2π.",
+        "**Answer:** $(-\\infty, 1] \\cup [2, \\infty)$",
+    ]
+    .iter()
+    .map(|s| (*s).to_string())
+    .collect();
+    if let Some(d) = hieramas_tasks::data::DataDir::for_tests() {
+        if let Ok(ps) = d.math500() {
+            out.extend(ps.into_iter().map(|p| p.solution));
+        }
+    }
+    out
+});
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn no_panic_on_any_unicode(s in "\\PC{0,2000}") {
+        exercise(&s);
+    }
+
+    #[test]
+    fn no_panic_on_latexish_text(s in "[\\\\{}^_()\\[\\],=πµ√½²−×°≤∞ $.|!&0-9a-z+\\-*/]{0,3000}") {
+        exercise(&s);
+    }
+
+    #[test]
+    fn no_panic_on_latex_commands(
+        parts in proptest::collection::vec(
+            prop_oneof![
+                Just("\\frac"), Just("\\sqrt"), Just("\\boxed{"), Just("{"), Just("}"),
+                Just("^"), Just("_"), Just("\\left("), Just("\\right)"), Just("\\pm"),
+                Just("\\begin{pmatrix}"), Just("\\end{pmatrix}"), Just("\\\\"), Just("&"),
+                Just("\\{"), Just("\\}"), Just(","), Just("="), Just("\\le"), Just("x"),
+                Just("2"), Just("0.5"), Just("\\pi"), Just("i"), Just("!"), Just("|"),
+                Just("\\cup"), Just("\\text{ or }"), Just("$"), Just("The answer is "),
+                Just("\\sin"), Just("\\log_"), Just("\\overline{3}"), Just("\\infty"),
+            ],
+            0..400,
+        )
+    ) {
+        let s: String = parts.concat();
+        exercise(&s);
+    }
+
+    #[test]
+    fn no_panic_on_mutated_real_responses(
+        pick in any::<prop::sample::Index>(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), "\\PC{0,3}"), 0..20),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let base = pick.get(&RESPONSES);
+        let mut cs: Vec<char> = base.chars().collect();
+        for (at, ins) in &edits {
+            let k = at.index(cs.len() + 1);
+            let repl: Vec<char> = ins.chars().collect();
+            let end = (k + 1).min(cs.len());
+            cs.splice(k..end, repl);
+        }
+        let keep = cut.index(cs.len() + 1).max(cs.len() / 2);
+        cs.truncate(keep);
+        let s: String = cs.into_iter().collect();
+        exercise(&s);
+        let _ = grade(&s, "\\frac{1}{2}");
+    }
+}
+
+#[test]
+#[ignore = "timing probe"]
+fn probe_timing() {
+    for s in ["√".repeat(5000), "\\sqrt ".repeat(5000), "a".repeat(30000), "-".repeat(10000)] {
+        let t = Instant::now();
+        let n = normalize(&s);
+        println!("normalize {} -> {} in {:?}", s.len(), n.len(), t.elapsed());
+        let t = Instant::now();
+        let _ = extract_answer(&s);
+        println!("extract in {:?}", t.elapsed());
+        let t = Instant::now();
+        let _ = eval_number(&s);
+        println!("eval_number in {:?}", t.elapsed());
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::expr::{Budget, C, Expr};
-use super::{latex, normalize, re};
+use super::{caps, latex, normalize, re};
 
 /// Items beyond which lists are compared in order only (an unordered matching is quadratic).
 const MAX_UNORDERED: usize = 64;
@@ -150,7 +150,7 @@ fn shape(s: &str) -> Option<Shape> {
     if s == "\\emptyset" {
         return Some(Shape::Set(Vec::new()));
     }
-    if let Some(c) = MATRIX.captures(s) {
+    if let Some(c) = caps(&MATRIX, s) {
         let (rows, _) = split_top(&c[2], &["\\\\"]);
         let mut m: Vec<Vec<String>> = rows
             .iter()
@@ -188,6 +188,9 @@ fn expand_pm(s: &str) -> Option<Vec<String>> {
 }
 
 fn is_text(s: &str) -> bool {
+    if s.len() > latex::MAX_PARSE_LEN {
+        return true;
+    }
     let toks = latex::tokenize(s);
     let mut run = 0;
     for t in &toks {
@@ -230,9 +233,9 @@ impl Cx {
             return false;
         }
         // An option letter followed by the option's text: "(C) Plane" for "C".
-        if g.len() == 1 && g.chars().all(|c| c.is_ascii_uppercase()) {
-            if let Some(c) = CHOICE.captures(p) {
-                return &c[1] == g;
+        if g.len() == 1 && g.chars().all(|c| c.is_ascii_alphabetic()) {
+            if let Some(c) = caps(&CHOICE, p) {
+                return c[1].eq_ignore_ascii_case(g);
             }
         }
         // Lists of answers (solutions, or the items of a `\pm`).
@@ -445,7 +448,7 @@ impl Cx {
         if is_text(p) || is_text(g) {
             return text_key(p) == text_key(g);
         }
-        if let (Some(a), Some(b)) = (INT.captures(p), INT.captures(g)) {
+        if let (Some(a), Some(b)) = (caps(&INT, p), caps(&INT, g)) {
             let zero = |c: &regex::Captures| &c[2] == "0";
             let sign = |c: &regex::Captures| !c[1].is_empty() && !zero(c);
             return a[2] == b[2] && sign(&a) == sign(&b);
@@ -545,7 +548,7 @@ fn inequality_interval(parts: &[String], ops: &[&'static str]) -> Option<String>
 
 /// The expression of a value; a mixed number `2\frac{1}{2}` is `2 + 1/2`.
 fn value_expr(s: &str) -> Option<Expr> {
-    if let Some(c) = MIXED.captures(s) {
+    if let Some(c) = caps(&MIXED, s) {
         let whole: f64 = c[2].parse().ok()?;
         let n: f64 = c[3].parse().ok()?;
         let d: f64 = c[4].parse().ok()?;
@@ -599,7 +602,8 @@ fn close_c(a: C, b: C) -> bool {
 }
 
 /// Two constant values: whole numbers exactly, others to [`REL_TOL`], and a gold written as a
-/// decimal with `d` places matched by any more precise value that rounds to it.
+/// decimal with `d` places matched by an exact value (a fraction, a radical, π; not another
+/// decimal: `2.54` is not `2.5`) that rounds to it.
 fn numbers_match(a: C, b: C, p: &str, g: &str) -> bool {
     if !a.is_finite() || !b.is_finite() {
         return a.is_real() && b.is_real() && a.re == b.re && a.re.is_infinite();
@@ -624,9 +628,8 @@ fn numbers_match(a: C, b: C, p: &str, g: &str) -> bool {
     if (x - y).abs() <= REL_TOL * x.abs().max(y.abs()) {
         return true;
     }
-    if let Some(gd) = DECIMAL.captures(g).map(|c| c[1].len()) {
-        let pd = DECIMAL.captures(p).map(|c| c[1].len());
-        if pd.is_none_or(|pd| pd > gd) && !INT.is_match(p) {
+    if let Some(gd) = caps(&DECIMAL, g).map(|c| c[1].len()) {
+        if !literal(p) {
             #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
             let half_ulp = 0.5 * 10f64.powi(-(gd.min(300) as i32));
             return (x - y).abs() <= half_ulp * (1.0 + 1e-9);

@@ -4,7 +4,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::re;
+use super::{caps, re};
 
 /// Where each `{` closes (by position in `cs`), in one pass.
 fn brace_partners(cs: &[char]) -> Vec<Option<usize>> {
@@ -35,58 +35,63 @@ fn starts_with_at(cs: &[char], i: usize, pat: &str) -> bool {
     true
 }
 
-/// The contents of every closed `\boxed{…}` / `\fbox{…}` (balanced braces) and unbraced
-/// `\boxed 5` (to the next `$` or line end), in order of where they start.
-fn boxes(text: &str) -> Vec<String> {
-    let cs: Vec<char> = text.chars().collect();
-    let partner = brace_partners(&cs);
+/// Where the contents of every closed `\boxed{…}` / `\fbox{…}` (balanced braces) and unbraced
+/// `\boxed 5` (to the next `$` or line end) lie in `cs`, in order of where they start.
+fn box_spans(cs: &[char]) -> Vec<(usize, usize)> {
+    let partner = brace_partners(cs);
     let mut out = Vec::new();
     for i in 0..cs.len() {
         if cs[i] != '\\' {
             continue;
         }
-        let name_len = if starts_with_at(&cs, i, "\\boxed") {
+        let name_len = if starts_with_at(cs, i, "\\boxed") {
             6
-        } else if starts_with_at(&cs, i, "\\fbox") {
+        } else if starts_with_at(cs, i, "\\fbox") {
             5
         } else {
             continue;
         };
         let mut j = i + name_len;
+        while cs.get(j) == Some(&' ') {
+            j += 1;
+        }
         if cs.get(j) == Some(&'{') {
             if let Some(end) = partner[j] {
-                out.push(cs[j + 1..end].iter().collect());
+                out.push((j + 1, end));
             }
             continue;
         }
-        if cs.get(j) == Some(&' ') {
-            while cs.get(j) == Some(&' ') {
-                j += 1;
-            }
-            if cs.get(j) == Some(&'{') {
-                if let Some(end) = partner[j] {
-                    out.push(cs[j + 1..end].iter().collect());
-                }
-                continue;
-            }
+        if j > i + name_len {
             let start = j;
             while j < cs.len() && cs[j] != '$' && cs[j] != '\n' {
                 j += 1;
             }
-            let s: String = cs[start..j].iter().collect();
-            let s = s.trim();
-            if !s.is_empty() {
-                out.push(s.to_string());
+            if j > start {
+                out.push((start, j));
             }
         }
     }
     out
 }
 
+/// The last box whose content is neither empty nor a placeholder. Contents are built one at a
+/// time, and a long one is no placeholder: nested boxes would make building them all
+/// quadratic.
+fn last_real_box(cs: &[char]) -> Option<String> {
+    box_spans(cs).into_iter().rev().find_map(|(a, b)| {
+        let s: String = cs[a..b].iter().collect();
+        let t = s.trim();
+        let real = !t.is_empty() && (b - a > 100 || !is_placeholder(t));
+        real.then(|| t.to_string())
+    })
+}
+
 /// The content of the last `\boxed{…}` or `\fbox{…}` (balanced braces), or of an unbraced
 /// `\boxed 5` (up to the next `$` or line end).
 pub fn last_boxed(text: &str) -> Option<String> {
-    boxes(text).pop()
+    let cs: Vec<char> = text.chars().collect();
+    let (a, b) = box_spans(&cs).pop()?;
+    Some(cs[a..b].iter().collect())
 }
 
 /// Whether `s` is a format placeholder copied literally from a prompt ("answer", "<answer>",
@@ -156,11 +161,9 @@ pub fn extract_answer(response: &str) -> Option<String> {
         .map(|(_, after)| after)
         .filter(|a| !a.trim().is_empty())
         .unwrap_or(response);
-    for b in boxes(text).iter().rev() {
-        let b = b.trim();
-        if !b.is_empty() && !is_placeholder(b) {
-            return Some(b.to_string());
-        }
+    let cs: Vec<char> = text.chars().collect();
+    if let Some(b) = last_real_box(&cs) {
+        return Some(b);
     }
     // "# Answer" on a line of its own, the answer below it.
     if let Some(m) = HEADING.find_iter(text).last() {
@@ -214,7 +217,7 @@ fn last_line_answer(text: &str) -> Option<String> {
         return None;
     }
     let cs: Vec<char> = line.chars().collect();
-    let candidate = if let Some(c) = LABEL_LINE.captures(line) {
+    let candidate = if let Some(c) = caps(&LABEL_LINE, line) {
         c.get(1)?.as_str().to_string()
     } else {
         // The last sentence's clause after its first "is".
@@ -228,7 +231,7 @@ fn last_line_answer(text: &str) -> Option<String> {
             }
         }
         let sentence: String = cs[start..].iter().collect();
-        let c = IS_CLAUSE.captures(sentence.trim())?;
+        let c = caps(&IS_CLAUSE, sentence.trim())?;
         c.get(1)?.as_str().to_string()
     };
     let a = if candidate.contains('$') || candidate.contains("\\(") {
@@ -263,7 +266,14 @@ fn phrase_answer(rest: &str) -> Result<String, bool> {
     }
     let cs = &cs[i..];
     let line_end = cs.iter().position(|&c| c == '\n').unwrap_or(cs.len());
-    let ans = if let Some((seg, _)) = math_segment_at(cs, 0) {
+    let choice = cs.len() >= 3
+        && cs[0] == '('
+        && cs[1].is_ascii_uppercase()
+        && cs[2] == ')'
+        && cs.get(3).is_none_or(|c| !c.is_alphanumeric());
+    let ans = if choice {
+        cs[..3].iter().collect()
+    } else if let Some((seg, _)) = math_segment_at(cs, 0) {
         seg
     } else if let Some(seg) = first_math_segment(&cs[..line_end]) {
         seg

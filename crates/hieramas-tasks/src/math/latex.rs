@@ -109,8 +109,16 @@ pub(crate) fn tokenize(s: &str) -> Vec<Tok> {
     out
 }
 
-/// Parses a whole expression; `None` if any token is left over or anything is unknown.
+/// The longest answer (in bytes, normalised) that is parsed: a longer one is no real answer,
+/// and is compared as a string only.
+pub(crate) const MAX_PARSE_LEN: usize = 2000;
+
+/// Parses a whole expression; `None` if any token is left over or anything is unknown, or the
+/// text is longer than [`MAX_PARSE_LEN`].
 pub(crate) fn parse(s: &str) -> Option<Expr> {
+    if s.len() > MAX_PARSE_LEN {
+        return None;
+    }
     let mut p = Parser {
         toks: tokenize(s),
         pos: 0,

@@ -60,6 +60,12 @@ pub fn eval_number(s: &str) -> Option<f64> {
     v.is_real().then_some(v.re)
 }
 
+/// `r`'s captures in `s`, tried only where the (fast, DFA) `is_match` says so: capture
+/// matching on long input is slower by a large constant.
+fn caps<'h>(r: &Regex, s: &'h str) -> Option<regex::Captures<'h>> {
+    r.is_match(s).then(|| r.captures(s)).flatten()
+}
+
 fn re(s: &str) -> Regex {
     Regex::new(s).unwrap_or_else(|e| panic!("static regex {s:?}: {e}"))
 }
@@ -164,7 +170,7 @@ pub fn normalize(answer: &str) -> String {
         s = ESCAPED_SPACE.replace_all(&s, "$1 ").into_owned();
     }
     let mut t = s.trim().to_string();
-    if let Some(c) = UNIT_TEXT_AT_END.captures(&t) {
+    if let Some(c) = caps(&UNIT_TEXT_AT_END, &t) {
         t = c[1].to_string();
     }
     for _ in 0..4 {
@@ -180,7 +186,7 @@ pub fn normalize(answer: &str) -> String {
         .trim_start_matches(':')
         .trim()
         .to_string();
-    if let Some(c) = UNIT_WORDS_AT_END.captures(&t) {
+    if let Some(c) = caps(&UNIT_WORDS_AT_END, &t) {
         t = c[1].to_string();
     }
     if ORDINAL.is_match(&t) {
@@ -189,10 +195,10 @@ pub fn normalize(answer: &str) -> String {
     if let Some(m) = ARTICLE.find(&t) {
         t = t.get(m.end()..).unwrap_or_default().to_string();
     }
-    if let Some(c) = UNIT_WORDS_AT_END.captures(&t) {
+    if let Some(c) = caps(&UNIT_WORDS_AT_END, &t) {
         t = c[1].to_string();
     }
-    if let Some(c) = BASE.captures(&t) {
+    if let Some(c) = caps(&BASE, &t) {
         t = c[1].to_string();
     }
     if let Some(f) = repeating_decimal(&t) {
@@ -214,7 +220,7 @@ pub fn normalize(answer: &str) -> String {
             .replace("{.", "{0.")
             .replace("(.", "(0.");
     }
-    if let Some(c) = LETTER_CHOICE.captures(&t) {
+    if let Some(c) = caps(&LETTER_CHOICE, &t) {
         t = c[1].to_uppercase();
     }
     if t.chars().all(char::is_alphabetic) {
@@ -246,7 +252,7 @@ fn collapse_spaces(s: &str) -> String {
 /// `0.\overline{3}` as `\frac{1}{3}`, `1.2\overline{45}` as a fraction likewise (up to 15
 /// digits).
 fn repeating_decimal(s: &str) -> Option<String> {
-    let c = REPEATING.captures(s)?;
+    let c = caps(&REPEATING, s)?;
     let (whole, fixed, rep) = (&c[2], &c[3], &c[4]);
     if whole.len() + fixed.len() + rep.len() > 15 {
         return None;
