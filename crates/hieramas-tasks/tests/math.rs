@@ -252,13 +252,22 @@ fn debug_pair() {
         return;
     };
     let n = hieramas_tasks::math::normalize;
-    println!("norm {:?} {:?} extracted {:?} eq {}", n(&p), n(&g), extract_answer(&p), equivalent(&p, &g));
+    println!(
+        "norm {:?} {:?} extracted {:?} eq {}",
+        n(&p),
+        n(&g),
+        extract_answer(&p),
+        equivalent(&p, &g)
+    );
 }
 
 #[test]
 fn extraction_of_every_common_format() {
     let cases: &[(&str, &str)] = &[
-        ("so \\boxed{\\frac{1}{\\sqrt{2}}} done", "\\frac{1}{\\sqrt{2}}"),
+        (
+            "so \\boxed{\\frac{1}{\\sqrt{2}}} done",
+            "\\frac{1}{\\sqrt{2}}",
+        ),
         ("\\fbox{12}", "12"),
         (
             "Thus x = 4.\nFinal Answer: The final answer is $\\frac{3}{4}$. I hope it is correct.",
@@ -268,9 +277,15 @@ fn extraction_of_every_common_format() {
         ("so the answer is 2\\sqrt{3}.", "2\\sqrt{3}"),
         ("The answer is:\n\n**34**", "34"),
         ("We add them up to get **120** in total.", "120"),
-        ("Putting it together:\n\\[x = \\frac{\\pi}{4}\\]", "\\frac{\\pi}{4}"),
+        (
+            "Putting it together:\n\\[x = \\frac{\\pi}{4}\\]",
+            "\\frac{\\pi}{4}",
+        ),
         ("Adding, we get $3 + 4 = 7$", "7"),
-        ("# Answer\n\n\\frac{\\cos x}{\\sin x}", "\\frac{\\cos x}{\\sin x}"),
+        (
+            "# Answer\n\n\\frac{\\cos x}{\\sin x}",
+            "\\frac{\\cos x}{\\sin x}",
+        ),
         ("The answer is (C) because the others fail.", "(C)"),
         ("So the distance is 3√13 units.", "3√13 units"),
         ("Quotient: x⁵ − x⁴ + 1", "x⁵ − x⁴ + 1"),
@@ -278,7 +293,10 @@ fn extraction_of_every_common_format() {
         // Format placeholders copied from a prompt are no answer.
         ("7*8 = 56\nThe answer is N", "56"),
         ("7*8 = 56\nThe answer is X.", "56"),
-        ("so $x = 5$.\nFinal Answer: The final answer is $X$. I hope it is correct.", "5"),
+        (
+            "so $x = 5$.\nFinal Answer: The final answer is $X$. I hope it is correct.",
+            "5",
+        ),
         ("\\boxed{9} ... put it in \\boxed{answer}", "9"),
         ("It is 12.\nAnswer: <answer>", "12"),
         ("It is 12.\nAnswer: [answer]", "12"),
@@ -292,7 +310,10 @@ fn extraction_of_every_common_format() {
     assert!(is_placeholder("\\boxed{answer}"));
     assert!(is_placeholder("[your answer]"));
     assert!(!is_placeholder("(C)"));
-    assert!(!is_placeholder("N"), "a bare letter is only skipped after an answer phrase");
+    assert!(
+        !is_placeholder("N"),
+        "a bare letter is only skipped after an answer phrase"
+    );
 }
 
 #[test]
@@ -351,11 +372,20 @@ fn equal_by_meaning() {
         ("x > 3", "(3, \\infty)"),
         // Tuples, intervals, unions, sets, \pm lists.
         ("\\left[ 1, \\frac{3}{2} \\right)", "[1, 1.5)"),
-        ("(-\\infty, 0) \\cup (1, \\infty)", "(1,\\infty)\\cup(-\\infty,0)"),
+        (
+            "(-\\infty, 0) \\cup (1, \\infty)",
+            "(1,\\infty)\\cup(-\\infty,0)",
+        ),
         ("\\{3, 1, 2\\}", "\\{1, 2, 3\\}"),
         ("3 \\pm 2\\sqrt{2}", "3+2\\sqrt2, 3-2\\sqrt2"),
-        ("\\frac{-1 \\pm \\sqrt{5}}{2}", "\\frac{-1-\\sqrt5}{2}, \\frac{-1+\\sqrt5}{2}"),
-        ("\\{1\\pm\\sqrt{5},-2\\}", "\\{-2, 1+\\sqrt{5}, 1-\\sqrt{5}\\}"),
+        (
+            "\\frac{-1 \\pm \\sqrt{5}}{2}",
+            "\\frac{-1-\\sqrt5}{2}, \\frac{-1+\\sqrt5}{2}",
+        ),
+        (
+            "\\{1\\pm\\sqrt{5},-2\\}",
+            "\\{-2, 1+\\sqrt{5}, 1-\\sqrt{5}\\}",
+        ),
         ("x = 2 \\text{ or } x = -3", "-3, 2"),
         // Matrices and vectors, entry-wise.
         (
@@ -366,7 +396,10 @@ fn equal_by_meaning() {
             "\\begin{pmatrix} 1 & \\frac12 \\\\ 0 & -1 \\end{pmatrix}",
             "\\begin{pmatrix}1&0.5\\\\0&-1\\end{pmatrix}",
         ),
-        ("\\begin{pmatrix} 1 \\\\ 2 \\\\ 3 \\end{pmatrix}", "(1, 2, 3)"),
+        (
+            "\\begin{pmatrix} 1 \\\\ 2 \\\\ 3 \\end{pmatrix}",
+            "(1, 2, 3)",
+        ),
         // Complex numbers in any order.
         ("-5i + 6", "6 - 5i"),
         ("\\frac{1+i}{1-i}", "i"),
@@ -416,7 +449,10 @@ fn wrong_answers_stay_wrong() {
         ("(1, 3)", "[1, 3)"),
         ("(1, 3)", "(3, 1)"),
         ("\\{1, 2\\}", "\\{1, 3\\}"),
-        ("(-\\infty, 0) \\cup (1, \\infty)", "(-\\infty, 0] \\cup (1, \\infty)"),
+        (
+            "(-\\infty, 0) \\cup (1, \\infty)",
+            "(-\\infty, 0] \\cup (1, \\infty)",
+        ),
         ("6 + 5i", "6 - 5i"),
         ("x^2 + 2x", "(x+1)^2"),
         ("y = 3x + 2", "y = 2x + 3"),
@@ -426,8 +462,14 @@ fn wrong_answers_stay_wrong() {
         ("\\sin x", "\\cos x"),
         ("x + y", "x + z"),
         ("a", "b"),
-        ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix} 1 \\\\ 3 \\end{pmatrix}"),
-        ("\\begin{pmatrix} 1 & 2 \\end{pmatrix}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"),
+        (
+            "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}",
+            "\\begin{pmatrix} 1 \\\\ 3 \\end{pmatrix}",
+        ),
+        (
+            "\\begin{pmatrix} 1 & 2 \\end{pmatrix}",
+            "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}",
+        ),
         ("x > 3", "[3, \\infty)"),
         ("\\text{odd}", "\\text{even}"),
         ("(B)", "\\text{(C)}"),
@@ -446,7 +488,11 @@ fn grading_whole_responses() {
     let cases = [
         ("We get $\\boxed{2\\frac12}$.", "\\frac52", true),
         ("So the answer is $\\boxed{5, -5}$", "5", false),
-        ("The final answer is $(15, -29)$. I hope it is correct.", "(15,-29)", true),
+        (
+            "The final answer is $(15, -29)$. I hope it is correct.",
+            "(15,-29)",
+            true,
+        ),
         ("7*8 = 56\nThe answer is N", "56", true),
         ("Hence $y = 2x + 3$.", "y=2x+3", true),
         ("The answer is π/3.", "\\frac{\\pi}{3}", true),
@@ -459,20 +505,22 @@ fn grading_whole_responses() {
     }
 }
 
-/// Calls `f` and asserts it took under `limit` (once more on a miss: the machine is shared,
-/// and a preempted call is not a slow one). The 10 ms per call target is for release builds;
-/// debug builds get the generous bound here.
+/// Calls `f` and asserts it took under `limit`: the best of up to three tries, as the machine
+/// is shared and a preempted call is not a slow one. The 10 ms per call target is for release
+/// builds; debug builds get the generous bound here.
 fn timed<T>(what: &str, limit: Duration, mut f: impl FnMut() -> T) -> T {
-    let t = Instant::now();
-    let out = f();
-    if t.elapsed() > limit {
+    let mut best = Duration::MAX;
+    let mut out = None;
+    for _ in 0..3 {
         let t = Instant::now();
-        let out = f();
-        let took = t.elapsed();
-        assert!(took <= limit, "{what} took {took:?} twice");
-        return out;
+        out = Some(f());
+        best = best.min(t.elapsed());
+        if best <= limit {
+            break;
+        }
     }
-    out
+    assert!(best <= limit, "{what} took {best:?} (best of 3)");
+    out.unwrap()
 }
 
 const DEBUG_LIMIT: Duration = Duration::from_millis(50);
@@ -536,7 +584,11 @@ fn adversarial_inputs_grade_quickly() {
         let t = Instant::now();
         exercise(s);
         let pair = format!("x = {s}");
-        timed(&format!("grade pair {:?}", s.chars().take(24).collect::<String>()), limit_for(&pair), || grade(&pair, s));
+        timed(
+            &format!("grade pair {:?}", s.chars().take(24).collect::<String>()),
+            limit_for(&pair),
+            || grade(&pair, s),
+        );
         assert!(
             t.elapsed() < Duration::from_secs(2),
             "{:?}…: {:?}",
@@ -623,7 +675,12 @@ proptest! {
 #[test]
 #[ignore = "timing probe"]
 fn probe_timing() {
-    for s in ["√".repeat(5000), "\\sqrt ".repeat(5000), "a".repeat(30000), "-".repeat(10000)] {
+    for s in [
+        "√".repeat(5000),
+        "\\sqrt ".repeat(5000),
+        "a".repeat(30000),
+        "-".repeat(10000),
+    ] {
         let t = Instant::now();
         let n = normalize(&s);
         println!("normalize {} -> {} in {:?}", s.len(), n.len(), t.elapsed());

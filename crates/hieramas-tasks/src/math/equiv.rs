@@ -49,8 +49,7 @@ static NAME: LazyLock<Regex> = LazyLock::new(|| {
 static CHOICE: LazyLock<Regex> = LazyLock::new(|| re(r"^\(([A-Z])\)"));
 static INT: LazyLock<Regex> = LazyLock::new(|| re(r"^(-?)0*(\d+)$"));
 static DECIMAL: LazyLock<Regex> = LazyLock::new(|| re(r"^-?\d*\.(\d+)$"));
-static MIXED: LazyLock<Regex> =
-    LazyLock::new(|| re(r"^(-?)(\d+)\\frac\{?(\d+)\}?\{?(\d+)\}?$"));
+static MIXED: LazyLock<Regex> = LazyLock::new(|| re(r"^(-?)(\d+)\\frac\{?(\d+)\}?\{?(\d+)\}?$"));
 static MATRIX: LazyLock<Regex> = LazyLock::new(|| {
     re(r"^\\begin\{([pbBvV]?matrix|array)\}(?:\{[lcr|]*\})?(.*)\\end\{([pbBvV]?matrix|array)\}$")
 });
@@ -152,11 +151,11 @@ fn shape(s: &str) -> Option<Shape> {
     }
     if let Some(c) = caps(&MATRIX, s) {
         let (rows, _) = split_top(&c[2], &["\\\\"]);
-        let mut m: Vec<Vec<String>> = rows
-            .iter()
-            .map(|r| split_top(r, &["&"]).0)
-            .collect();
-        while m.last().is_some_and(|r| r.len() == 1 && r[0].trim().is_empty()) {
+        let mut m: Vec<Vec<String>> = rows.iter().map(|r| split_top(r, &["&"]).0).collect();
+        while m
+            .last()
+            .is_some_and(|r| r.len() == 1 && r[0].trim().is_empty())
+        {
             m.pop();
         }
         return Some(Shape::Matrix(m));
@@ -307,7 +306,8 @@ impl Cx {
             (Shape::Matrix(x), Shape::Matrix(y)) => {
                 x.len() == y.len()
                     && x.iter().zip(&y).all(|(r, s)| {
-                        r.len() == s.len() && r.iter().zip(s).all(|(a, b)| self.any(a, b, depth + 1))
+                        r.len() == s.len()
+                            && r.iter().zip(s).all(|(a, b)| self.any(a, b, depth + 1))
                     })
             }
             // A vector written as a tuple.
@@ -337,19 +337,25 @@ impl Cx {
         }
         let assign = |parts: &[String], ops: &[&str]| -> Option<String> {
             let value_ops = ops.iter().all(|o| *o == "=" || *o == "\\in" || *o == "?");
-            (value_ops && parts.len() >= 2).then(|| parts.last().cloned()).flatten()
+            (value_ops && parts.len() >= 2)
+                .then(|| parts.last().cloned())
+                .flatten()
         };
         let name_lhs = |parts: &[String]| parts.first().is_some_and(|l| NAME.is_match(l));
+        // A left side that names the value (`x`, `f(x)`, `(x, y)`) or computes it (`7 \cdot 8`).
+        let value_lhs = |parts: &[String]| {
+            name_lhs(parts) || parts.first().is_some_and(|l| is_constant(l))
+        };
         if go.is_empty() {
             // `x = 5` against `5`; `7 \cdot 8 = 56` against `56`.
             return Some(match assign(&pp, &po) {
-                Some(v) if !v.is_empty() => self.any(&v, g, depth + 1),
+                Some(v) if !v.is_empty() && value_lhs(&pp) => self.any(&v, g, depth + 1),
                 _ => inequality_interval(&pp, &po).is_some_and(|i| self.any(&i, g, depth + 1)),
             });
         }
         if po.is_empty() {
             return Some(match assign(&gp, &go) {
-                Some(v) if !v.is_empty() && name_lhs(&gp) => self.any(p, &v, depth + 1),
+                Some(v) if !v.is_empty() && value_lhs(&gp) => self.any(p, &v, depth + 1),
                 _ => inequality_interval(&gp, &go).is_some_and(|i| self.any(p, &i, depth + 1)),
             });
         }
@@ -384,10 +390,11 @@ impl Cx {
         // Inequalities, read in one direction.
         let (pp, po) = rightwards(pp, po);
         let (gp, go) = rightwards(gp, go);
-        if po == go && pp.len() == gp.len() {
-            if pp.iter().zip(&gp).all(|(a, b)| self.any(a, b, depth + 1)) {
-                return Some(true);
-            }
+        if po == go
+            && pp.len() == gp.len()
+            && pp.iter().zip(&gp).all(|(a, b)| self.any(a, b, depth + 1))
+        {
+            return Some(true);
         }
         Some(
             match (inequality_interval(&pp, &po), inequality_interval(&gp, &go)) {
@@ -400,7 +407,10 @@ impl Cx {
     /// Two equations `pl = pr`, `gl = gr` with variables: `pl - pr` and `gl - gr` proportional.
     fn equation(&mut self, pl: &str, pr: &str, gl: &str, gr: &str) -> Option<bool> {
         let diff = |l: &str, r: &str| -> Option<Expr> {
-            Some(Expr::Sum(vec![(false, latex::parse(l)?), (true, latex::parse(r)?)]))
+            Some(Expr::Sum(vec![
+                (false, latex::parse(l)?),
+                (true, latex::parse(r)?),
+            ]))
         };
         let (f, g) = (diff(pl, pr)?, diff(gl, gr)?);
         let mut vars = BTreeSet::new();
@@ -413,8 +423,10 @@ impl Cx {
         let mut valid = 0;
         for k in 0..POINTS {
             let env = |v: &str| Some(point(v, k));
-            let (Some(a), Some(b)) = (f.eval(&env, &mut self.budget), g.eval(&env, &mut self.budget))
-            else {
+            let (Some(a), Some(b)) = (
+                f.eval(&env, &mut self.budget),
+                g.eval(&env, &mut self.budget),
+            ) else {
                 continue;
             };
             if !a.is_finite() || !b.is_finite() {
@@ -509,7 +521,10 @@ fn unpack_set(xs: Vec<String>) -> Vec<String> {
 }
 
 /// An inequality chain with `>`/`\ge` turned around to read with `<`/`\le`.
-fn rightwards(mut parts: Vec<String>, mut ops: Vec<&'static str>) -> (Vec<String>, Vec<&'static str>) {
+fn rightwards(
+    mut parts: Vec<String>,
+    mut ops: Vec<&'static str>,
+) -> (Vec<String>, Vec<&'static str>) {
     if !ops.is_empty() && ops.iter().all(|o| *o == ">" || *o == "\\ge") {
         parts.reverse();
         ops.reverse();
@@ -534,16 +549,23 @@ fn inequality_interval(parts: &[String], ops: &[&'static str]) -> Option<String>
             if open(o1)? { '(' } else { '[' },
             if open(o2)? { ')' } else { ']' }
         )),
-        ([x, b], [o]) if NAME.is_match(x) => Some(format!(
-            "(-\\infty,{b}{}",
-            if open(o)? { ')' } else { ']' }
-        )),
-        ([a, x], [o]) if NAME.is_match(x) => Some(format!(
-            "{}{a},\\infty)",
-            if open(o)? { '(' } else { '[' }
-        )),
+        ([x, b], [o]) if NAME.is_match(x) => {
+            Some(format!("(-\\infty,{b}{}", if open(o)? { ')' } else { ']' }))
+        }
+        ([a, x], [o]) if NAME.is_match(x) => {
+            Some(format!("{}{a},\\infty)", if open(o)? { '(' } else { '[' }))
+        }
         _ => None,
     }
+}
+
+/// Whether `s` parses to an expression without variables.
+fn is_constant(s: &str) -> bool {
+    latex::parse(s).is_some_and(|e| {
+        let mut vars = BTreeSet::new();
+        e.vars(&mut vars);
+        vars.is_empty()
+    })
 }
 
 /// The expression of a value; a mixed number `2\frac{1}{2}` is `2 + 1/2`.

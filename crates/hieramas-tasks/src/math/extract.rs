@@ -25,14 +25,7 @@ fn brace_partners(cs: &[char]) -> Vec<Option<usize>> {
 }
 
 fn starts_with_at(cs: &[char], i: usize, pat: &str) -> bool {
-    let mut k = i;
-    for p in pat.chars() {
-        if cs.get(k) != Some(&p) {
-            return false;
-        }
-        k += 1;
-    }
-    true
+    (i..).zip(pat.chars()).all(|(k, p)| cs.get(k) == Some(&p))
 }
 
 /// Where the contents of every closed `\boxed{…}` / `\fbox{…}` (balanced braces) and unbraced
@@ -104,7 +97,9 @@ pub fn is_placeholder(s: &str) -> bool {
         let before = t.clone();
         t = t
             .trim()
-            .trim_matches(|c: char| matches!(c, '$' | '*' | '<' | '>' | '[' | ']' | '"' | '\'' | '`'))
+            .trim_matches(|c: char| {
+                matches!(c, '$' | '*' | '<' | '>' | '[' | ']' | '"' | '\'' | '`')
+            })
             .trim_end_matches(['.', '!'])
             .trim()
             .to_string();
@@ -143,9 +138,9 @@ static PHRASE: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)\b(?:the\s+)?(?:final\s+)?answer\s*(?:\*\*|__)?\s*(?:is|:|=|would be|will be|should be|to the problem is|to this problem is)\s*(?:\*\*|__)?\s*:?",
     )
 });
-static HEADING: LazyLock<Regex> = LazyLock::new(|| re(r"(?im)^\s*#+\s*(?:final\s+)?answer\s*:?\s*$"));
-static NUMBER: LazyLock<Regex> =
-    LazyLock::new(|| re(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+"));
+static HEADING: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?im)^\s*#+\s*(?:final\s+)?answer\s*:?\s*$"));
+static NUMBER: LazyLock<Regex> = LazyLock::new(|| re(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+"));
 static BOLD: LazyLock<Regex> = LazyLock::new(|| re(r"\*\*([^*\n]{1,200})\*\*"));
 static DIGIT: LazyLock<Regex> = LazyLock::new(|| re(r"\d"));
 static LABEL_LINE: LazyLock<Regex> =
@@ -175,7 +170,10 @@ pub fn extract_answer(response: &str) -> Option<String> {
         }
     }
     // Answer phrases, last first; each one's answer ends where the next phrase begins.
-    let spans: Vec<(usize, usize)> = PHRASE.find_iter(text).map(|m| (m.start(), m.end())).collect();
+    let spans: Vec<(usize, usize)> = PHRASE
+        .find_iter(text)
+        .map(|m| (m.start(), m.end()))
+        .collect();
     let mut work_end = text.len();
     for (k, &(start, end)) in spans.iter().enumerate().rev() {
         let stop = spans.get(k + 1).map_or(text.len(), |s| s.0);

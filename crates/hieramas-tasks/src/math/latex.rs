@@ -25,16 +25,58 @@ const WORD_FUNCS: [&str; 16] = [
 ];
 
 const GREEK: [&str; 34] = [
-    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta",
-    "vartheta", "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon",
-    "phi", "varphi", "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Sigma", "Phi",
-    "Psi", "Omega", "ell",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "varepsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "vartheta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "rho",
+    "sigma",
+    "tau",
+    "upsilon",
+    "phi",
+    "varphi",
+    "chi",
+    "psi",
+    "omega",
+    "Gamma",
+    "Delta",
+    "Theta",
+    "Lambda",
+    "Sigma",
+    "Phi",
+    "Psi",
+    "Omega",
+    "ell",
 ];
 
 /// Commands that only style their argument.
 const WRAPPERS: [&str; 14] = [
-    "mathrm", "mathbf", "mathit", "text", "textbf", "textit", "mbox", "operatorname",
-    "boldsymbol", "overline", "bar", "vec", "hat", "widehat",
+    "mathrm",
+    "mathbf",
+    "mathit",
+    "text",
+    "textbf",
+    "textit",
+    "mbox",
+    "operatorname",
+    "boldsymbol",
+    "overline",
+    "bar",
+    "vec",
+    "hat",
+    "widehat",
 ];
 
 /// Splits `s` into tokens; `\left`, `\right` and sizing commands are dropped.
@@ -359,9 +401,9 @@ impl Parser {
         self.pos += 1;
         match t {
             Tok::Num(n) => n.parse::<f64>().ok().map(Expr::Num),
-            Tok::Letter('e') if !is_sym(self.peek(), '_') => Some(Expr::Const(C::real(
-                std::f64::consts::E,
-            ))),
+            Tok::Letter('e') if !is_sym(self.peek(), '_') => {
+                Some(Expr::Const(C::real(std::f64::consts::E)))
+            }
             Tok::Letter('i') if !is_sym(self.peek(), '_') => Some(Expr::Const(C::new(0.0, 1.0))),
             Tok::Letter(c) => self.subscript(c.to_string()).map(Expr::Var),
             Tok::Sym('(') => {
@@ -377,7 +419,8 @@ impl Parser {
                 let e = self.sum();
                 self.abs_open -= 1;
                 let e = e?;
-                self.eat_sym('|').then(|| Expr::Call(Func::Abs, Box::new(e)))
+                self.eat_sym('|')
+                    .then(|| Expr::Call(Func::Abs, Box::new(e)))
             }
             Tok::Cmd(c) => self.command(&c),
             Tok::Sym(_) => None,
@@ -417,8 +460,7 @@ impl Parser {
                 } else {
                     ("rceil", Func::Ceil)
                 };
-                self.eat_cmd(&[close])
-                    .then(|| Expr::Call(f, Box::new(e)))
+                self.eat_cmd(&[close]).then(|| Expr::Call(f, Box::new(e)))
             }
             "log" => {
                 if self.eat_sym('_') {

@@ -71,7 +71,9 @@ fn re(s: &str) -> Regex {
 }
 
 static TEXT_CMD: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mathsf|mbox|operatorname|hbox)\s*\{([^{}]*)\}")
+    re(
+        r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mathsf|mbox|operatorname|hbox)\s*\{([^{}]*)\}",
+    )
 });
 static UNIT_TEXT_AT_END: LazyLock<Regex> = LazyLock::new(|| {
     re(
@@ -79,10 +81,13 @@ static UNIT_TEXT_AT_END: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 static UNIT_WORDS_AT_END: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"^(-?[\d.,]+|-?\\frac\{\d+\}\{\d+\}|-?\d*\\sqrt\{\d+\})\s+(?:[a-zA-Z]{2,}\.?(?:\^\{?[23]\}?)?\s*)+$")
+    re(
+        r"^(-?[\d.,]+|-?\\frac\{\d+\}\{\d+\}|-?\d*\\sqrt\{\d+\})\s+(?:[a-zA-Z]{2,}\.?(?:\^\{?[23]\}?)?\s*)+$",
+    )
 });
-static THOUSANDS: LazyLock<Regex> =
-    LazyLock::new(|| re(r"^-?\d{1,3}(?:, ?\d{3})+(?:\.\d+)?$|^-?\d{1,3}(?: \d{3})+(?:\.\d+)?$"));
+static THOUSANDS: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"^(?:[a-zA-Z]\s*=\s*)?-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$|^-?\d{1,3}(?: \d{3})+(?:\.\d+)?$")
+});
 static BASE: LazyLock<Regex> = LazyLock::new(|| {
     re(r"^([0-9A-Za-z]+)(?:_\{?\d+\}?|\s*(?:in\s+)?base[\s-]*\d+|\s*\(base\s*\d+\))$")
 });
@@ -90,8 +95,7 @@ static BASE: LazyLock<Regex> = LazyLock::new(|| {
 static ESCAPED_SPACE: LazyLock<Regex> = LazyLock::new(|| re(r"(^|[^\\])\\ "));
 static ORDINAL: LazyLock<Regex> = LazyLock::new(|| re(r"\b(\d+)(?:st|nd|rd|th)\b"));
 static ARTICLE: LazyLock<Regex> = LazyLock::new(|| re(r"^(?i:the|an?)\s+"));
-static REPEATING: LazyLock<Regex> =
-    LazyLock::new(|| re(r"^(-?)(\d*)\.(\d*)\\overline\{(\d+)\}$"));
+static REPEATING: LazyLock<Regex> = LazyLock::new(|| re(r"^(-?)(\d*)\.(\d*)\\overline\{(\d+)\}$"));
 static LETTER_CHOICE: LazyLock<Regex> = LazyLock::new(|| re(r"^\(([A-Ea-e])\)$"));
 static SPACES: LazyLock<Regex> = LazyLock::new(|| re(r"\s+"));
 static OR_AND: LazyLock<Regex> = LazyLock::new(|| re(r"\s+(?:or|and)\s+"));
@@ -128,6 +132,7 @@ pub fn normalize(answer: &str) -> String {
         ("\\displaystyle", ""),
         ("\\bigl", ""),
         ("\\bigr", ""),
+        ("\\! ", ""),
         ("\\!", ""),
         ("\\,", ""),
         ("\\;", ""),
@@ -170,7 +175,10 @@ pub fn normalize(answer: &str) -> String {
         s = ESCAPED_SPACE.replace_all(&s, "$1 ").into_owned();
     }
     let mut t = s.trim().to_string();
-    if let Some(c) = caps(&UNIT_TEXT_AT_END, &t) {
+    // The rules for the shape of a whole answer (units, bases, ordinals …) are for short
+    // answers: on long text they would only cost time.
+    let short = t.len() <= SHORT;
+    if let Some(c) = short.then(|| caps(&UNIT_TEXT_AT_END, &t)).flatten() {
         t = c[1].to_string();
     }
     for _ in 0..4 {
@@ -186,26 +194,8 @@ pub fn normalize(answer: &str) -> String {
         .trim_start_matches(':')
         .trim()
         .to_string();
-    if let Some(c) = caps(&UNIT_WORDS_AT_END, &t) {
-        t = c[1].to_string();
-    }
-    if ORDINAL.is_match(&t) {
-        t = ORDINAL.replace_all(&t, "$1").into_owned();
-    }
-    if let Some(m) = ARTICLE.find(&t) {
-        t = t.get(m.end()..).unwrap_or_default().to_string();
-    }
-    if let Some(c) = caps(&UNIT_WORDS_AT_END, &t) {
-        t = c[1].to_string();
-    }
-    if let Some(c) = caps(&BASE, &t) {
-        t = c[1].to_string();
-    }
-    if let Some(f) = repeating_decimal(&t) {
-        t = f;
-    }
-    if THOUSANDS.is_match(&t) {
-        t = t.replace([',', ' '], "");
+    if short {
+        t = answer_shape(t);
     }
     if t.contains(" or ") || t.contains(" and ") {
         t = OR_AND.replace_all(&t, ",").into_owned();
@@ -220,7 +210,7 @@ pub fn normalize(answer: &str) -> String {
             .replace("{.", "{0.")
             .replace("(.", "(0.");
     }
-    if let Some(c) = caps(&LETTER_CHOICE, &t) {
+    if let Some(c) = short.then(|| caps(&LETTER_CHOICE, &t)).flatten() {
         t = c[1].to_uppercase();
     }
     if t.chars().all(char::is_alphabetic) {
@@ -238,8 +228,7 @@ fn collapse_spaces(s: &str) -> String {
         if c == ' ' {
             let prev = k.checked_sub(1).and_then(|j| cs.get(j));
             let next = cs.get(k + 1);
-            if prev.is_some_and(|p| p.is_alphabetic()) && next.is_some_and(|n| n.is_alphabetic())
-            {
+            if prev.is_some_and(|p| p.is_alphabetic()) && next.is_some_and(|n| n.is_alphabetic()) {
                 out.push(' ');
             }
             continue;
@@ -261,5 +250,39 @@ fn repeating_decimal(s: &str) -> Option<String> {
     let head: u64 = format!("{whole}{fixed}0").parse::<u64>().ok()? / 10;
     let den = (10u64.checked_pow(u32::try_from(rep.len()).ok()?)? - 1)
         .checked_mul(10u64.checked_pow(u32::try_from(fixed.len()).ok()?)?)?;
-    Some(format!("{}\\frac{{{}}}{{{den}}}", &c[1], all.checked_sub(head)?))
+    Some(format!(
+        "{}\\frac{{{}}}{{{den}}}",
+        &c[1],
+        all.checked_sub(head)?
+    ))
+}
+
+/// Answers longer than this (bytes) skip the whole-answer shape rules of [`normalize`].
+const SHORT: usize = 300;
+
+/// Units after a number, ordinals, a leading article, a base subscript, a repeating decimal,
+/// thousands separators.
+fn answer_shape(mut t: String) -> String {
+    if let Some(c) = caps(&UNIT_WORDS_AT_END, &t) {
+        t = c[1].to_string();
+    }
+    if ORDINAL.is_match(&t) {
+        t = ORDINAL.replace_all(&t, "$1").into_owned();
+    }
+    if let Some(m) = ARTICLE.find(&t) {
+        t = t.get(m.end()..).unwrap_or_default().to_string();
+    }
+    if let Some(c) = caps(&UNIT_WORDS_AT_END, &t) {
+        t = c[1].to_string();
+    }
+    if let Some(c) = caps(&BASE, &t) {
+        t = c[1].to_string();
+    }
+    if let Some(f) = repeating_decimal(&t) {
+        t = f;
+    }
+    if THOUSANDS.is_match(&t) {
+        t = t.replace([',', ' '], "");
+    }
+    t
 }
