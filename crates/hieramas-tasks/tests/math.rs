@@ -437,6 +437,7 @@ fn wrong_answers_stay_wrong() {
         ("1000000", "1000001"),
         ("123456789012345678901", "123456789012345678902"),
         ("2.54", "2.5"),
+        ("2\\sqrt{5}", "4.5"),
         ("0.3333", "0.333"),
         ("0.33", "\\frac{1}{3}"),
         ("0.33", "0.333"),
@@ -505,21 +506,27 @@ fn grading_whole_responses() {
     }
 }
 
-/// Calls `f` and asserts it took under `limit`: the best of up to three tries, as the machine
-/// is shared and a preempted call is not a slow one. The 10 ms per call target is for release
-/// builds; debug builds get the generous bound here.
+/// The CPU time this thread has used: unlike wall time, not inflated when the (shared)
+/// machine preempts the test.
+fn thread_cpu() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map_or(Duration::ZERO, Duration::from)
+}
+
+/// Calls `f` and asserts it took under `limit` of CPU time (the best of up to three tries).
+/// The 10 ms per call target is for release builds; debug builds get the generous bound here.
 fn timed<T>(what: &str, limit: Duration, mut f: impl FnMut() -> T) -> T {
     let mut best = Duration::MAX;
     let mut out = None;
     for _ in 0..3 {
-        let t = Instant::now();
+        let t = thread_cpu();
         out = Some(f());
-        best = best.min(t.elapsed());
+        best = best.min(thread_cpu().saturating_sub(t));
         if best <= limit {
             break;
         }
     }
-    assert!(best <= limit, "{what} took {best:?} (best of 3)");
+    assert!(best <= limit, "{what} took {best:?} of CPU (best of 3)");
     out.unwrap()
 }
 
@@ -565,9 +572,9 @@ fn adversarial_inputs_grade_quickly() {
         "(1,".repeat(2000) + &")".repeat(2000),
         "x+".repeat(3000) + "x",
         "$".repeat(10_000),
-        "√(".repeat(3000) + &")".repeat(3000),
-        "√".repeat(5000),
-        "π".repeat(3000),
+        "√(".repeat(2000) + &")".repeat(2000),
+        "√".repeat(3333),
+        "π".repeat(3333),
         "\\left(".repeat(1000) + &"\\right)".repeat(1000),
         "The answer is ".repeat(700),
         "**a** ".repeat(2000),
@@ -690,5 +697,44 @@ fn probe_timing() {
         let t = Instant::now();
         let _ = eval_number(&s);
         println!("eval_number in {:?}", t.elapsed());
+        let t = Instant::now();
+        let _ = equivalent(&s, &s);
+        println!("equivalent in {:?}", t.elapsed());
+        let t = Instant::now();
+        let _ = grade(&s, &s);
+        println!("grade in {:?}", t.elapsed());
     }
+}
+
+/// MATH-500's golds pairwise: the pairs the grader calls equivalent though their normalised
+/// spellings differ (each should be a real equivalence), and its solutions with their boxes
+/// unwrapped (how well the fallbacks find the answer).
+#[test]
+#[ignore = "probe on the MATH data"]
+fn probe_math500() {
+    let Some(d) = hieramas_tasks::data::DataDir::for_tests() else {
+        return;
+    };
+    let ps = d.math500().unwrap();
+    let mut n_eq = 0;
+    for (i, a) in ps.iter().enumerate() {
+        for b in &ps[i + 1..] {
+            if normalize(&a.answer) != normalize(&b.answer) && equivalent(&a.answer, &b.answer) {
+                n_eq += 1;
+                println!("EQ {:?} ~ {:?}", a.answer, b.answer);
+            }
+        }
+    }
+    println!("{n_eq} equivalent pairs of differently spelled golds");
+    let mut ok = 0;
+    for p in &ps {
+        let unboxed = p.solution.replace("\\boxed", "");
+        let v = grade(&unboxed, &p.answer);
+        if v.correct {
+            ok += 1;
+        } else {
+            println!("UNBOXED {} gold={:?} got={:?}", p.id, p.answer, v.extracted);
+        }
+    }
+    println!("unboxed solutions graded correct: {ok}/{}", ps.len());
 }

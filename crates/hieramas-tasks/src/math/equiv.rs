@@ -343,9 +343,8 @@ impl Cx {
         };
         let name_lhs = |parts: &[String]| parts.first().is_some_and(|l| NAME.is_match(l));
         // A left side that names the value (`x`, `f(x)`, `(x, y)`) or computes it (`7 \cdot 8`).
-        let value_lhs = |parts: &[String]| {
-            name_lhs(parts) || parts.first().is_some_and(|l| is_constant(l))
-        };
+        let value_lhs =
+            |parts: &[String]| name_lhs(parts) || parts.first().is_some_and(|l| is_constant(l));
         if go.is_empty() {
             // `x = 5` against `5`; `7 \cdot 8 = 56` against `56`.
             return Some(match assign(&pp, &po) {
@@ -624,7 +623,7 @@ fn close_c(a: C, b: C) -> bool {
 }
 
 /// Two constant values: whole numbers exactly, others to [`REL_TOL`], and a gold written as a
-/// decimal with `d` places matched by an exact value (a fraction, a radical, π; not another
+/// decimal with `d >= 2` places matched by an exact value (a fraction, a radical, π; not another
 /// decimal: `2.54` is not `2.5`) that rounds to it.
 fn numbers_match(a: C, b: C, p: &str, g: &str) -> bool {
     if !a.is_finite() || !b.is_finite() {
@@ -650,7 +649,9 @@ fn numbers_match(a: C, b: C, p: &str, g: &str) -> bool {
     if (x - y).abs() <= REL_TOL * x.abs().max(y.abs()) {
         return true;
     }
-    if let Some(gd) = caps(&DECIMAL, g).map(|c| c[1].len()) {
+    // Only for two or more places: a gold `4.5` is as often exact as rounded (and `2\sqrt5`
+    // is not 4.5).
+    if let Some(gd) = caps(&DECIMAL, g).map(|c| c[1].len()).filter(|&d| d >= 2) {
         if !literal(p) {
             #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
             let half_ulp = 0.5 * 10f64.powi(-(gd.min(300) as i32));

@@ -145,8 +145,9 @@ static BOLD: LazyLock<Regex> = LazyLock::new(|| re(r"\*\*([^*\n]{1,200})\*\*"));
 static DIGIT: LazyLock<Regex> = LazyLock::new(|| re(r"\d"));
 static LABEL_LINE: LazyLock<Regex> =
     LazyLock::new(|| re(r"^\s*[A-Za-z][A-Za-z ]{1,30}:\s*(\S.*)$"));
-static IS_CLAUSE: LazyLock<Regex> =
-    LazyLock::new(|| re(r"\b(?:is|are|equals|was|be)\s+(?:(?:an?|the)\s+)?(\S.*)$"));
+static IS_CLAUSE: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"\b(?:is|are|equals|was|be)\s+(?:equal\s+to\s+)?(?:(?:an?|the)\s+)?(\S.*)$")
+});
 
 /// The final answer of a free-text response (see the module doc for the order of attempts).
 pub fn extract_answer(response: &str) -> Option<String> {
@@ -215,8 +216,8 @@ fn last_line_answer(text: &str) -> Option<String> {
         return None;
     }
     let cs: Vec<char> = line.chars().collect();
-    let candidate = if let Some(c) = caps(&LABEL_LINE, line) {
-        c.get(1)?.as_str().to_string()
+    let (candidate, labelled) = if let Some(c) = caps(&LABEL_LINE, line) {
+        (c.get(1)?.as_str().to_string(), true)
     } else {
         // The last sentence's clause after its first "is".
         let mut start = 0;
@@ -230,12 +231,16 @@ fn last_line_answer(text: &str) -> Option<String> {
         }
         let sentence: String = cs[start..].iter().collect();
         let c = caps(&IS_CLAUSE, sentence.trim())?;
-        c.get(1)?.as_str().to_string()
+        (c.get(1)?.as_str().to_string(), false)
     };
     let a = if candidate.contains('$') || candidate.contains("\\(") {
         last_math_or_number(&candidate)?
-    } else {
+    } else if labelled
+        || (candidate.split_whitespace().count() <= 5 && candidate.chars().count() <= 60)
+    {
         candidate
+    } else {
+        return None;
     };
     let a = clean(&a);
     (!a.is_empty() && !is_placeholder(&a)).then_some(a)

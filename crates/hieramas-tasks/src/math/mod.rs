@@ -105,7 +105,7 @@ pub fn normalize(answer: &str) -> String {
     let mut s = unicode::to_latex(answer.trim()).replace(['\n', '\r', '\t'], " ");
     // Math delimiters and boxes around the whole answer.
     for _ in 0..4 {
-        let t = s.trim();
+        let t = s.trim().trim_end_matches('.').trim_end();
         let inner = [("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")]
             .iter()
             .find_map(|(o, c)| {
@@ -118,7 +118,8 @@ pub fn normalize(answer: &str) -> String {
                 (t.starts_with("\\boxed") || t.starts_with("\\fbox"))
                     .then(|| last_boxed(t))
                     .flatten()
-            });
+            })
+            .or_else(|| brace_group(t));
         match inner {
             Some(i) if i.trim() != t => s = i,
             _ => break,
@@ -217,6 +218,25 @@ pub fn normalize(answer: &str) -> String {
         t = t.to_lowercase();
     }
     t
+}
+
+/// The inside of `{…}` when the braces enclose all of `s`.
+fn brace_group(s: &str) -> Option<String> {
+    let inner = s.strip_prefix('{')?.strip_suffix('}')?;
+    let mut depth = 0i32;
+    for c in inner.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth < 0 {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+    }
+    (depth == 0).then(|| inner.to_string())
 }
 
 /// Spaces removed, except one between letters (`\sin x`, `a b`), which they separate.
