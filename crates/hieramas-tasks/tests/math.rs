@@ -303,6 +303,8 @@ fn extraction_of_every_common_format() {
         ("It is 12.\nANSWER: ANSWER", "12"),
         // A lower-case letter after the phrase is an answer (a variable).
         ("The answer is x.", "x"),
+        ("so the answer is therefore $12$.", "12"),
+        ("**Final Answer**\n$\\frac{1}{2}$", "\\frac{1}{2}"),
     ];
     for (text, want) in cases {
         assert_eq!(extract_answer(text).as_deref(), Some(*want), "{text:?}");

@@ -139,7 +139,12 @@ static PHRASE: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 static HEADING: LazyLock<Regex> =
-    LazyLock::new(|| re(r"(?im)^\s*#+\s*(?:final\s+)?answer\s*:?\s*$"));
+    LazyLock::new(|| re(r"(?im)^\s*(?:#+\s*|\*\*)(?:final\s+)?answer\s*:?\s*(?:\*\*)?\s*:?\s*$"));
+static FILLER: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"^(?i:(?:therefore|thus|then|hence|so|simply|just|clearly|exactly|equal to|given by|approximately|about|indeed)\s*,?\s+)+",
+    )
+});
 static NUMBER: LazyLock<Regex> = LazyLock::new(|| re(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+"));
 static BOLD: LazyLock<Regex> = LazyLock::new(|| re(r"\*\*([^*\n]{1,200})\*\*"));
 static DIGIT: LazyLock<Regex> = LazyLock::new(|| re(r"\d"));
@@ -267,7 +272,13 @@ fn phrase_answer(rest: &str) -> Result<String, bool> {
     while i < cs.len() && (cs[i].is_whitespace() || cs[i] == '*' || cs[i] == '_') {
         i += 1;
     }
-    let cs = &cs[i..];
+    let mut cs = &cs[i..];
+    // "the answer is therefore 5"
+    let head: String = cs.iter().take(40).collect();
+    if let Some(m) = FILLER.find(&head) {
+        let skip = head.get(..m.end()).map_or(0, |h| h.chars().count());
+        cs = &cs[skip..];
+    }
     let line_end = cs.iter().position(|&c| c == '\n').unwrap_or(cs.len());
     let choice = cs.len() >= 3
         && cs[0] == '('

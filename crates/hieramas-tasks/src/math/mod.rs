@@ -47,7 +47,7 @@ pub fn grade(response: &str, gold: &str) -> Verdict {
 }
 
 /// The value of a numeric expression (numbers, `+ - * / ^`, `\frac`, `\sqrt`, `\pi`, `e`,
-/// functions, implicit products), if it has no variables and a real value.
+/// functions, implicit products), if it has no variables and a finite real value.
 pub fn eval_number(s: &str) -> Option<f64> {
     let n = normalize(s);
     let e = latex::parse(&n)?;
@@ -57,7 +57,7 @@ pub fn eval_number(s: &str) -> Option<f64> {
         return None;
     }
     let v = e.eval(&|_| None, &mut expr::Budget(100_000))?;
-    v.is_real().then_some(v.re)
+    (v.is_real() && v.re.is_finite()).then_some(v.re)
 }
 
 /// `r`'s captures in `s`, tried only where the (fast, DFA) `is_match` says so: capture
