@@ -221,14 +221,17 @@ fn fixture_agreement() {
     };
     let text = std::fs::read_to_string(&path).unwrap();
     let (mut n, mut agree) = (0, 0);
-    let mut slowest = std::time::Duration::ZERO;
+    let mut slowest = (Duration::ZERO, String::new());
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let r: serde_json::Value = serde_json::from_str(line).unwrap();
         let (gold, resp) = (r["gold"].as_str().unwrap(), r["response"].as_str().unwrap());
         let label = r["correct"].as_bool().unwrap();
-        let t = std::time::Instant::now();
+        let t = thread_cpu();
         let v = grade(resp, gold);
-        slowest = slowest.max(t.elapsed());
+        let took = thread_cpu().saturating_sub(t);
+        if took > slowest.0 {
+            slowest = (took, r["id"].to_string());
+        }
         n += 1;
         if v.correct == label {
             agree += 1;
@@ -240,25 +243,31 @@ fn fixture_agreement() {
         }
     }
     println!(
-        "agreement {agree}/{n} = {:.4}; slowest grade {slowest:?}",
-        f64::from(agree) / f64::from(n.max(1))
+        "agreement {agree}/{n} = {:.4}; slowest grade {:?} CPU ({})",
+        f64::from(agree) / f64::from(n.max(1)),
+        slowest.0,
+        slowest.1
     );
 }
 
 #[test]
-#[ignore = "debugging aid: MATH_P, MATH_G"]
-fn debug_pair() {
-    let (Ok(p), Ok(g)) = (std::env::var("MATH_P"), std::env::var("MATH_G")) else {
+#[ignore = "debugging aid: MATH_TSV=file of pred<TAB>gold lines"]
+fn debug_pairs() {
+    let Ok(path) = std::env::var("MATH_TSV") else {
         return;
     };
-    let n = hieramas_tasks::math::normalize;
-    println!(
-        "norm {:?} {:?} extracted {:?} eq {}",
-        n(&p),
-        n(&g),
-        extract_answer(&p),
-        equivalent(&p, &g)
-    );
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        let Some((p, g)) = line.split_once('\t') else {
+            continue;
+        };
+        println!(
+            "{:5} {p:?} ~ {g:?}  [{:?} | {:?}] extracted {:?}",
+            equivalent(p, g),
+            normalize(p),
+            normalize(g),
+            extract_answer(p)
+        );
+    }
 }
 
 #[test]

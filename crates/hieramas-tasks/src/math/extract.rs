@@ -204,7 +204,26 @@ pub fn extract_answer(response: &str) -> Option<String> {
     if let Some(a) = last_line_answer(work) {
         return Some(a);
     }
+    if let Some(a) = math_only_last_line(work) {
+        return Some(a);
+    }
     last_math_or_number(work)
+}
+
+static WORD: LazyLock<Regex> = LazyLock::new(|| re(r"(?:^|[^\\A-Za-z])[A-Za-z]{3,}"));
+
+/// A last line that is all math (a bare answer such as `\frac{x+1}{x-1}` or `7 \cdot 8 = 56`,
+/// no words): the line, or its part after the last `=`.
+fn math_only_last_line(text: &str) -> Option<String> {
+    let line = text.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+    let delimited = ["$", "\\[", "\\]", "\\(", "\\)", "\\end", "&", "\\\\"]
+        .iter()
+        .any(|d| line.contains(d));
+    if line.len() > 200 || line.ends_with(':') || delimited || WORD.is_match(line) {
+        return None;
+    }
+    let a = clean(&rhs_of_last_eq(line));
+    (!a.is_empty() && !is_placeholder(&a)).then_some(a)
 }
 
 fn first_nonempty_line(s: &str) -> Option<String> {
