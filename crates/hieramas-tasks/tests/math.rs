@@ -615,6 +615,45 @@ fn adversarial_inputs_grade_quickly() {
         );
     }
     assert!(!equivalent("1000000!", "3"));
+    // Unordered lists of expressions that never match: the quadratic matching is capped.
+    let items = |off: usize| {
+        (0..60)
+            .map(|k| format!("x^{{{}}}+\\frac{{y}}{{{}}}", k % 7, k + off))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (a, b) = (items(0), items(1));
+    timed("unordered lists", limit_for(&a), || {
+        assert!(!equivalent(&a, &b))
+    });
+    // All but the last item match, in reverse order: a quadratic scan.
+    let a = items(0);
+    let mut rev: Vec<&str> = a.split(", ").collect();
+    rev.reverse();
+    rev[0] = "z";
+    let b = rev.join(", ");
+    timed("reversed lists", limit_for(&a), || {
+        assert!(!equivalent(&a, &b))
+    });
+    let (a, b) = (
+        format!("\\{{{}\\}}", items(0)),
+        format!("\\{{{}\\}}", items(3)),
+    );
+    timed("sets", limit_for(&a), || assert!(!equivalent(&a, &b)));
+    let nested = |off: usize| {
+        let inner = (0..8)
+            .map(|k| format!("(x+{},{})", k + off, k))
+            .collect::<Vec<_>>()
+            .join(",");
+        (0..8)
+            .map(|_| format!("\\{{{inner}\\}}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let (a, b) = (nested(0), nested(1));
+    timed("nested sets", limit_for(&a), || {
+        assert!(!equivalent(&a, &b))
+    });
 }
 
 /// Responses from the MATH data (when `HIERAMAS_DATA_DIR` is set) to mutate, else a few.

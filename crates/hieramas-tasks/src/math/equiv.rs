@@ -1,6 +1,6 @@
 //! Equivalence by meaning of two normalised answers.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -32,6 +32,7 @@ pub fn equivalent(pred: &str, gold: &str) -> bool {
     let mut cx = Cx {
         budget: Budget(EVAL_BUDGET),
         calls: 0,
+        cache: HashMap::new(),
     };
     cx.any(&p, &g, 0)
 }
@@ -39,6 +40,21 @@ pub fn equivalent(pred: &str, gold: &str) -> bool {
 struct Cx {
     budget: Budget,
     calls: u32,
+    /// Each scalar spelling's [`Values`], computed once (list matching compares every pair).
+    cache: HashMap<String, Values>,
+}
+
+/// What a scalar answer is, for comparison.
+#[derive(Clone)]
+enum Values {
+    /// Words: compared as text.
+    Text,
+    /// Not parsed: equal only as a string.
+    Unparsed,
+    /// No variables: its value, if defined.
+    Constant(Option<C>),
+    /// Its values at the seeded points, and whether it has a branch cut.
+    Function(Vec<Option<C>>, bool),
 }
 
 static NAME: LazyLock<Regex> = LazyLock::new(|| {
@@ -452,11 +468,41 @@ impl Cx {
         Some(valid >= 3 && ratio.is_some())
     }
 
+    fn values(&mut self, s: &str) -> Values {
+        if let Some(v) = self.cache.get(s) {
+            return v.clone();
+        }
+        let v = if is_text(s) {
+            Values::Text
+        } else {
+            match value_expr(s) {
+                None => Values::Unparsed,
+                Some(e) => {
+                    let mut vars = BTreeSet::new();
+                    e.vars(&mut vars);
+                    if vars.is_empty() {
+                        Values::Constant(e.eval(&|_| None, &mut self.budget))
+                    } else if vars.len() > 12 {
+                        Values::Unparsed
+                    } else {
+                        let at = (0..POINTS)
+                            .map(|k| e.eval(&|v: &str| Some(point(v, k)), &mut self.budget))
+                            .collect();
+                        Values::Function(at, e.branchy())
+                    }
+                }
+            }
+        };
+        self.cache.insert(s.to_string(), v.clone());
+        v
+    }
+
     fn scalar(&mut self, p: &str, g: &str) -> bool {
         if p == g {
             return true;
         }
-        if is_text(p) || is_text(g) {
+        let (vp, vg) = (self.values(p), self.values(g));
+        if matches!(vp, Values::Text) || matches!(vg, Values::Text) {
             return text_key(p) == text_key(g);
         }
         if let (Some(a), Some(b)) = (caps(&INT, p), caps(&INT, g)) {
@@ -464,31 +510,22 @@ impl Cx {
             let sign = |c: &regex::Captures| !c[1].is_empty() && !zero(c);
             return a[2] == b[2] && sign(&a) == sign(&b);
         }
-        let (Some(ep), Some(eg)) = (value_expr(p), value_expr(g)) else {
-            return false;
-        };
-        let mut vars = BTreeSet::new();
-        ep.vars(&mut vars);
-        eg.vars(&mut vars);
-        if vars.is_empty() {
-            let none = |_: &str| None;
-            let (Some(a), Some(b)) = (
-                ep.eval(&none, &mut self.budget),
-                eg.eval(&none, &mut self.budget),
-            ) else {
+        let (at_p, at_g, branchy) = match (vp, vg) {
+            (Values::Text | Values::Unparsed, _) | (_, Values::Text | Values::Unparsed) => {
                 return false;
-            };
-            return numbers_match(a, b, p, g);
-        }
-        if vars.len() > 12 {
-            return false;
-        }
-        let branchy = ep.branchy() || eg.branchy();
+            }
+            (Values::Constant(a), Values::Constant(b)) => {
+                return match (a, b) {
+                    (Some(a), Some(b)) => numbers_match(a, b, p, g),
+                    _ => false,
+                };
+            }
+            (Values::Constant(a), Values::Function(at, br)) => (vec![a; POINTS], at, br),
+            (Values::Function(at, br), Values::Constant(b)) => (at, vec![b; POINTS], br),
+            (Values::Function(a, ba), Values::Function(b, bb)) => (a, b, ba || bb),
+        };
         let mut valid = 0;
-        for k in 0..POINTS {
-            let env = |v: &str| Some(point(v, k));
-            let a = ep.eval(&env, &mut self.budget);
-            let b = eg.eval(&env, &mut self.budget);
+        for (k, (a, b)) in at_p.into_iter().zip(at_g).enumerate() {
             let (Some(a), Some(b)) = (a, b) else {
                 continue;
             };
