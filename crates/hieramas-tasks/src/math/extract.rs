@@ -87,7 +87,7 @@ pub fn last_boxed(text: &str) -> Option<String> {
     Some(cs[a..b].iter().collect())
 }
 
-/// Whether `s` is a format placeholder copied literally from a prompt ("answer", "<answer>",
+/// Whether `s` is a format placeholder copied literally from a prompt ("answer", `<answer>`,
 /// "[your answer]", `\boxed{answer}`, "ANSWER", "...") rather than an answer. Single letters
 /// are answers here ("(C)", "x"); [`extract_answer`] also skips a bare `N` or `X` right after
 /// "the answer is".

@@ -1,22 +1,34 @@
 //! MATH grading: the final answer of a response and whether it means the gold answer.
 //!
-//! - [`extract_answer`] finds the final answer: the last real `\boxed{…}` / `\fbox{…}`, else
-//!   the last "final answer is …" / "the answer is …" / "Answer: …" phrase (Minerva's "The
-//!   final answer is $X$. I hope it is correct." included), else a bold final `**X**`, else
-//!   the last math segment or number. A format placeholder copied literally ("The answer is
-//!   N", `\boxed{answer}`, "<answer>") is no answer: the previous real one is taken.
-//! - [`normalize`] spells an answer canonically: Unicode math as LaTeX, `\left`/`\right`,
-//!   `\dfrac`, `\text{}`, units, degrees, `\$`, `\%`, thousands separators, trailing `.`.
-//! - [`equivalent`] compares by meaning: strings, then numbers (fractions, decimals, mixed
-//!   numbers, radicals, π, complex numbers; relative tolerance 1e-6, whole numbers exactly, a
-//!   gold written as a decimal matched by an exact value that rounds to it), then structures
-//!   (tuples and intervals in order with their brackets, sets, `\pm` and solution lists in any
-//!   order, unions, matrices entry-wise), then expressions and equations in variables by
-//!   evaluating both at seeded points (an equation up to a nonzero constant factor).
+//! - [`extract_answer`] finds the final answer, trying in order: the last real `\boxed{…}` /
+//!   `\fbox{…}` (nested braces); an "# Answer" / "**Final Answer**" heading and the line under
+//!   it; the last "final answer is …" / "the answer is …" / "Answer: …" phrase (Minerva's "The
+//!   final answer is $X$. I hope it is correct." included; its math segment, else its sentence);
+//!   a bold final `**X**`; the last line ("Quotient: …", "… is 3√13 units."); a last line that
+//!   is all math; the later of the last math segment (`$…$`, `\[…\]`; its part after `=`) and
+//!   the last number. A format placeholder copied literally ("The answer is N" or "X",
+//!   `\boxed{answer}`, `<answer>`, `[answer]`, "ANSWER") is no answer: the work before it is
+//!   searched instead. Text after `</think>` is used when there is any.
+//! - [`normalize`] spells an answer canonically: Unicode math as LaTeX (`π`, `√13`, `×`, `−`,
+//!   `½`, `°`, `≤`, `∞`, `x²`), delimiters and boxes, `\left`/`\right`, `\dfrac`, `\text{}`,
+//!   units, degrees, `\$`, `\%`, thousands separators, base subscripts, ordinals, repeating
+//!   decimals, "or"/"and" lists, trailing `.`.
+//! - [`equivalent`] compares by meaning: strings; option letters ("(C) Plane" is `C`); lists of
+//!   answers in any order (`\pm` expanded); equations (`x = 5` is `5`; `y = 2x + 3` is
+//!   `2x - y + 3 = 0`, proportional `lhs - rhs`) and inequalities (as intervals); tuples and
+//!   intervals in order with their brackets, sets and unions in any order, matrices entry-wise
+//!   (a one-row or one-column matrix is a tuple); then scalars: text by its words, integers
+//!   exactly (any length), constants by value (fractions, decimals, mixed numbers, radicals,
+//!   π, complex numbers; relative tolerance 1e-6 unless both are whole; a decimal response for
+//!   an exact gold needs 6 significant digits; a gold decimal with 2+ places is matched by an
+//!   exact value that rounds to it), expressions in variables by their values at 9 seeded
+//!   points (6 positive, 3 of mixed sign, which may differ across branch cuts).
 //!
-//! Every function here is total and bounded: the parser refuses nesting deeper than a limit,
-//! evaluation has a work budget, and structure matching caps its item counts, so a 10 kB
-//! adversarial answer grades in milliseconds.
+//! Every function here is total and bounded: no `str` is sliced at a byte index, the parser
+//! refuses nesting deeper than a limit and answers longer than 2000 bytes, evaluation has a
+//! work budget (`2^{2^{100}}` is infinite, `1000!` undefined), list matching and nesting are
+//! capped, and each scalar is evaluated once per comparison; a 10 kB adversarial response
+//! grades in about a millisecond (release).
 
 mod equiv;
 mod expr;
