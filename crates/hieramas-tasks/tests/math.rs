@@ -788,3 +788,50 @@ fn probe_math500() {
     }
     println!("unboxed solutions graded correct: {ok}/{}", ps.len());
 }
+
+/// Every MATH-500 gold written in each common final-answer format grades correct against
+/// itself, and wrong against the next problem's (different) gold.
+#[test]
+fn golds_in_every_format_grade_correct() {
+    let Some(d) = hieramas_tasks::data::DataDir::for_tests() else {
+        return;
+    };
+    let ps = d.math500().unwrap();
+    let formats: [fn(&str) -> String; 9] = [
+        |g| format!("Work.\n\nFinal Answer: The final answer is ${g}$. I hope it is correct."),
+        |g| format!("Work.\n\n**Final Answer:** ${g}$"),
+        |g| format!("Work.\n\nThe answer is ${g}$."),
+        |g| format!("Work.\n\nAnswer: ${g}$"),
+        |g| format!("Work.\n\nThus\n\\[{g}\\]"),
+        |g| format!("Work.\n\n# Answer\n\n{g}"),
+        |g| format!("Work.\n\n**Final Answer**\n\\[\\boxed{{{g}}}\\]"),
+        |g| format!("Work, 12 and 7.\n\nSo the final result is ${g}$."),
+        |g| format!("<think>\nmaybe 3\n</think>\nIt is \\(\\boxed{{{g}}}\\)."),
+    ];
+    let mut bad = Vec::new();
+    for (k, p) in ps.iter().enumerate() {
+        for (f, fmt) in formats.iter().enumerate() {
+            let resp = fmt(&p.answer);
+            if !grade(&resp, &p.answer).correct {
+                bad.push(format!(
+                    "format {f} {:?}: {:?}",
+                    p.answer,
+                    extract_answer(&resp)
+                ));
+            }
+            let next = &ps[(k + 1) % ps.len()].answer;
+            if normalize(next) != normalize(&p.answer)
+                && !equivalent(next, &p.answer)
+                && grade(&resp, next).correct
+            {
+                bad.push(format!("format {f}: {:?} graded as {next:?}", p.answer));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} failures:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}

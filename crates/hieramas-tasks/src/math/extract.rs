@@ -210,6 +210,15 @@ pub fn extract_answer(response: &str) -> Option<String> {
     last_math_or_number(work)
 }
 
+static COMMAND: LazyLock<Regex> = LazyLock::new(|| re(r"\\[a-zA-Z]+"));
+static NAME_LIKE: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?[\w\\]+\}?)?(?:\([a-zA-Z, ]*\))?$|^\((?:\s*[a-zA-Z]\s*,)+\s*[a-zA-Z]\s*\)$",
+    )
+});
+/// `\le`, `\ne`, … (not `\left`), `<`, `>`.
+static RELATION: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\\(?:ne|le|ge|leq|geq|neq|approx|lt|gt)(?:[^a-zA-Z]|$)|[<>]"));
 static WORD: LazyLock<Regex> = LazyLock::new(|| re(r"(?:^|[^\\A-Za-z])[A-Za-z]{3,}"));
 
 /// A last line that is all math (a bare answer such as `\frac{x+1}{x-1}` or `7 \cdot 8 = 56`,
@@ -416,9 +425,7 @@ fn last_math_or_number(text: &str) -> Option<String> {
     while i < cs.len() {
         if cs[i] == '$' || (cs[i] == '\\' && matches!(cs.get(i + 1), Some('(' | '['))) {
             if let Some((seg, next)) = math_segment_at(&cs, i) {
-                let relation = ["\\ne", "\\le", "\\ge", "<", ">", "\\approx"]
-                    .iter()
-                    .any(|r| seg.contains(r));
+                let relation = RELATION.is_match(&seg);
                 let seg = rhs_of_last_eq(&seg);
                 outside.push(' ');
                 out_len += 1;
@@ -450,17 +457,32 @@ fn last_math_or_number(text: &str) -> Option<String> {
 fn rhs_of_last_eq(s: &str) -> String {
     let cs: Vec<char> = s.chars().collect();
     let mut depth = 0i32;
-    let mut cut = None;
+    let mut cuts = Vec::new();
     for (k, &c) in cs.iter().enumerate() {
         match c {
             '(' | '[' | '{' => depth += 1,
             ')' | ']' | '}' => depth -= 1,
-            '=' if depth == 0 => cut = Some(k),
+            '=' if depth == 0 => cuts.push(k),
             _ => {}
         }
     }
-    match cut {
-        Some(k) => cs[k + 1..].iter().collect(),
-        None => s.to_string(),
-    }
+    let Some(&k) = cuts.last() else {
+        return s.to_string();
+    };
+    // The value on the right (`x = 5`, `7 \cdot 8 = 56`, `a + b = -1`), unless this is an
+    // equation: letters on the left (not just a name) and `0` or letters on the right
+    // (`5x - 7y + 4 = 0`).
+    let from = cuts.len().checked_sub(2).map_or(0, |j| cuts[j] + 1);
+    let lhs: String = cs[from..k].iter().collect();
+    let lhs = lhs.trim();
+    let rhs: String = cs[k + 1..].iter().collect();
+    let has_letters = |t: &str| {
+        COMMAND
+            .replace_all(t, "")
+            .chars()
+            .any(|c| c.is_ascii_alphabetic())
+    };
+    let equation =
+        !NAME_LIKE.is_match(lhs) && has_letters(lhs) && (rhs.trim() == "0" || has_letters(&rhs));
+    if equation { s.to_string() } else { rhs }
 }
