@@ -796,7 +796,34 @@ fn golds_in_every_format_grade_correct() {
     let Some(d) = hieramas_tasks::data::DataDir::for_tests() else {
         return;
     };
-    let ps = d.math500().unwrap();
+    let golds: Vec<String> = d.math500().unwrap().into_iter().map(|p| p.answer).collect();
+    let bad = formats_failures(&golds);
+    assert!(
+        bad.is_empty(),
+        "{} failures:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+/// The same on MATH-train's 7498 golds (slow in debug builds).
+#[test]
+#[ignore = "probe on the MATH training data"]
+fn probe_train_golds_in_every_format() {
+    let Some(d) = hieramas_tasks::data::DataDir::for_tests() else {
+        return;
+    };
+    let golds: Vec<String> = d
+        .math_train()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.answer)
+        .collect();
+    let bad = formats_failures(&golds);
+    println!("{} failures:\n{}", bad.len(), bad.join("\n"));
+}
+
+fn formats_failures(golds: &[String]) -> Vec<String> {
     let formats: [fn(&str) -> String; 9] = [
         |g| format!("Work.\n\nFinal Answer: The final answer is ${g}$. I hope it is correct."),
         |g| format!("Work.\n\n**Final Answer:** ${g}$"),
@@ -809,29 +836,20 @@ fn golds_in_every_format_grade_correct() {
         |g| format!("<think>\nmaybe 3\n</think>\nIt is \\(\\boxed{{{g}}}\\)."),
     ];
     let mut bad = Vec::new();
-    for (k, p) in ps.iter().enumerate() {
+    for (k, gold) in golds.iter().enumerate() {
         for (f, fmt) in formats.iter().enumerate() {
-            let resp = fmt(&p.answer);
-            if !grade(&resp, &p.answer).correct {
-                bad.push(format!(
-                    "format {f} {:?}: {:?}",
-                    p.answer,
-                    extract_answer(&resp)
-                ));
+            let resp = fmt(gold);
+            if !grade(&resp, gold).correct {
+                bad.push(format!("format {f} {gold:?}: {:?}", extract_answer(&resp)));
             }
-            let next = &ps[(k + 1) % ps.len()].answer;
-            if normalize(next) != normalize(&p.answer)
-                && !equivalent(next, &p.answer)
+            let next = &golds[(k + 1) % golds.len()];
+            if normalize(next) != normalize(gold)
+                && !equivalent(next, gold)
                 && grade(&resp, next).correct
             {
-                bad.push(format!("format {f}: {:?} graded as {next:?}", p.answer));
+                bad.push(format!("format {f}: {gold:?} graded as {next:?}"));
             }
         }
     }
-    assert!(
-        bad.is_empty(),
-        "{} failures:\n{}",
-        bad.len(),
-        bad.join("\n")
-    );
+    bad
 }

@@ -59,7 +59,7 @@ enum Values {
 
 static NAME: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?[\w\\]+\}?)?(?:\([a-zA-Z,]*\))?$|^\((?:[a-zA-Z](?:_\{?\w+\}?)?,)+[a-zA-Z](?:_\{?\w+\}?)?\)$",
+        r"^(?:[a-zA-Z]|[A-Z]{2,3}|\\[a-zA-Z]+)(?:_\{?[\w\\]+\}?)?(?:\([a-zA-Z,]*\))?$|^\((?:[a-zA-Z](?:_\{?\w+\}?)?,)+[a-zA-Z](?:_\{?\w+\}?)?\)$",
     )
 });
 static CHOICE: LazyLock<Regex> = LazyLock::new(|| re(r"^\(([A-Z])\)"));

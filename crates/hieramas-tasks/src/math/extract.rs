@@ -4,6 +4,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::latex::has_variables;
 use super::{caps, re};
 
 /// Where each `{` closes (by position in `cs`), in one pass.
@@ -210,10 +211,9 @@ pub fn extract_answer(response: &str) -> Option<String> {
     last_math_or_number(work)
 }
 
-static COMMAND: LazyLock<Regex> = LazyLock::new(|| re(r"\\[a-zA-Z]+"));
 static NAME_LIKE: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?[\w\\]+\}?)?(?:\([a-zA-Z, ]*\))?$|^\((?:\s*[a-zA-Z]\s*,)+\s*[a-zA-Z]\s*\)$",
+        r"^(?:[a-zA-Z]|[A-Z]{2,3}|\\[a-zA-Z]+)(?:_\{?[\w\\]+\}?)?(?:\([a-zA-Z, ]*\))?$|^\((?:\s*[a-zA-Z]\s*,)+\s*[a-zA-Z]\s*\)$",
     )
 });
 /// `\le`, `\ne`, … (not `\left`), `<`, `>`.
@@ -418,6 +418,8 @@ fn bold_final(text: &str) -> Option<String> {
 fn last_math_or_number(text: &str) -> Option<String> {
     let cs: Vec<char> = text.chars().collect();
     let mut last_seg: Option<(String, usize)> = None;
+    // Segments with a relation (`x \neq 0`) count only when there is no other.
+    let mut last_rel: Option<(String, usize)> = None;
     // The text with each math segment as one space; positions are counted in it.
     let mut outside = String::new();
     let mut out_len = 0usize;
@@ -429,8 +431,13 @@ fn last_math_or_number(text: &str) -> Option<String> {
                 let seg = rhs_of_last_eq(&seg);
                 outside.push(' ');
                 out_len += 1;
-                if !relation && !seg.trim().is_empty() && !is_placeholder(&seg) {
-                    last_seg = Some((seg.trim().to_string(), out_len));
+                if !seg.trim().is_empty() && !is_placeholder(&seg) {
+                    let slot = if relation {
+                        &mut last_rel
+                    } else {
+                        &mut last_seg
+                    };
+                    *slot = Some((seg.trim().to_string(), out_len));
                 }
                 i = next;
                 continue;
@@ -445,7 +452,7 @@ fn last_math_or_number(text: &str) -> Option<String> {
         let end_chars = outside.get(..m.end()).map_or(0, |p| p.chars().count());
         (m.as_str().trim_end_matches(',').to_string(), end_chars)
     });
-    match (last_seg, last_num) {
+    match (last_seg.or(last_rel), last_num) {
         (Some((s, se)), Some((n, ne))) => Some(if ne > se { n } else { s }),
         (Some((s, _)), None) => Some(s),
         (None, Some((n, _))) => Some(n),
@@ -476,13 +483,8 @@ fn rhs_of_last_eq(s: &str) -> String {
     let lhs: String = cs[from..k].iter().collect();
     let lhs = lhs.trim();
     let rhs: String = cs[k + 1..].iter().collect();
-    let has_letters = |t: &str| {
-        COMMAND
-            .replace_all(t, "")
-            .chars()
-            .any(|c| c.is_ascii_alphabetic())
-    };
-    let equation =
-        !NAME_LIKE.is_match(lhs) && has_letters(lhs) && (rhs.trim() == "0" || has_letters(&rhs));
+    let equation = !NAME_LIKE.is_match(lhs)
+        && has_variables(lhs)
+        && (rhs.trim() == "0" || has_variables(&rhs));
     if equation { s.to_string() } else { rhs }
 }

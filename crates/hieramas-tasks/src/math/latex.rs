@@ -171,6 +171,18 @@ pub(crate) fn parse(s: &str) -> Option<Expr> {
     (p.pos == p.toks.len()).then_some(e)
 }
 
+/// Whether `s` has variables: parsed, or (unparsable) by its letters outside commands.
+pub(crate) fn has_variables(s: &str) -> bool {
+    match parse(s) {
+        Some(e) => {
+            let mut vars = std::collections::BTreeSet::new();
+            e.vars(&mut vars);
+            !vars.is_empty()
+        }
+        None => tokenize(s).iter().any(|t| matches!(t, Tok::Letter(_))),
+    }
+}
+
 struct Parser {
     toks: Vec<Tok>,
     pos: usize,
