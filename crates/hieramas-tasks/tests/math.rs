@@ -433,6 +433,11 @@ fn equal_by_meaning() {
         ("\\pi", "3.14"),
         // Thousands separators, large integers.
         ("1,000,000", "10^6"),
+        ("12157665459056928801", "3^{40}"),
+        ("2^{4950}", "4^{2475}"),
+        ("\\frac{1}{3} + \\frac{1}{6}", "0.5"),
+        ("52", "52_8"),
+        ("52 \\text{ in base } 8", "52_{8}"),
         ("123456789012345678901", "123456789012345678901"),
         ("(C) Plane", "\\text{(C)}"),
     ];
@@ -489,6 +494,16 @@ fn wrong_answers_stay_wrong() {
         ("5\\sqrt{2}", "5"),
         ("2^{10}", "1000"),
         ("\\infty", "-\\infty"),
+        // Exact rationals, however large.
+        ("2^{100} - 3", "2^{100} - 2"),
+        ("3^{4950}", "2^{4950}"),
+        ("2^{4950}", "\\infty"),
+        ("\\frac{3992005}{3988009}", "\\frac{3992004}{3988009}"),
+        ("\\$306,\\!956.73", "\\$306,\\!956.63"),
+        ("12157665459056928802", "3^{40}"),
+        // Bases.
+        ("52_9", "52_8"),
+        ("52_8", "53"),
     ];
     for (a, b) in different {
         assert!(!equivalent(a, b), "{a:?} must not equal {b:?}");
@@ -852,4 +867,35 @@ fn formats_failures(golds: &[String]) -> Vec<String> {
         }
     }
     bad
+}
+
+/// MATH golds with one digit changed, or the order of a tuple reversed: each must grade wrong.
+#[test]
+#[ignore = "probe on the MATH data"]
+fn probe_perturbed_golds() {
+    let Some(d) = hieramas_tasks::data::DataDir::for_tests() else {
+        return;
+    };
+    let mut golds: Vec<String> = d.math500().unwrap().into_iter().map(|p| p.answer).collect();
+    golds.extend(d.math_train().unwrap().into_iter().map(|p| p.answer));
+    let (mut n, mut bad) = (0, 0);
+    for g in &golds {
+        let cs: Vec<char> = g.chars().collect();
+        // Each digit position in turn, bumped by one (9 → 0 is skipped: `10` → `00`).
+        for (k, c) in cs.iter().enumerate() {
+            let Some(dg) = c.to_digit(10) else { continue };
+            if dg == 9 {
+                continue;
+            }
+            let mut w = cs.clone();
+            w[k] = char::from_digit(dg + 1, 10).unwrap();
+            let w: String = w.into_iter().collect();
+            n += 1;
+            if equivalent(&w, g) {
+                bad += 1;
+                println!("SAME {w:?} ~ {g:?}");
+            }
+        }
+    }
+    println!("{bad} of {n} one-digit changes graded equivalent");
 }

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::expr::{Budget, C, Expr};
+use super::expr::{Budget, C, Expr, residues};
 use super::{caps, latex, normalize, re};
 
 /// Items beyond which lists are compared in order only (an unordered matching is quadratic).
@@ -51,8 +51,8 @@ enum Values {
     Text,
     /// Not parsed: equal only as a string.
     Unparsed,
-    /// No variables: its value, if defined.
-    Constant(Option<C>),
+    /// No variables: its value, if defined, and its residues if it is rational.
+    Constant(Option<C>, Option<[u64; 3]>),
     /// Its values at the seeded points, and whether it has a branch cut.
     Function(Vec<Option<C>>, bool),
 }
@@ -62,6 +62,7 @@ static NAME: LazyLock<Regex> = LazyLock::new(|| {
         r"^(?:[a-zA-Z]|[A-Z]{2,3}|\\[a-zA-Z]+)(?:_\{?[\w\\]+\}?)?(?:\([a-zA-Z,]*\))?$|^\((?:[a-zA-Z](?:_\{?\w+\}?)?,)+[a-zA-Z](?:_\{?\w+\}?)?\)$",
     )
 });
+static BASE_FORM: LazyLock<Regex> = LazyLock::new(|| re(r"^([0-9A-Za-z]+)_\{(\d+)\}$"));
 static CHOICE: LazyLock<Regex> = LazyLock::new(|| re(r"^\(([A-Z])\)"));
 static INT: LazyLock<Regex> = LazyLock::new(|| re(r"^(-?)0*(\d+)$"));
 static DECIMAL: LazyLock<Regex> = LazyLock::new(|| re(r"^-?\d*\.(\d+)$"));
@@ -252,6 +253,16 @@ impl Cx {
             if let Some(c) = caps(&CHOICE, p) {
                 return c[1].eq_ignore_ascii_case(g);
             }
+        }
+        // A number in a base: its digits and base; without a base its digits alone (`52` for
+        // `52_{8}`), but two different bases differ.
+        match (caps(&BASE_FORM, p), caps(&BASE_FORM, g)) {
+            (Some(a), Some(b)) => {
+                return a[1].eq_ignore_ascii_case(&b[1]) && a[2] == b[2];
+            }
+            (Some(a), None) => return a[1].eq_ignore_ascii_case(g),
+            (None, Some(b)) => return p.eq_ignore_ascii_case(&b[1]),
+            (None, None) => {}
         }
         // Lists of answers (solutions, or the items of a `\pm`).
         let (pl, gl) = (commas(p), commas(g));
@@ -481,7 +492,8 @@ impl Cx {
                     let mut vars = BTreeSet::new();
                     e.vars(&mut vars);
                     if vars.is_empty() {
-                        Values::Constant(e.eval(&|_| None, &mut self.budget))
+                        let v = e.eval(&|_| None, &mut self.budget);
+                        Values::Constant(v, residues(&e, &mut self.budget))
                     } else if vars.len() > 12 {
                         Values::Unparsed
                     } else {
@@ -514,14 +526,26 @@ impl Cx {
             (Values::Text | Values::Unparsed, _) | (_, Values::Text | Values::Unparsed) => {
                 return false;
             }
-            (Values::Constant(a), Values::Constant(b)) => {
+            (Values::Constant(a, ra), Values::Constant(b, rb)) => {
+                let infinite = |v: Option<C>| v.is_some_and(|v| !v.is_finite());
+                if ra.is_some() != rb.is_some() && (infinite(a) || infinite(b)) {
+                    // A rational too large for floating point is no infinity.
+                    return false;
+                }
+                if let (Some(ra), Some(rb)) = (ra, rb) {
+                    // Two rationals: equal exactly, or a decimal approximation of the other.
+                    let approx = DECIMAL.is_match(p) || DECIMAL.is_match(g);
+                    if ra == rb || !approx {
+                        return ra == rb;
+                    }
+                }
                 return match (a, b) {
                     (Some(a), Some(b)) => numbers_match(a, b, p, g),
                     _ => false,
                 };
             }
-            (Values::Constant(a), Values::Function(at, br)) => (vec![a; POINTS], at, br),
-            (Values::Function(at, br), Values::Constant(b)) => (at, vec![b; POINTS], br),
+            (Values::Constant(a, _), Values::Function(at, br)) => (vec![a; POINTS], at, br),
+            (Values::Function(at, br), Values::Constant(b, _)) => (at, vec![b; POINTS], br),
             (Values::Function(a, ba), Values::Function(b, bb)) => (a, b, ba || bb),
         };
         let mut valid = 0;
@@ -680,6 +704,10 @@ fn numbers_match(a: C, b: C, p: &str, g: &str) -> bool {
     // A decimal approximation of an exact gold needs the digits to show it (`6366.2` is not
     // `\frac{20000}{\pi}` although within 1e-6).
     let literal = |s: &str| DECIMAL.is_match(s) || INT.is_match(s);
+    if literal(p) && literal(g) {
+        // Two numbers as written: `306956.73` is not `306956.63`.
+        return false;
+    }
     if DECIMAL.is_match(p) && !literal(g) && significant_digits(p) < 6 {
         return false;
     }

@@ -237,6 +237,8 @@ impl Func {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Expr {
     Num(f64),
+    /// A number as written (its digits kept for exact arithmetic) and its value.
+    Lit(String, f64),
     Const(C),
     Var(String),
     /// Terms, each negated or not.
@@ -266,7 +268,7 @@ impl Expr {
     pub fn eval(&self, env: &dyn Fn(&str) -> Option<C>, budget: &mut Budget) -> Option<C> {
         budget.spend()?;
         let v = match self {
-            Self::Num(x) => C::real(*x),
+            Self::Num(x) | Self::Lit(_, x) => C::real(*x),
             Self::Const(c) => *c,
             Self::Var(v) => env(v)?,
             Self::Sum(terms) => {
@@ -319,7 +321,7 @@ impl Expr {
     /// The names of the free variables.
     pub fn vars(&self, out: &mut BTreeSet<String>) {
         match self {
-            Self::Num(_) | Self::Const(_) => {}
+            Self::Num(_) | Self::Lit(..) | Self::Const(_) => {}
             Self::Var(v) => {
                 out.insert(v.clone());
             }
@@ -336,14 +338,129 @@ impl Expr {
     /// spellings of one function may differ at negative arguments.
     pub fn branchy(&self) -> bool {
         match self {
-            Self::Num(_) | Self::Const(_) | Self::Var(_) => false,
+            Self::Num(_) | Self::Lit(..) | Self::Const(_) | Self::Var(_) => false,
             Self::Sum(xs) | Self::Prod(xs) => xs.iter().any(|(_, x)| x.branchy()),
             Self::Neg(e) => e.branchy(),
             Self::Call(f, e) => {
                 matches!(f, Func::Sqrt | Func::Ln | Func::Asin | Func::Acos) || e.branchy()
             }
-            Self::Pow(a, b) => !matches!(**b, Self::Num(x) if x.fract() == 0.0) || a.branchy(),
+            Self::Pow(a, b) => {
+                !matches!(**b, Self::Num(x) | Self::Lit(_, x) if x.fract() == 0.0) || a.branchy()
+            }
             Self::Log(_, _) | Self::Binom(_, _) => true,
         }
     }
+}
+
+/// Primes below 2^31 for exact arithmetic on rationals by residues (products fit in `u64`).
+const PRIMES: [u64; 3] = [2_147_483_647, 2_147_483_629, 2_147_483_587];
+
+/// The value modulo each of [`PRIMES`] of an expression built from integer and decimal
+/// literals with `+ - * /`, whole powers and factorials; `None` for anything else (variables,
+/// constants, roots, division by a multiple of a prime). Two rationals with equal residues
+/// are equal (but for a chance of about 1e-28), however large: `2^{100} - 3` is not
+/// `2^{100} - 2`, and `\frac{3992005}{3988009}` is not `\frac{3992004}{3988009}`.
+pub(crate) fn residues(e: &Expr, budget: &mut Budget) -> Option<[u64; 3]> {
+    let mut out = [0; 3];
+    for (slot, &p) in out.iter_mut().zip(&PRIMES) {
+        *slot = modp(e, p, budget)?;
+    }
+    Some(out)
+}
+
+fn pow_mod(mut b: u64, mut e: u64, p: u64) -> u64 {
+    let mut acc = 1 % p;
+    b %= p;
+    while e > 0 {
+        if e & 1 == 1 {
+            acc = acc * b % p;
+        }
+        b = b * b % p;
+        e >>= 1;
+    }
+    acc
+}
+
+fn inv_mod(b: u64, p: u64) -> Option<u64> {
+    (b % p != 0).then(|| pow_mod(b, p - 2, p))
+}
+
+/// A literal's digits as a rational modulo `p`.
+fn literal_mod(s: &str, p: u64) -> Option<u64> {
+    let mut num = 0u64;
+    let mut scale = 1u64;
+    let mut after_dot = false;
+    for c in s.chars() {
+        if c == '.' {
+            after_dot = true;
+            continue;
+        }
+        let d = u64::from(c.to_digit(10)?);
+        num = (num * 10 + d) % p;
+        if after_dot {
+            scale = scale * 10 % p;
+        }
+    }
+    Some(num * inv_mod(scale, p)? % p)
+}
+
+fn modp(e: &Expr, p: u64, budget: &mut Budget) -> Option<u64> {
+    budget.spend()?;
+    Some(match e {
+        Expr::Lit(s, _) => literal_mod(s, p)?,
+        Expr::Num(x) => {
+            if x.fract() != 0.0 || x.abs() >= 9.0e15 {
+                return None;
+            }
+            #[allow(clippy::cast_possible_truncation)]
+            let n = x.abs() as u64 % p;
+            if *x < 0.0 { (p - n) % p } else { n }
+        }
+        Expr::Sum(terms) => {
+            let mut acc = 0;
+            for (neg, t) in terms {
+                let v = modp(t, p, budget)?;
+                acc = (acc + if *neg { p - v } else { v }) % p;
+            }
+            acc
+        }
+        Expr::Prod(factors) => {
+            let mut acc = 1;
+            for (inv, f) in factors {
+                let v = modp(f, p, budget)?;
+                acc = acc * if *inv { inv_mod(v, p)? } else { v } % p;
+            }
+            acc
+        }
+        Expr::Neg(x) => (p - modp(x, p, budget)?) % p,
+        Expr::Pow(b, x) => {
+            // The exponent must be a whole number, known exactly (small).
+            let ev = x.eval(&|_| None, budget)?;
+            if !ev.is_real() || ev.re.fract() != 0.0 || ev.re.abs() > 1e12 {
+                return None;
+            }
+            let bv = modp(b, p, budget)?;
+            #[allow(clippy::cast_possible_truncation)]
+            let k = ev.re.abs() as u64;
+            let r = pow_mod(bv, k, p);
+            if ev.re < 0.0 { inv_mod(r, p)? } else { r }
+        }
+        Expr::Call(Func::Fact, x) => {
+            let n = x.eval(&|_| None, budget)?;
+            if !n.is_real() || n.re < 0.0 || n.re.fract() != 0.0 || n.re > 100_000.0 {
+                return None;
+            }
+            let mut acc = 1u64;
+            let mut k = 2.0;
+            while k <= n.re {
+                budget.spend()?;
+                #[allow(clippy::cast_possible_truncation)]
+                let kk = k as u64;
+                acc = acc * (kk % p) % p;
+                k += 1.0;
+            }
+            acc
+        }
+        _ => return None,
+    })
 }

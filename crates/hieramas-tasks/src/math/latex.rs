@@ -261,7 +261,7 @@ impl Parser {
                 factors.push((true, self.unary()?));
             } else if self.starts_atom() {
                 // Two bare numbers side by side ("2 3") are no product.
-                let last_num = matches!(factors.last(), Some((_, Expr::Num(_))))
+                let last_num = matches!(factors.last(), Some((_, Expr::Num(_) | Expr::Lit(..))))
                     && matches!(self.peek(), Some(Tok::Num(_)));
                 if last_num {
                     return None;
@@ -412,7 +412,10 @@ impl Parser {
         let t = self.peek()?.clone();
         self.pos += 1;
         match t {
-            Tok::Num(n) => n.parse::<f64>().ok().map(Expr::Num),
+            Tok::Num(n) => {
+                let v = n.parse::<f64>().ok()?;
+                Some(Expr::Lit(n, v))
+            }
             Tok::Letter('e') if !is_sym(self.peek(), '_') => {
                 Some(Expr::Const(C::real(std::f64::consts::E)))
             }
@@ -494,7 +497,8 @@ impl Parser {
         let mut power = None;
         if self.eat_sym('^') {
             let e = self.exponent()?;
-            if e == Expr::Neg(Box::new(Expr::Num(1.0))) {
+            if matches!(&e, Expr::Neg(x) if matches!(**x, Expr::Num(v) | Expr::Lit(_, v) if v == 1.0))
+            {
                 f = f.inverse()?;
             } else {
                 power = Some(e);

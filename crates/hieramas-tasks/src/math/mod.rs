@@ -101,7 +101,7 @@ static THOUSANDS: LazyLock<Regex> = LazyLock::new(|| {
     re(r"^(?:[a-zA-Z]\s*=\s*)?-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$|^-?\d{1,3}(?: \d{3})+(?:\.\d+)?$")
 });
 static BASE: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"^([0-9A-Za-z]+)(?:_\{?\d+\}?|\s*(?:in\s+)?base[\s-]*\d+|\s*\(base\s*\d+\))$")
+    re(r"^([0-9A-Za-z]+)(?:_\{?(\d+)\}?|\s*(?:in\s+)?base[\s-]*(\d+)|\s*\(base\s*(\d+)\))$")
 });
 /// `\ ` (a space) but not the end of a row break `\\ `.
 static ESCAPED_SPACE: LazyLock<Regex> = LazyLock::new(|| re(r"(^|[^\\])\\ "));
@@ -307,8 +307,10 @@ fn answer_shape(mut t: String) -> String {
     if let Some(c) = caps(&UNIT_WORDS_AT_END, &t) {
         t = c[1].to_string();
     }
+    // A base subscript in one spelling: `52_8`, `52_{8}`, `52 in base 8` are `52_{8}`.
     if let Some(c) = caps(&BASE, &t) {
-        t = c[1].to_string();
+        let base = (2..=4).find_map(|k| c.get(k)).map_or("", |m| m.as_str());
+        t = format!("{}_{{{base}}}", &c[1]);
     }
     if let Some(f) = repeating_decimal(&t) {
         t = f;
