@@ -17,12 +17,14 @@
 //!   answers in any order (`\pm` expanded); equations (`x = 5` is `5`; `y = 2x + 3` is
 //!   `2x - y + 3 = 0`, proportional `lhs - rhs`) and inequalities (as intervals); tuples and
 //!   intervals in order with their brackets, sets and unions in any order, matrices entry-wise
-//!   (a one-row or one-column matrix is a tuple); then scalars: text by its words, integers
-//!   exactly (any length), constants by value (fractions, decimals, mixed numbers, radicals,
-//!   π, complex numbers; relative tolerance 1e-6 unless both are whole; a decimal response for
-//!   an exact gold needs 6 significant digits; a gold decimal with 2+ places is matched by an
-//!   exact value that rounds to it), expressions in variables by their values at 9 seeded
-//!   points (6 positive, 3 of mixed sign, which may differ across branch cuts).
+//!   (a one-row or one-column matrix is a tuple); numbers in a base (`52_8`; `52` for it, but
+//!   not `52_9`); then scalars: text by its words, integers exactly (any length), rationals
+//!   exactly by their residues modulo three primes (`2^{100} - 3` is not `2^{100} - 2`), other
+//!   constants by value (radicals, π, complex numbers; relative tolerance 1e-6; a decimal
+//!   response for an exact gold needs 6 significant digits; two decimals as written must be
+//!   equal; a gold decimal with 2+ places is matched by an exact value that rounds to it),
+//!   expressions in variables by their values at 9 seeded points (6 positive, 3 of mixed
+//!   sign, which may differ across branch cuts).
 //!
 //! Every function here is total and bounded: no `str` is sliced at a byte index, the parser
 //! refuses nesting deeper than a limit and answers longer than 2000 bytes, evaluation has a
