@@ -33,6 +33,7 @@ pub fn equivalent(pred: &str, gold: &str) -> bool {
         budget: Budget(EVAL_BUDGET),
         calls: 0,
         cache: HashMap::new(),
+        plain: HashMap::new(),
     };
     cx.any(&p, &g, 0)
 }
@@ -42,6 +43,8 @@ struct Cx {
     calls: u32,
     /// Each scalar spelling's [`Values`], computed once (list matching compares every pair).
     cache: HashMap<String, Values>,
+    /// Whether a spelling is a plain scalar (no list, relation, structure or `\pm`), likewise.
+    plain: HashMap<String, bool>,
 }
 
 /// What a scalar answer is, for comparison.
@@ -62,6 +65,9 @@ static NAME: LazyLock<Regex> = LazyLock::new(|| {
         r"^(?:[a-zA-Z]|[A-Z]{2,3}|\\[a-zA-Z]+)(?:_\{?[\w\\]+\}?)?(?:\([a-zA-Z,]*\))?$|^\((?:[a-zA-Z](?:_\{?\w+\}?)?,)+[a-zA-Z](?:_\{?\w+\}?)?\)$",
     )
 });
+/// The relations an answer may state.
+const RELS: [&str; 8] = ["=", "\\le", "\\ge", "<", ">", "\\ne", "\\in", "\\approx"];
+
 static BASE_FORM: LazyLock<Regex> = LazyLock::new(|| re(r"^([0-9A-Za-z]+)_\{(\d+)\}$"));
 static CHOICE: LazyLock<Regex> = LazyLock::new(|| re(r"^\(([A-Z])\)"));
 static INT: LazyLock<Regex> = LazyLock::new(|| re(r"^(-?)0*(\d+)$"));
@@ -264,6 +270,9 @@ impl Cx {
             (None, Some(b)) => return p.eq_ignore_ascii_case(&b[1]),
             (None, None) => {}
         }
+        if self.is_plain(p) && self.is_plain(g) {
+            return self.scalar(p, g);
+        }
         // Lists of answers (solutions, or the items of a `\pm`).
         let (pl, gl) = (commas(p), commas(g));
         if pl.len() > 1 || gl.len() > 1 {
@@ -356,7 +365,6 @@ impl Cx {
 
     /// Equations and inequalities; `None` when neither side is one.
     fn relation(&mut self, p: &str, g: &str, depth: usize) -> Option<bool> {
-        const RELS: [&str; 8] = ["=", "\\le", "\\ge", "<", ">", "\\ne", "\\in", "\\approx"];
         let (pp, po) = split_top(p, &RELS);
         let (gp, go) = split_top(g, &RELS);
         if po.is_empty() && go.is_empty() {
@@ -477,6 +485,18 @@ impl Cx {
             }
         }
         Some(valid >= 3 && ratio.is_some())
+    }
+
+    fn is_plain(&mut self, s: &str) -> bool {
+        if let Some(&b) = self.plain.get(s) {
+            return b;
+        }
+        let b = commas(s).len() == 1
+            && split_top(s, &RELS).1.is_empty()
+            && shape(s).is_none()
+            && expand_pm(s).is_none();
+        self.plain.insert(s.to_string(), b);
+        b
     }
 
     fn values(&mut self, s: &str) -> Values {
