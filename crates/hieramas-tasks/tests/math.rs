@@ -312,6 +312,8 @@ fn extraction_of_every_common_format() {
         ("It is 12.\nANSWER: ANSWER", "12"),
         // A lower-case letter after the phrase is an answer (a variable).
         ("The answer is x.", "x"),
+        ("Work.\nThe probability is 1/4, so we are done.", "1/4"),
+        ("So there are 12 ways.", "12 ways"),
         ("so the answer is therefore $12$.", "12"),
         ("**Final Answer**\n$\\frac{1}{2}$", "\\frac{1}{2}"),
     ];
@@ -344,6 +346,7 @@ fn unicode_answers_read_as_latex() {
         ("2⁻¹", "\\frac12"),
         ("6.72 × 10⁻⁵", ".0000672"),
         ("θ = π", "\\pi"),
+        ("≈ 2.72", "2.72"),
     ];
     for (a, b) in same {
         assert!(equivalent(a, b), "{a:?} should equal {b:?}");

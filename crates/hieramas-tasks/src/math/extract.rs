@@ -219,6 +219,9 @@ static NAME_LIKE: LazyLock<Regex> = LazyLock::new(|| {
 /// `\le`, `\ne`, … (not `\left`), `<`, `>`.
 static RELATION: LazyLock<Regex> =
     LazyLock::new(|| re(r"\\(?:ne|le|ge|leq|geq|neq|approx|lt|gt)(?:[^a-zA-Z]|$)|[<>]"));
+static CLAUSE_END: LazyLock<Regex> = LazyLock::new(|| {
+    re(r",\s+(?:so|and|which|since|because|as|but|where|thus|hence|while|giving)\b")
+});
 static WORD: LazyLock<Regex> = LazyLock::new(|| re(r"(?:^|[^\\A-Za-z])[A-Za-z]{3,}"));
 
 /// A last line that is all math (a bare answer such as `\frac{x+1}{x-1}` or `7 \cdot 8 = 56`,
@@ -264,7 +267,16 @@ fn last_line_answer(text: &str) -> Option<String> {
         }
         let sentence: String = cs[start..].iter().collect();
         let c = caps(&IS_CLAUSE, sentence.trim())?;
-        (c.get(1)?.as_str().to_string(), false)
+        let clause = c.get(1)?.as_str();
+        // Up to a following clause: "1/4, so we are done." (plain text only: math segments
+        // are taken whole below).
+        let plain = !clause.contains('$') && !clause.contains('\\');
+        let clause = CLAUSE_END
+            .find(clause)
+            .filter(|_| plain)
+            .and_then(|m| clause.get(..m.start()))
+            .unwrap_or(clause);
+        (clause.to_string(), false)
     };
     let a = if candidate.contains('$') || candidate.contains("\\(") {
         last_math_or_number(&candidate)?

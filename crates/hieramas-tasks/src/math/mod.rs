@@ -209,6 +209,10 @@ pub fn normalize(answer: &str) -> String {
         .trim_start_matches(':')
         .trim()
         .to_string();
+    // "≈ 3.14" as an answer: the value.
+    if let Some(rest) = t.strip_prefix("\\approx") {
+        t = rest.trim().to_string();
+    }
     if short {
         t = answer_shape(t);
     }

@@ -91,6 +91,7 @@ pub(crate) fn to_latex(s: &str) -> String {
             '≤' | '⩽' => "\\le ",
             '≥' | '⩾' => "\\ge ",
             '≠' => "\\ne ",
+            '≈' => "\\approx ",
             '±' => "\\pm ",
             '∓' => "\\mp ",
             '°' => "^\\circ ",
