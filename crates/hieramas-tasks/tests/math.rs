@@ -127,7 +127,9 @@ proptest! {
     }
 
     #[test]
-    fn equivalence_is_symmetric(a in "[-0-9./x=(),\\\\{}a-z ]{0,12}", b in "[-0-9./x=(),\\\\{}a-z ]{0,12}") {
+    // No `.`: one rule is not symmetric by design, a gold decimal with 2+ places is matched by
+    // an exact value that rounds to it (`\frac13` for `0.33`), not the other way round.
+    fn equivalence_is_symmetric(a in "[-0-9/x=(),\\\\{}a-z ]{0,12}", b in "[-0-9/x=(),\\\\{}a-z ]{0,12}") {
         prop_assert_eq!(equivalent(&a, &b), equivalent(&b, &a));
     }
 
