@@ -386,6 +386,10 @@ fn equal_by_meaning() {
         ("y = 2x + 3", "2x+3"),
         ("x \\in [-2, 7]", "-2 \\le x \\le 7"),
         ("x > 3", "(3, \\infty)"),
+        ("a + b = -1", "-1"),
+        ("\\angle PQR = 116^\\circ", "116"),
+        ("\\mathbf{v} = (1, 2)", "(1,2)"),
+        ("(-k+4) + (-2+3k) = 2k + 2", "2k+2"),
         // Tuples, intervals, unions, sets, \pm lists.
         ("\\left[ 1, \\frac{3}{2} \\right)", "[1, 1.5)"),
         (
@@ -480,6 +484,8 @@ fn wrong_answers_stay_wrong() {
         ("y = 3x + 2", "y = 2x + 3"),
         ("x = 5", "x = 6"),
         ("2x + 3", "y = 2x + 4"),
+        ("5x - 7y + 4 = 0", "0"),
+        ("a + b = -1", "1"),
         ("|x|", "x"),
         ("\\sin x", "\\cos x"),
         ("x + y", "x + z"),

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::expr::{Budget, C, Expr, residues};
-use super::{caps, latex, normalize, re};
+use super::{caps, eval_number, latex, normalize, re};
 
 /// Items beyond which lists are compared in order only (an unordered matching is quadratic).
 const MAX_UNORDERED: usize = 64;
@@ -62,7 +62,7 @@ enum Values {
 
 static NAME: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"^(?:[a-zA-Z]|[A-Z]{2,3}|\\[a-zA-Z]+)(?:_\{?[\w\\]+\}?)?(?:\([a-zA-Z,]*\))?$|^\((?:[a-zA-Z](?:_\{?\w+\}?)?,)+[a-zA-Z](?:_\{?\w+\}?)?\)$",
+        r"^(?:[a-zA-Z]|[A-Z]{2,3}|\\[a-zA-Z]+|\\(?:mathbf|vec|bold|boldsymbol|overline|hat|mathrm)\{[a-zA-Z]{1,3}\}|m?\\angle ?[A-Z]{1,3})(?:_\{?[\w\\]+\}?)?(?:\([a-zA-Z,]*\))?$|^\((?:[a-zA-Z](?:_\{?\w+\}?)?,)+[a-zA-Z](?:_\{?\w+\}?)?\)$",
     )
 });
 /// The relations an answer may state.
@@ -378,8 +378,16 @@ impl Cx {
         };
         let name_lhs = |parts: &[String]| parts.first().is_some_and(|l| NAME.is_match(l));
         // A left side that names the value (`x`, `f(x)`, `(x, y)`) or computes it (`7 \cdot 8`).
-        let value_lhs =
-            |parts: &[String]| name_lhs(parts) || parts.first().is_some_and(|l| is_constant(l));
+        // …or gives a nonzero constant on the right (`a + b = -1`; `5x - 7y + 4 = 0` is an
+        // equation), or ends a chain (`x = 2 + 3 = 5`).
+        let value_lhs = |parts: &[String]| {
+            name_lhs(parts)
+                || parts.first().is_some_and(|l| is_constant(l))
+                || parts
+                    .last()
+                    .is_some_and(|r| is_constant(r) && eval_number(r).is_none_or(|v| v != 0.0))
+                || parts.len() >= 3
+        };
         if go.is_empty() {
             // `x = 5` against `5`; `7 \cdot 8 = 56` against `56`.
             return Some(match assign(&pp, &po) {

@@ -213,7 +213,7 @@ pub fn extract_answer(response: &str) -> Option<String> {
 
 static NAME_LIKE: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"^(?:[a-zA-Z]|[A-Z]{2,3}|\\[a-zA-Z]+)(?:_\{?[\w\\]+\}?)?(?:\([a-zA-Z, ]*\))?$|^\((?:\s*[a-zA-Z]\s*,)+\s*[a-zA-Z]\s*\)$",
+        r"^(?:[a-zA-Z]|[A-Z]{2,3}|\\[a-zA-Z]+|\\(?:mathbf|vec|bold|boldsymbol|overline|hat|mathrm)\{[a-zA-Z]{1,3}\}|m?\\angle ?[A-Z]{1,3})(?:_\{?[\w\\]+\}?)?(?:\([a-zA-Z, ]*\))?$|^\((?:\s*[a-zA-Z]\s*,)+\s*[a-zA-Z]\s*\)$",
     )
 });
 /// `\le`, `\ne`, … (not `\left`), `<`, `>`.
