@@ -389,7 +389,7 @@ fn equal_by_meaning() {
         ("a + b = -1", "-1"),
         ("\\angle PQR = 116^\\circ", "116"),
         ("\\mathbf{v} = (1, 2)", "(1,2)"),
-        ("(-k+4) + (-2+3k) = 2k + 2", "2k+2"),
+        ("(-k+4) + (-2+3k) = -k + 4 - 2 + 3k = 2k + 2", "2k+2"),
         // Tuples, intervals, unions, sets, \pm lists.
         ("\\left[ 1, \\frac{3}{2} \\right)", "[1, 1.5)"),
         (
