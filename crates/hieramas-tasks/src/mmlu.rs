@@ -1,14 +1,45 @@
 //! MMLU grading: the option letter a response settles on.
 //!
-//! In order: an explicit statement ("the answer is (B)", "Answer: **B**", "\boxed{B}", the
-//! last one wins); a response that is only a letter ("B", "(B)", "B.", "B) text"); the last
-//! parenthesised letter "(B)"; the one option whose text the response quotes. Lower-case
-//! letters count only in the explicit forms, and a bare capital "A" inside a sentence never
-//! counts (it is an article).
-
-use std::sync::LazyLock;
-
-use regex::Regex;
+//! The response is first normalised (full-width and circled letters to ASCII, unicode dashes,
+//! quotes and arrows to `-`, `'`, `"`, `>`, zero-width characters dropped) and cut into tokens
+//! (words, punctuation, line breaks). Every run of option letters joined by `,` `/` `&` `and`
+//! `or` ("C", "(A) and (D)", "either B or C", "A/C") is a *letter group*. A letter counts only
+//! when it stands alone: not inside "B-cells", "C++", "i.e.", "P(A)", and an "A"/"a" followed
+//! by an ordinary word is the article ("A good choice is ..."). Only the first `n` letters
+//! count, `n` the number of choices (A-D without choices).
+//!
+//! The letter is read from the strongest kind of signal present, in this order:
+//!
+//! 1. **Committed statements; the last one wins** (so "I think A. Wait, no — it's D" is D).
+//!    A statement is any of
+//!    - a letter group after a cue: "answer" ("The answer is (B)", "Answer: **b**", "Final
+//!      answer - C", `{"answer": "C"}`, `<answer>C</answer>`), `\boxed{B}` /
+//!      `\boxed{\text{B}}`, "option/choice" with a colon or an adjective ("Correct option: A",
+//!      `{"choice":"c"}`, "my choice is B"), a first-person commitment ("I choose option A",
+//!      "i'd go with d", "I think B", "I'd say C"), "it's D", a conclusion or correction word
+//!      ("Therefore, B.", "no, (B)"); the letter must not start a clause that rejects it
+//!      ("Answer A is wrong" is no statement);
+//!    - a letter group with a positive predicate and no hypothetical before it ("Option B is
+//!      correct", "(C) is the correct answer", "A and C are correct");
+//!    - a line that holds nothing but the letter group ("B", "**C.**", "c)", "Option A");
+//!    - an answer cue followed by an option's text instead of a letter ("The answer is
+//!      Paris"), when exactly one option's text is there (see 5 for matching).
+//!
+//!    A last statement naming two or more different letters is a hedge ("Answer: C, D",
+//!    "either B or C", "A/C"): no answer, unless the words are themselves an option's text
+//!    ("Both A and B").
+//! 2. A line that begins with a letter and goes on with text ("B. Paris", "(B) Paris",
+//!    "**B) Paris**"): the letter if all such lines agree, else the first line's letter unless
+//!    the lines enumerate the options.
+//! 3. The last upper-case letter in parentheses, "(B)", not attached to a word.
+//! 4. An option's text in the last non-empty line, then (for a short response) anywhere.
+//!
+//! Option texts are matched as whole-word sequences of lower-cased alphanumerics; an
+//! occurrence inside a longer occurrence of another option ("True, True" in "True, True,
+//! False"; "No" never matches "Not") or right after "not" does not count, and two options
+//! left is no answer.
+//!
+//! Every step is linear in the response (times the number of options); nothing can panic.
 
 /// What the grader read from a response and whether it is right.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -18,7 +49,8 @@ pub struct Verdict {
 }
 
 /// Grades `response` against the gold letter; `choices` (the option texts) enable matching a
-/// response that quotes an option instead of naming its letter.
+/// response that quotes an option instead of naming its letter, and limit the letters to
+/// their number.
 pub fn grade(response: &str, gold: char, choices: Option<&[String]>) -> Verdict {
     let extracted = extract_letter(response, choices);
     Verdict {
@@ -27,67 +59,1066 @@ pub fn grade(response: &str, gold: char, choices: Option<&[String]>) -> Verdict 
     }
 }
 
-static EXPLICIT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i:answer|choice|option)\s*(?i:is|would be|should be|:)\s*(?i:option|choice)?\s*:?\s*\s*(?:[*_]*[(\[]\s*([A-Da-d])\s*[)\]]|\*\*\s*([A-Da-d])\s*\*\*|[*_]*([A-D]))[*_]*(?:[^A-Za-z0-9]|$)|\\boxed\{\s*(?:\\text\{)?\s*\(?([A-Da-d])\)?\s*\}?\s*\}",
-    )
-    .unwrap_or_else(|e| panic!("static regex: {e}"))
-});
-static ONLY_LETTER: LazyLock<Regex> = LazyLock::new(|| {
-    // "B", "(B)", "[B]", "B.", or a leading "B." / "B)" / "B:" / "(B)" before the option text.
-    Regex::new(
-        r"^[*_]*(?:[(\[]?([A-D])[)\]]?[.:]?[*_]*$|[(\[]([A-D])[)\]]|([A-D])[.):][*_]*(?:\s|$))",
-    )
-    .unwrap_or_else(|e| panic!("static regex: {e}"))
-});
-static PAREN_LETTER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\(([A-D])\)").unwrap_or_else(|e| panic!("static regex: {e}")));
-
-/// The letter `A`-`D` the response picks, if one can be read.
+/// The option letter the response picks, if one can be read (see the module doc).
 pub fn extract_letter(response: &str, choices: Option<&[String]>) -> Option<char> {
-    let letter = |m: regex::Match| m.as_str().chars().next().map(|c| c.to_ascii_uppercase());
-    if let Some(c) = EXPLICIT.captures_iter(response).last() {
-        if let Some(l) = (1..=4).find_map(|i| c.get(i)).and_then(letter) {
-            return Some(l);
-        }
-    }
-    if let Some(c) = ONLY_LETTER.captures(response.trim()) {
-        if let Some(l) = c
-            .get(1)
-            .or_else(|| c.get(2))
-            .or_else(|| c.get(3))
-            .and_then(letter)
-        {
-            return Some(l);
-        }
-    }
-    if let Some(m) = PAREN_LETTER.captures_iter(response).last() {
-        return m.get(1).and_then(letter);
-    }
-    let choices = choices?;
-    let lower = normalize_text(response);
-    let hits: Vec<usize> = choices
+    let n = choices
+        .map(<[String]>::len)
+        .filter(|&n| n > 0)
+        .unwrap_or(4)
+        .min(26);
+    let toks = tokenize(&normalize(response));
+    let choice_words: Vec<[Option<String>; 2]> = choices
+        .unwrap_or(&[])
         .iter()
-        .enumerate()
-        .filter(|(_, c)| {
-            let c = normalize_text(c);
-            !c.is_empty() && lower.contains(&c)
+        .take(n)
+        .map(|c| {
+            let t = tokenize(&normalize(c));
+            [joined(&t, false), joined(&t, true)]
         })
-        .map(|(i, _)| i)
         .collect();
-    match hits.as_slice() {
-        [i] => Some(char::from(b'A' + *i as u8)),
-        _ => None,
+    Reader {
+        toks: &toks,
+        n,
+        choices: &choice_words,
+    }
+    .extract()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Normalisation and tokens
+
+fn normalize(s: &str) -> Vec<char> {
+    s.chars().filter_map(norm_char).collect()
+}
+
+fn norm_char(c: char) -> Option<char> {
+    let u = u32::from(c);
+    Some(match c {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(u - 0xFEE0)?,
+        '\u{24B6}'..='\u{24CF}' => char::from_u32(u - 0x24B6 + u32::from('A'))?,
+        '\u{24D0}'..='\u{24E9}' => char::from_u32(u - 0x24D0 + u32::from('a'))?,
+        // Mathematical alphanumeric letters: 13 styles of 52 letters (A-Z then a-z).
+        '\u{1D400}'..='\u{1D6A3}' => {
+            let k = (u - 0x1D400) % 52;
+            if k < 26 {
+                char::from_u32(u32::from('A') + k)?
+            } else {
+                char::from_u32(u32::from('a') + k - 26)?
+            }
+        }
+        '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FE58}' | '\u{FE63}' | '\u{2E3A}' => '-',
+        '\u{2018}'..='\u{201B}' | '\u{2032}' | '\u{02BC}' | '\u{00B4}' | '`' => '\'',
+        '\u{201C}'..='\u{201F}'
+        | '\u{00AB}'
+        | '\u{00BB}'
+        | '\u{2033}'
+        | '\u{300C}'
+        | '\u{300D}' => '"',
+        '\u{2192}' | '\u{21D2}' | '\u{27F6}' | '\u{27F9}' | '\u{2794}' => '>',
+        '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}' => return None,
+        '\r' | '\u{2028}' | '\u{2029}' | '\u{85}' => '\n',
+        c if c.is_whitespace() && c != '\n' => ' ',
+        c => c,
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Word,
+    Punct(char),
+    Newline,
+}
+
+#[derive(Clone, Debug)]
+struct Tok {
+    kind: Kind,
+    /// Lower-cased text of a word (apostrophes kept: "it's"), empty otherwise.
+    lower: String,
+    /// The word's first character is upper-case.
+    upper: bool,
+    /// Position in the normalised text, in characters.
+    pos: usize,
+    /// Whitespace (not a line break) or a line break precedes the token.
+    space_before: bool,
+}
+
+fn tokenize(chars: &[char]) -> Vec<Tok> {
+    let mut toks = Vec::new();
+    let mut i = 0;
+    let mut space = true;
+    while let Some(&c) = chars.get(i) {
+        if c == '\n' {
+            toks.push(Tok {
+                kind: Kind::Newline,
+                lower: String::new(),
+                upper: false,
+                pos: i,
+                space_before: true,
+            });
+            space = true;
+            i += 1;
+        } else if c.is_whitespace() {
+            space = true;
+            i += 1;
+        } else if c.is_alphanumeric() {
+            let start = i;
+            let mut lower = String::new();
+            while let Some(&d) = chars.get(i) {
+                let joins =
+                    d == '\'' && i > start && chars.get(i + 1).is_some_and(|e| e.is_alphanumeric());
+                if !(d.is_alphanumeric() || joins) {
+                    break;
+                }
+                lower.extend(d.to_lowercase());
+                i += 1;
+            }
+            toks.push(Tok {
+                kind: Kind::Word,
+                lower,
+                upper: c.is_uppercase(),
+                pos: start,
+                space_before: space,
+            });
+            space = false;
+        } else {
+            toks.push(Tok {
+                kind: Kind::Punct(c),
+                lower: String::new(),
+                upper: false,
+                pos: i,
+                space_before: space,
+            });
+            space = false;
+            i += 1;
+        }
+    }
+    toks
+}
+
+/// The words of a text, apostrophes dropped, joined with single spaces and framed by spaces
+/// (" true false "), for whole-word matching; with `symbols`, math symbols too ("240 ÷ 12").
+/// `None` when the text has no word.
+fn joined(toks: &[Tok], symbols: bool) -> Option<String> {
+    let mut s = String::from(" ");
+    let mut words = false;
+    for t in toks {
+        match t.kind {
+            Kind::Word => {
+                words = true;
+                s.extend(t.lower.chars().filter(|&c| c != '\''));
+                s.push(' ');
+            }
+            Kind::Punct(c) if symbols && is_symbol(c) => {
+                s.push(c);
+                s.push(' ');
+            }
+            _ => {}
+        }
+    }
+    words.then_some(s)
+}
+
+/// Punctuation that carries meaning in an option's text: "240 ÷ 12" is not "240 – 12".
+fn is_symbol(c: char) -> bool {
+    matches!(
+        c,
+        '+' | '-' | '=' | '<' | '>' | '^' | '%' | '/' | '|' | '~' | '&'
+    ) || (!c.is_ascii() && !c.is_alphanumeric())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Word classes
+
+fn is_in(w: &str, set: &[&str]) -> bool {
+    set.contains(&w)
+}
+
+/// Punctuation that wraps a letter without changing what it says.
+fn is_wrapper(c: char) -> bool {
+    matches!(
+        c,
+        '(' | ')' | '[' | ']' | '{' | '}' | '*' | '_' | '"' | '\'' | '$' | '<' | '>' | '#' | '\\'
+    )
+}
+
+fn is_closing(c: char) -> bool {
+    matches!(
+        c,
+        ')' | ']' | '}' | '*' | '_' | '"' | '\'' | '$' | '<' | '>' | '\\'
+    )
+}
+
+fn is_opening(c: char) -> bool {
+    matches!(c, '(' | '[' | '{' | '*' | '_' | '"' | '\'' | '$' | '\\')
+}
+
+/// Words that may sit between a cue and its letter ("the answer would most likely be B").
+#[rustfmt::skip]
+const FILLERS: &[&str] = &[
+    "is", "be", "was", "would", "should", "must", "will", "shall", "seems", "seem",
+    "appears", "to", "likely", "probably", "most", "clearly", "definitely", "indeed",
+    "certainly", "obviously", "surely", "really", "then", "now", "still", "the", "here",
+    "as", "follows", "given", "below", "either", "both", "text", "textbf", "mathrm",
+    "mathbf", "bf", "fbox", "correct", "right", "best", "final", "true", "more", "single",
+    "only", "one", "therefore", "thus", "hence", "so", "actually", "instead", "rather",
+    "option", "choice", "letter",
+];
+
+/// Words after which a committed letter may still stand ("The answer is B because ...").
+#[rustfmt::skip]
+const ALLOWED_AFTER: &[&str] = &[
+    "because", "since", "as", "and", "or", "but", "which", "with", "for", "so", "therefore",
+    "hence", "thus", "given", "due", "here", "then", "in", "from", "at", "on", "per",
+    "based", "according", "after", "considering", "now", "though", "although", "while",
+    "whereas", "not", "nor", "option", "choice", "answer", "overall", "again", "finally",
+    "ultimately", "definitely", "clearly", "indeed", "too", "also", "either", "both",
+    "only", "here's", "that's", "it's", "this", "these", "i", "i'm", "i'd",
+];
+
+/// Verbs that make the letter before them the subject of a clause ("A is wrong").
+#[rustfmt::skip]
+const VERBS: &[&str] = &[
+    "is", "was", "are", "were", "isn't", "wasn't", "aren't", "has", "have", "hasn't",
+    "does", "do", "doesn't", "did", "didn't", "seems", "seem", "looks", "look", "appears",
+    "appear", "states", "says", "claims", "suggests", "refers", "describes", "can", "could",
+    "would", "might", "may", "must", "should", "will", "cannot", "can't", "won't",
+    "wouldn't", "shouldn't", "couldn't", "shows", "implies", "involves", "means",
+    "contains", "represents", "requires", "gives", "fails", "lacks", "remains", "mentions",
+    "focuses", "assumes", "includes", "provides", "offers", "matches", "fits", "aligns",
+    "correctly", "incorrectly", "best",
+];
+
+/// Predicates that commit to the letter before them ("B is the correct answer").
+#[rustfmt::skip]
+const POSITIVE: &[&str] = &[
+    "correct", "right", "answer", "accurate", "appropriate", "valid", "best", "most", "true",
+];
+
+/// Words a predicate may pass over before a positive word ("is indeed the correct one").
+#[rustfmt::skip]
+const PREDICATE_FILLERS: &[&str] = &[
+    "is", "are", "remains", "seems", "seem", "appears", "appear", "looks", "look", "to",
+    "be", "like", "the", "definitely", "clearly", "indeed", "certainly", "obviously",
+    "actually", "therefore", "thus", "hence", "still", "my", "our", "final", "an", "a",
+    "most",
+];
+
+/// Words that make what follows hypothetical ("if B is correct").
+#[rustfmt::skip]
+const HYPOTHETICAL: &[&str] = &[
+    "if", "whether", "unless", "assuming", "assume", "suppose", "supposing", "when", "why",
+    "not", "neither", "nor", "claim", "claims", "argue", "argues", "might", "could",
+    "would", "some", "others", "tempting", "thought",
+];
+
+#[rustfmt::skip]
+const FIRST_PERSON: &[&str] = &[
+    "i", "we", "i'd", "i'll", "i'm", "we'd", "we'll", "i've", "let's", "would", "will",
+    "now", "still", "therefore", "so", "thus",
+];
+
+/// Words a line may hold besides its letter group and still be "only the letter".
+#[rustfmt::skip]
+const LINE_WORDS: &[&str] = &[
+    "answer", "final", "option", "choice", "correct", "the", "is", "my", "either", "both",
+    "letter", "best", "selected", "chosen", "choose", "pick", "select",
+];
+
+/// Words that keep a letter joined to the group before it ("A, C", "B or C").
+const CONNECTOR_WORDS: &[&str] = &["and", "or", "nor", "vs", "versus", "plus"];
+
+/// Verbs that can open a positive predicate ("B is correct", "B best answers").
+#[rustfmt::skip]
+const PREDICATE_VERBS: &[&str] = &[
+    "is", "are", "remains", "seems", "seem", "appears", "appear", "looks", "look", "best",
+    "correctly",
+];
+
+/// Words that announce an answer.
+#[rustfmt::skip]
+const ANSWER_WORDS: &[&str] = &[
+    "answer", "answers", "ans", "boxed", "answered", "答案", "答え", "回答", "解答", "réponse",
+    "respuesta", "antwort", "resposta",
+];
+
+/// Words before "answer" that make "answer B" a statement ("Final answer B").
+#[rustfmt::skip]
+const ANSWER_ADJ: &[&str] = &[
+    "final", "my", "correct", "right", "best", "our",
+];
+
+/// Words naming an option; a cue only with a colon or an adjective ("Correct option: A").
+#[rustfmt::skip]
+const OPTION_WORDS: &[&str] = &[
+    "option", "options", "choice", "choices", "letter", "alternative", "selection",
+    "response", "pick", "verdict", "conclusion",
+];
+
+/// Adjectives that make "option"/"choice" a cue ("the best choice is C").
+#[rustfmt::skip]
+const OPTION_ADJ: &[&str] = &[
+    "correct", "right", "best", "final", "my", "chosen", "selected", "preferred",
+];
+
+/// Verbs before "with" that commit ("I'd go with d").
+#[rustfmt::skip]
+const GO_VERBS: &[&str] = &[
+    "go", "going", "goes", "went", "stick", "sticking",
+];
+
+/// First-person verbs of choosing ("I choose option A").
+#[rustfmt::skip]
+const CHOOSE_VERBS: &[&str] = &[
+    "choose", "chose", "pick", "picked", "select", "selecting", "choosing", "picking", "opt",
+];
+
+/// First-person verbs of opinion ("I think B", "I'd say C").
+#[rustfmt::skip]
+const OPINION_VERBS: &[&str] = &[
+    "think", "believe", "say", "guess", "suspect", "reckon", "conclude", "answering",
+    "submit", "lean", "leaning", "prefer",
+];
+
+/// "It's D".
+#[rustfmt::skip]
+const IT_WORDS: &[&str] = &[
+    "it's", "it", "that's", "its",
+];
+
+/// Conclusion and correction words ("Therefore, B.", "no, (B)", "Wait, actually D").
+#[rustfmt::skip]
+const TURN_WORDS: &[&str] = &[
+    "so", "therefore", "thus", "hence", "ergo", "overall", "finally", "consequently", "no",
+    "wait", "actually", "correction", "rather", "instead", "sorry", "oops",
+];
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+struct Group {
+    letters: u32,
+    first: usize,
+    last: usize,
+    all_upper: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum After {
+    /// Nothing after the group says it is not an answer.
+    Plain,
+    /// A positive predicate follows ("is correct").
+    Positive,
+    /// The letter starts another clause, or is an article.
+    Reject,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cue {
+    Strong,
+    Weak,
+}
+
+struct Statement {
+    pos: usize,
+    letters: u32,
+}
+
+struct Reader<'a> {
+    toks: &'a [Tok],
+    n: usize,
+    /// Each option's text joined for matching: words only, and words with symbols.
+    choices: &'a [[Option<String>; 2]],
+}
+
+impl Reader<'_> {
+    fn tok(&self, i: usize) -> Option<&Tok> {
+        self.toks.get(i)
+    }
+
+    fn word(&self, i: usize) -> Option<&str> {
+        self.tok(i)
+            .filter(|t| t.kind == Kind::Word)
+            .map(|t| t.lower.as_str())
+    }
+
+    fn punct(&self, i: usize) -> Option<char> {
+        match self.tok(i)?.kind {
+            Kind::Punct(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn attached(&self, i: usize) -> bool {
+        self.tok(i).is_some_and(|t| !t.space_before)
+    }
+
+    /// The option index of a token that is a lone letter in range.
+    fn letter(&self, i: usize) -> Option<usize> {
+        let t = self.tok(i)?;
+        if t.kind != Kind::Word {
+            return None;
+        }
+        let mut cs = t.lower.chars();
+        let c = cs.next()?;
+        if cs.next().is_some() || !c.is_ascii_lowercase() {
+            return None;
+        }
+        let idx = usize::from(c as u8 - b'a');
+        if idx >= self.n {
+            return None;
+        }
+        // Attached before: "i.e", "U.S.A", "x_A", "P(A)", "anti-B".
+        if self.attached(i) && i > 0 {
+            let p = self.punct(i - 1);
+            let before_word = i >= 2 && self.word(i - 2).is_some() && self.attached(i - 1);
+            match p {
+                Some('.' | '-' | '_' | '^' | '+' | '(') if before_word => return None,
+                _ => {}
+            }
+        }
+        // Attached after: "B-cells", "C++", "C#", "a.m.", "A's" is one word already.
+        if self.attached(i + 1) {
+            let next_word = self.word(i + 2).is_some() && self.attached(i + 2);
+            match self.punct(i + 1) {
+                Some('+' | '#' | '^') => return None,
+                Some('.' | '-' | '_') if next_word => return None,
+                _ => {}
+            }
+        }
+        Some(idx)
+    }
+
+    /// Skips closing wrappers after `i`; the index after them and whether there were any.
+    fn skip_closing(&self, mut j: usize) -> (usize, bool) {
+        let mut any = false;
+        while let Some(c) = self.punct(j) {
+            // "</answer>": a slash right after '<' is part of the tag.
+            let tag_slash = c == '/' && j > 0 && self.punct(j - 1) == Some('<');
+            if !(is_closing(c) || tag_slash) {
+                break;
+            }
+            any = true;
+            j += 1;
+        }
+        (j, any)
+    }
+
+    fn group_at(&self, i: usize) -> Option<Group> {
+        let first_idx = self.letter(i)?;
+        let mut g = Group {
+            letters: 1 << first_idx,
+            first: i,
+            last: i,
+            all_upper: self.tok(i).is_some_and(|t| t.upper),
+        };
+        loop {
+            let (mut j, _) = self.skip_closing(g.last + 1);
+            let mut conn = false;
+            for _ in 0..3 {
+                if matches!(self.punct(j), Some(',' | '/' | '&'))
+                    || self.word(j).is_some_and(|w| is_in(w, CONNECTOR_WORDS))
+                {
+                    conn = true;
+                    j += 1;
+                } else {
+                    break;
+                }
+            }
+            if !conn {
+                break;
+            }
+            for _ in 0..4 {
+                if self.punct(j).is_some_and(is_opening)
+                    || self
+                        .word(j)
+                        .is_some_and(|w| is_in(w, &["option", "options", "choice", "choices"]))
+                {
+                    j += 1;
+                } else {
+                    break;
+                }
+            }
+            let Some(idx) = self.letter(j) else { break };
+            if !self.continues(j) {
+                break;
+            }
+            g.letters |= 1 << idx;
+            g.last = j;
+            g.all_upper &= self.tok(j).is_some_and(|t| t.upper);
+        }
+        Some(g)
+    }
+
+    /// Whether a letter after a connector still belongs to the group ("C, and A is wrong"
+    /// starts a new clause instead).
+    fn continues(&self, j: usize) -> bool {
+        let (k, wrapped) = self.skip_closing(j + 1);
+        match self.word(k) {
+            Some(w) if is_in(w, VERBS) && !is_in(w, &["are", "were"]) => false,
+            Some(w) if !wrapped && self.is_article(j, w) => false,
+            _ => true,
+        }
+    }
+
+    /// "A"/"a" (or "I") followed by an ordinary word is an article (pronoun), not a letter.
+    fn is_article(&self, j: usize, next: &str) -> bool {
+        let Some(t) = self.tok(j) else { return false };
+        is_in(&t.lower, &["a", "i"])
+            && !is_in(next, ALLOWED_AFTER)
+            && !is_in(next, VERBS)
+            && !is_in(next, CONNECTOR_WORDS)
+            && self
+                .tok(j + 1)
+                .is_some_and(|n| n.kind == Kind::Word && !n.upper)
+    }
+
+    fn after(&self, g: &Group) -> After {
+        let (j, wrapped) = self.skip_closing(g.last + 1);
+        let Some(t) = self.tok(j) else {
+            return After::Plain;
+        };
+        if t.kind != Kind::Word {
+            return After::Plain;
+        }
+        let w = t.lower.as_str();
+        if is_in(w, VERBS) {
+            return if self.positive_predicate(j) {
+                After::Positive
+            } else {
+                After::Reject
+            };
+        }
+        if wrapped || t.upper || is_in(w, ALLOWED_AFTER) {
+            return After::Plain;
+        }
+        After::Reject
+    }
+
+    /// "is correct", "is the correct answer", "seems to be the best", "are correct".
+    fn positive_predicate(&self, j: usize) -> bool {
+        if !self.word(j).is_some_and(|w| is_in(w, PREDICATE_VERBS)) {
+            return false;
+        }
+        if self.word(j) == Some("best") {
+            // "B best answers the question", "B best describes ..."
+            return true;
+        }
+        if self.word(j) == Some("correctly") {
+            return true;
+        }
+        let mut k = j + 1;
+        for _ in 0..6 {
+            match self.word(k) {
+                Some(w) if is_in(w, POSITIVE) => {
+                    // "is most likely" / "is the most" are positive; "is true only if" too rare.
+                    return !self
+                        .word(k + 1)
+                        .is_some_and(|x| is_in(x, &["if", "only", "when", "for"]));
+                }
+                Some(w) if is_in(w, PREDICATE_FILLERS) => k += 1,
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    /// The cue before a group, walking back over fillers and wrappers.
+    fn cue_before(&self, first: usize) -> Option<Cue> {
+        let mut j = first;
+        let mut saw_colon = false;
+        let mut had_option = false;
+        let mut weak = false;
+        let mut newlines = 0;
+        for _ in 0..12 {
+            if j == 0 {
+                break;
+            }
+            j -= 1;
+            let Some(t) = self.tok(j) else { break };
+            match t.kind {
+                Kind::Newline => {
+                    newlines += 1;
+                    if newlines > 2 {
+                        break;
+                    }
+                }
+                Kind::Punct(c) => {
+                    if c == ':' {
+                        saw_colon = true;
+                    } else if !(is_wrapper(c) || matches!(c, '-' | '=' | ',' | '~' | '|')) {
+                        break;
+                    }
+                }
+                Kind::Word => {
+                    let w = t.lower.as_str();
+                    if is_in(w, ANSWER_WORDS) {
+                        // "so is answer B" names an option; "Answer B" opening a line, or
+                        // "final answer B", states one.
+                        let adjacent = j + 1 == first;
+                        let stated = !adjacent
+                            || self.prev_word(j).is_none_or(|p| is_in(p, ANSWER_ADJ))
+                                && self.line_start_before(j, ANSWER_ADJ);
+                        return stated.then_some(Cue::Strong);
+                    }
+                    if is_in(w, OPTION_WORDS) {
+                        if saw_colon {
+                            return Some(Cue::Strong);
+                        }
+                        had_option = true;
+                        continue;
+                    }
+                    if is_in(w, OPTION_ADJ) && (had_option || saw_colon) {
+                        return Some(Cue::Strong);
+                    }
+                    if w == "with" && self.prev_word(j).is_some_and(|p| is_in(p, GO_VERBS))
+                        || w == "for"
+                            && self
+                                .prev_word(j)
+                                .is_some_and(|p| is_in(p, &["opt", "going"]))
+                        || w == "on"
+                            && self
+                                .prev_word(j)
+                                .is_some_and(|p| is_in(p, &["settle", "settled", "land"]))
+                    {
+                        return Some(Cue::Strong);
+                    }
+                    if is_in(w, CHOOSE_VERBS) {
+                        return self.first_person_before(j).then_some(Cue::Strong);
+                    }
+                    if is_in(w, OPINION_VERBS) {
+                        return self.first_person_before(j).then_some(Cue::Weak);
+                    }
+                    if is_in(w, IT_WORDS) {
+                        return Some(Cue::Weak);
+                    }
+                    if is_in(w, TURN_WORDS) {
+                        weak = true;
+                        continue;
+                    }
+                    if is_in(w, FILLERS) {
+                        continue;
+                    }
+                    break;
+                }
+            }
+        }
+        weak.then_some(Cue::Weak)
+    }
+
+    /// Only wrappers and the given words stand between the line's start and token `j`.
+    fn line_start_before(&self, j: usize, words: &[&str]) -> bool {
+        let mut k = j;
+        while k > 0 {
+            k -= 1;
+            match self.tok(k) {
+                None => return true,
+                Some(t) => match t.kind {
+                    Kind::Newline => return true,
+                    Kind::Punct(c) if is_wrapper(c) || c == '-' => {}
+                    Kind::Word if is_in(&t.lower, words) || t.lower == "the" => {}
+                    _ => return false,
+                },
+            }
+        }
+        true
+    }
+
+    fn prev_word(&self, j: usize) -> Option<&str> {
+        j.checked_sub(1).and_then(|k| self.word(k))
+    }
+
+    fn first_person_before(&self, j: usize) -> bool {
+        (1..=3).any(|d| {
+            j.checked_sub(d)
+                .and_then(|k| self.word(k))
+                .is_some_and(|w| is_in(w, FIRST_PERSON))
+        })
+    }
+
+    /// Whether words before the group (same sentence) make it hypothetical.
+    fn hypothetical_before(&self, first: usize) -> bool {
+        let mut j = first;
+        for _ in 0..8 {
+            if j == 0 {
+                return false;
+            }
+            j -= 1;
+            match self.tok(j).map(|t| t.kind) {
+                Some(Kind::Word) if self.word(j).is_some_and(|w| is_in(w, HYPOTHETICAL)) => {
+                    return true;
+                }
+                Some(Kind::Punct('.' | '!' | '?' | ';')) | Some(Kind::Newline) | None => {
+                    return false;
+                }
+                _ => {}
+            }
+        }
+        false
+    }
+
+    /// The token range of the line around `i`: (first token, one past the last).
+    fn line_of(&self, i: usize) -> (usize, usize) {
+        let mut a = i;
+        while a > 0 && self.tok(a - 1).is_some_and(|t| t.kind != Kind::Newline) {
+            a -= 1;
+        }
+        let mut b = i;
+        while self.tok(b).is_some_and(|t| t.kind != Kind::Newline) {
+            b += 1;
+        }
+        (a, b)
+    }
+
+    /// The line holds nothing but the group (and wrappers, punctuation, "Answer", "Option").
+    fn whole_line(&self, g: &Group, line: (usize, usize)) -> bool {
+        (line.0..line.1)
+            .filter(|&k| k < g.first || k > g.last)
+            .all(|k| match self.tok(k) {
+                Some(t) if t.kind == Kind::Word => is_in(&t.lower, LINE_WORDS),
+                _ => true,
+            })
+            && (g.all_upper
+                || (line.0..line.1).any(|k| match self.tok(k) {
+                    Some(t) if t.kind == Kind::Word => is_in(&t.lower, LINE_WORDS),
+                    Some(t) => matches!(t.kind, Kind::Punct('(' | ')' | '[' | ']' | '*')),
+                    None => false,
+                }))
+    }
+
+    /// The line starts with the letter and goes on with text: "B. Paris", "(B) Paris".
+    fn line_led(&self, g: &Group, line: (usize, usize)) -> bool {
+        if g.letters.count_ones() != 1 {
+            return false;
+        }
+        let mut k = line.0;
+        let mut paren = false;
+        while k < g.first {
+            match self.punct(k) {
+                Some(c @ ('*' | '#' | '(' | '[' | '_' | '>' | '-')) => {
+                    paren |= c == '(' || c == '[';
+                    k += 1;
+                }
+                _ => return false,
+            }
+        }
+        let after = self.punct(g.first + 1);
+        let closes = match after {
+            Some(')' | ']') => true,
+            Some('.' | ':') => !paren,
+            _ => false,
+        };
+        if !closes {
+            return false;
+        }
+        let upper = self.tok(g.first).is_some_and(|t| t.upper);
+        if !upper && !matches!(after, Some(')' | ']')) {
+            return false;
+        }
+        (g.first + 2..line.1).any(|k| self.word(k).is_some())
+    }
+
+    /// "(B)" not attached to a word before it.
+    fn parenthesised(&self, g: &Group) -> bool {
+        g.letters.count_ones() == 1
+            && g.all_upper
+            && g.first > 0
+            && self.punct(g.first - 1) == Some('(')
+            && self.punct(g.first + 1) == Some(')')
+            && (g.first < 2 || !(self.attached(g.first - 1) && self.word(g.first - 2).is_some()))
+    }
+
+    /// Sentence around token `i`: from after the previous sentence end to the next one.
+    fn sentence_of(&self, i: usize) -> (usize, usize) {
+        let is_end = |k: usize| match self.tok(k).map(|t| t.kind) {
+            Some(Kind::Newline) => true,
+            Some(Kind::Punct('!' | '?' | ';')) => true,
+            Some(Kind::Punct('.')) => self.tok(k + 1).is_none_or(|t| t.space_before),
+            _ => false,
+        };
+        let mut a = i;
+        let mut steps = 0;
+        while a > 0 && !is_end(a - 1) && steps < 80 {
+            a -= 1;
+            steps += 1;
+        }
+        let mut b = i;
+        steps = 0;
+        while b < self.toks.len() && !is_end(b) && steps < 80 {
+            b += 1;
+            steps += 1;
+        }
+        (a, b)
+    }
+
+    /// Options whose text occurs in tokens `range` (see the module doc); when several do, the
+    /// math symbols may tell them apart.
+    fn text_hits(&self, range: (usize, usize)) -> Vec<usize> {
+        let hits = self.text_hits_in(range, false, None);
+        if hits.len() > 1 {
+            let fine = self.text_hits_in(range, true, Some(&hits));
+            if fine.len() == 1 {
+                return fine;
+            }
+        }
+        hits
+    }
+
+    fn text_hits_in(
+        &self,
+        range: (usize, usize),
+        symbols: bool,
+        only: Option<&[usize]>,
+    ) -> Vec<usize> {
+        let toks = self.toks.get(range.0..range.1).unwrap_or(&[]);
+        let Some(hay) = joined(toks, symbols) else {
+            return Vec::new();
+        };
+        // (choice, start, end) in bytes of `hay`.
+        let mut occ: Vec<(usize, usize, usize)> = Vec::new();
+        for (ci, c) in self.choices.iter().enumerate() {
+            if only.is_some_and(|o| !o.contains(&ci)) {
+                continue;
+            }
+            let Some(c) = &c[usize::from(symbols)] else {
+                continue;
+            };
+            for (s, _) in hay.match_indices(c.as_str()).take(32) {
+                let before = hay.get(..s).unwrap_or("");
+                let negated = before
+                    .split_whitespace()
+                    .next_back()
+                    .is_some_and(|w| is_in(w, &["not", "isnt", "never", "than", "nor"]));
+                if !negated {
+                    occ.push((ci, s, s + c.len()));
+                }
+            }
+        }
+        let kept: Vec<usize> = occ
+            .iter()
+            .filter(|&&(ci, s, e)| {
+                !occ.iter()
+                    .any(|&(cj, s2, e2)| cj != ci && s2 <= s && e <= e2 && (e2 - s2) > (e - s))
+            })
+            .map(|&(ci, _, _)| ci)
+            .collect();
+        let mut distinct: Vec<usize> = Vec::new();
+        for ci in kept {
+            if !distinct.contains(&ci) {
+                distinct.push(ci);
+            }
+        }
+        distinct
+    }
+
+    /// Text statements: an answer cue followed by an option's text.
+    fn text_statements(&self, letter_starts: &[usize], out: &mut Vec<Statement>) {
+        if self.choices.iter().all(|c| c[0].is_none()) {
+            return;
+        }
+        let mut i = 0;
+        while i < self.toks.len() {
+            let Some(w) = self.word(i) else {
+                i += 1;
+                continue;
+            };
+            let cue = is_in(w, &["answer", "answers", "it", "it's", "that's"])
+                || w == "with"
+                    && self
+                        .prev_word(i)
+                        .is_some_and(|p| is_in(p, &["go", "going"]))
+                || is_in(w, &["choose", "pick", "select"]) && self.first_person_before(i);
+            if !cue {
+                i += 1;
+                continue;
+            }
+            let mut j = i + 1;
+            let mut linked = !is_in(w, &["answer", "answers", "it"]);
+            for _ in 0..8 {
+                match self.tok(j).map(|t| t.kind) {
+                    Some(Kind::Punct(':' | '-' | '=' | '>')) => {
+                        linked = true;
+                        j += 1;
+                    }
+                    Some(Kind::Punct(c)) if is_wrapper(c) => j += 1,
+                    Some(Kind::Newline) => j += 1,
+                    Some(Kind::Word) => {
+                        let w = self.word(j).unwrap_or("");
+                        if is_in(w, &["is", "be", "was"]) {
+                            linked = true;
+                            j += 1;
+                        } else if is_in(w, FILLERS) && !is_in(w, &["option", "choice", "letter"]) {
+                            j += 1;
+                        } else {
+                            break;
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            if linked && !letter_starts.iter().any(|&s| s >= i && s <= j + 2) {
+                let (_, end) = self.sentence_of(j);
+                if let [ci] = self.text_hits((j, end.max(j)))[..] {
+                    if let Some(t) = self.tok(j) {
+                        out.push(Statement {
+                            pos: t.pos,
+                            letters: 1 << ci,
+                        });
+                    }
+                }
+            }
+            i = j.max(i + 1);
+        }
+    }
+
+    fn extract(&self) -> Option<char> {
+        let mut statements: Vec<Statement> = Vec::new();
+        let mut led: Vec<(usize, u32)> = Vec::new(); // (line start token, letters)
+        let mut parens: Vec<u32> = Vec::new();
+        let mut letter_starts: Vec<usize> = Vec::new();
+        let mut i = 0;
+        while i < self.toks.len() {
+            let Some(g) = self.group_at(i) else {
+                i += 1;
+                continue;
+            };
+            i = g.last + 1;
+            let after = self.after(&g);
+            let line = self.line_of(g.first);
+            let whole = self.whole_line(&g, line);
+            if after == After::Reject && !whole {
+                continue;
+            }
+            let pos = self.tok(g.first).map_or(0, |t| t.pos);
+            let wrapped = g.first > 0
+                && self.punct(g.first - 1).is_some_and(is_opening)
+                && self.punct(g.last + 1).is_some_and(is_closing);
+            let cue = self.cue_before(g.first);
+            let committed = whole
+                || match cue {
+                    Some(Cue::Strong) => true,
+                    Some(Cue::Weak) => g.all_upper || wrapped || after == After::Positive,
+                    None => {
+                        after == After::Positive
+                            && (g.all_upper || wrapped)
+                            && !self.hypothetical_before(g.first)
+                    }
+                };
+            if committed {
+                letter_starts.push(g.first);
+                statements.push(Statement {
+                    pos,
+                    letters: self.resolve_hedge(&g),
+                });
+                continue;
+            }
+            if self.line_led(&g, line) {
+                led.push((line.0, g.letters));
+            }
+            if self.parenthesised(&g) {
+                parens.push(g.letters);
+            }
+        }
+        self.text_statements(&letter_starts, &mut statements);
+        if let Some(s) = statements.iter().max_by_key(|s| s.pos) {
+            return single(s.letters);
+        }
+        if let Some(l) = self.by_line_led(&led) {
+            return Some(l);
+        }
+        if let Some(&l) = parens.last() {
+            return single(l);
+        }
+        self.by_text()
+    }
+
+    /// A group naming several letters that is itself an option's text ("Both A and B").
+    fn resolve_hedge(&self, g: &Group) -> u32 {
+        if g.letters.count_ones() < 2 {
+            return g.letters;
+        }
+        let (a, b) = self.sentence_of(g.first);
+        let hits = self.text_hits((a, b.max(g.last + 1)));
+        if let [ci] = hits[..] {
+            let lettered = self
+                .choices
+                .get(ci)
+                .and_then(|c| c[0].as_deref())
+                .is_some_and(|c| {
+                    c.split_whitespace()
+                        .filter(|w| w.len() == 1 && w.bytes().all(|b| b.is_ascii_lowercase()))
+                        .count()
+                        >= 2
+                });
+            if lettered {
+                return 1 << ci;
+            }
+        }
+        g.letters
+    }
+
+    fn by_line_led(&self, led: &[(usize, u32)]) -> Option<char> {
+        let (first_line, first) = *led.first()?;
+        let all = led.iter().fold(0u32, |acc, &(_, l)| acc | l);
+        if all.count_ones() == 1 {
+            return single(all);
+        }
+        // The response opens with it ("B) Paris\n\n... A) is wrong"), and the lines are not an
+        // enumeration of the options (A, B, C, ...).
+        let opens = !self
+            .toks
+            .get(..first_line)
+            .unwrap_or(&[])
+            .iter()
+            .any(|t| t.kind != Kind::Newline);
+        let enumeration = led.len() >= 2
+            && led
+                .windows(2)
+                .all(|w| w[0].1.trailing_zeros() < w[1].1.trailing_zeros());
+        if opens && !enumeration {
+            return single(first);
+        }
+        None
+    }
+
+    fn by_text(&self) -> Option<char> {
+        if self.choices.iter().all(|c| c[0].is_none()) {
+            return None;
+        }
+        let last_line = (0..self.toks.len())
+            .rev()
+            .find(|&k| self.tok(k).is_some_and(|t| t.kind == Kind::Word))
+            .map(|k| self.line_of(k));
+        if let Some(line) = last_line {
+            match self.text_hits(line)[..] {
+                [ci] => return letter_char(ci),
+                [] => {}
+                _ => return None,
+            }
+        }
+        let short = self.toks.iter().filter(|t| t.kind == Kind::Word).count() <= 60;
+        if short {
+            if let [ci] = self.text_hits((0, self.toks.len()))[..] {
+                return letter_char(ci);
+            }
+        }
+        None
     }
 }
 
-fn normalize_text(s: &str) -> String {
-    let s: String = s
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
-        .collect();
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+fn letter_char(i: usize) -> Option<char> {
+    u8::try_from(i)
+        .ok()
+        .filter(|&i| i < 26)
+        .map(|i| char::from(b'A' + i))
+}
+
+/// The letter of a one-letter set; `None` for a hedge (or nothing).
+fn single(letters: u32) -> Option<char> {
+    if letters.count_ones() == 1 {
+        letter_char(letters.trailing_zeros() as usize)
+    } else {
+        None
+    }
 }
 
 /// Reads a gold label written as a letter (`"B"`, `"(b)"`) or an index (`1`, `"1"`).
