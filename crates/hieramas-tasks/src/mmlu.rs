@@ -77,6 +77,7 @@ pub fn extract_letter(response: &str, choices: Option<&[String]>) -> Option<char
         })
         .collect();
     Reader {
+        lines: line_bounds(&toks),
         toks: &toks,
         n,
         choices: &choice_words,
@@ -278,14 +279,14 @@ const ALLOWED_AFTER: &[&str] = &[
 /// Verbs that make the letter before them the subject of a clause ("A is wrong").
 #[rustfmt::skip]
 const VERBS: &[&str] = &[
-    "is", "was", "are", "were", "isn't", "wasn't", "aren't", "has", "have", "hasn't",
-    "does", "do", "doesn't", "did", "didn't", "seems", "seem", "looks", "look", "appears",
-    "appear", "states", "says", "claims", "suggests", "refers", "describes", "can", "could",
-    "would", "might", "may", "must", "should", "will", "cannot", "can't", "won't",
-    "wouldn't", "shouldn't", "couldn't", "shows", "implies", "involves", "means",
-    "contains", "represents", "requires", "gives", "fails", "lacks", "remains", "mentions",
-    "focuses", "assumes", "includes", "provides", "offers", "matches", "fits", "aligns",
-    "correctly", "incorrectly", "best",
+    "is", "was", "stands", "stand", "are", "were", "isn't", "wasn't", "aren't", "has",
+    "have", "hasn't", "does", "do", "doesn't", "did", "didn't", "seems", "seem", "looks",
+    "look", "appears", "appear", "states", "says", "claims", "suggests", "refers",
+    "describes", "can", "could", "would", "might", "may", "must", "should", "will",
+    "cannot", "can't", "won't", "wouldn't", "shouldn't", "couldn't", "shows", "implies",
+    "involves", "means", "contains", "represents", "requires", "gives", "fails", "lacks",
+    "remains", "mentions", "focuses", "assumes", "includes", "provides", "offers",
+    "matches", "fits", "aligns", "correctly", "incorrectly", "best",
 ];
 
 /// Predicates that commit to the letter before them ("B is the correct answer").
@@ -300,7 +301,7 @@ const PREDICATE_FILLERS: &[&str] = &[
     "is", "are", "remains", "seems", "seem", "appears", "appear", "looks", "look", "to",
     "be", "like", "the", "definitely", "clearly", "indeed", "certainly", "obviously",
     "actually", "therefore", "thus", "hence", "still", "my", "our", "final", "an", "a",
-    "most",
+    "most", "out", "as",
 ];
 
 /// Words that make what follows hypothetical ("if B is correct").
@@ -314,7 +315,7 @@ const HYPOTHETICAL: &[&str] = &[
 #[rustfmt::skip]
 const FIRST_PERSON: &[&str] = &[
     "i", "we", "i'd", "i'll", "i'm", "we'd", "we'll", "i've", "let's", "would", "will",
-    "now", "still", "therefore", "so", "thus",
+    "now", "still", "therefore", "so", "thus", "my",
 ];
 
 /// Words a line may hold besides its letter group and still be "only the letter".
@@ -324,6 +325,20 @@ const LINE_WORDS: &[&str] = &[
     "letter", "best", "selected", "chosen", "choose", "pick", "select",
 ];
 
+/// Verbs after a letter that agree with a group of several.
+#[rustfmt::skip]
+const PLURAL_VERBS: &[&str] = &[
+    "are", "were", "could", "would", "might", "may", "must", "should", "will", "can",
+    "seem", "appear", "look", "have", "do",
+];
+
+/// Words between a connector and the next letter of a group ("A or possibly C").
+#[rustfmt::skip]
+const GROUP_FILLERS: &[&str] = &[
+    "option", "options", "choice", "choices", "possibly", "maybe", "perhaps", "probably",
+    "also", "even", "alternatively", "potentially",
+];
+
 /// Words that keep a letter joined to the group before it ("A, C", "B or C").
 const CONNECTOR_WORDS: &[&str] = &["and", "or", "nor", "vs", "versus", "plus"];
 
@@ -331,7 +346,7 @@ const CONNECTOR_WORDS: &[&str] = &["and", "or", "nor", "vs", "versus", "plus"];
 #[rustfmt::skip]
 const PREDICATE_VERBS: &[&str] = &[
     "is", "are", "remains", "seems", "seem", "appears", "appear", "looks", "look", "best",
-    "correctly",
+    "correctly", "stands",
 ];
 
 /// Words that announce an answer.
@@ -351,7 +366,7 @@ const ANSWER_ADJ: &[&str] = &[
 #[rustfmt::skip]
 const OPTION_WORDS: &[&str] = &[
     "option", "options", "choice", "choices", "letter", "alternative", "selection",
-    "response", "pick", "verdict", "conclusion",
+    "response", "verdict", "conclusion",
 ];
 
 /// Adjectives that make "option"/"choice" a cue ("the best choice is C").
@@ -382,7 +397,7 @@ const OPINION_VERBS: &[&str] = &[
 /// "It's D".
 #[rustfmt::skip]
 const IT_WORDS: &[&str] = &[
-    "it's", "it", "that's", "its",
+    "it's", "it", "that's", "its", "that",
 ];
 
 /// Conclusion and correction words ("Therefore, B.", "no, (B)", "Wait, actually D").
@@ -418,16 +433,31 @@ enum Cue {
     Weak,
 }
 
-struct Statement {
-    pos: usize,
-    letters: u32,
-}
-
 struct Reader<'a> {
     toks: &'a [Tok],
     n: usize,
     /// Each option's text joined for matching: words only, and words with symbols.
     choices: &'a [[Option<String>; 2]],
+    /// For each token, its line's token range (first, one past the last).
+    lines: Vec<(usize, usize)>,
+}
+
+/// Each token's line, as a token range, in one pass (the reader asks for many).
+fn line_bounds(toks: &[Tok]) -> Vec<(usize, usize)> {
+    let mut out = vec![(0, 0); toks.len()];
+    let mut start = 0;
+    for end in 0..=toks.len() {
+        if end == toks.len() || toks.get(end).is_some_and(|t| t.kind == Kind::Newline) {
+            if let Some(slots) = out.get_mut(start..end) {
+                slots.fill((start, end));
+            }
+            if let Some(slot) = out.get_mut(end) {
+                *slot = (end, end);
+            }
+            start = end + 1;
+        }
+    }
+    out
 }
 
 impl Reader<'_> {
@@ -479,9 +509,12 @@ impl Reader<'_> {
         // Attached after: "B-cells", "C++", "C#", "a.m.", "A's" is one word already.
         if self.attached(i + 1) {
             let next_word = self.word(i + 2).is_some() && self.attached(i + 2);
+            let next_single = next_word && self.word(i + 2).is_some_and(|w| w.chars().count() == 1);
             match self.punct(i + 1) {
                 Some('+' | '#' | '^') => return None,
-                Some('.' | '-' | '_') if next_word => return None,
+                Some('-' | '_') if next_word => return None,
+                // "a.m.", "U.S.", but not "The answer is C.Paris".
+                Some('.') if next_single => return None,
                 _ => {}
             }
         }
@@ -529,9 +562,7 @@ impl Reader<'_> {
             }
             for _ in 0..4 {
                 if self.punct(j).is_some_and(is_opening)
-                    || self
-                        .word(j)
-                        .is_some_and(|w| is_in(w, &["option", "options", "choice", "choices"]))
+                    || self.word(j).is_some_and(|w| is_in(w, GROUP_FILLERS))
                 {
                     j += 1;
                 } else {
@@ -554,7 +585,8 @@ impl Reader<'_> {
     fn continues(&self, j: usize) -> bool {
         let (k, wrapped) = self.skip_closing(j + 1);
         match self.word(k) {
-            Some(w) if is_in(w, VERBS) && !is_in(w, &["are", "were"]) => false,
+            // Plural and modal verbs keep the group: "A and C are correct", "(A) and (C) could".
+            Some(w) if is_in(w, VERBS) && !is_in(w, PLURAL_VERBS) => false,
             Some(w) if !wrapped && self.is_article(j, w) => false,
             _ => true,
         }
@@ -758,19 +790,14 @@ impl Reader<'_> {
 
     /// The token range of the line around `i`: (first token, one past the last).
     fn line_of(&self, i: usize) -> (usize, usize) {
-        let mut a = i;
-        while a > 0 && self.tok(a - 1).is_some_and(|t| t.kind != Kind::Newline) {
-            a -= 1;
-        }
-        let mut b = i;
-        while self.tok(b).is_some_and(|t| t.kind != Kind::Newline) {
-            b += 1;
-        }
-        (a, b)
+        self.lines.get(i).copied().unwrap_or((i, i))
     }
 
     /// The line holds nothing but the group (and wrappers, punctuation, "Answer", "Option").
     fn whole_line(&self, g: &Group, line: (usize, usize)) -> bool {
+        if line.1 - line.0 > 40 {
+            return false;
+        }
         (line.0..line.1)
             .filter(|&k| k < g.first || k > g.last)
             .all(|k| match self.tok(k) {
@@ -910,71 +937,78 @@ impl Reader<'_> {
         distinct
     }
 
-    /// Text statements: an answer cue followed by an option's text.
-    fn text_statements(&self, letter_starts: &[usize], out: &mut Vec<Statement>) {
+    /// The last text statement (an answer cue followed by an option's text) whose cue comes
+    /// after token `after`: (position, option). Only the last 64 linked cues are tried.
+    fn last_text_statement(&self, after: Option<usize>) -> Option<(usize, usize)> {
         if self.choices.iter().all(|c| c[0].is_none()) {
-            return;
+            return None;
         }
-        let mut i = 0;
-        while i < self.toks.len() {
-            let Some(w) = self.word(i) else {
-                i += 1;
+        let mut tried = 0;
+        let mut i = self.toks.len();
+        while i > 0 && tried < 64 {
+            i -= 1;
+            if after.is_some_and(|a| i < a) {
+                break;
+            }
+            let Some((j, end)) = self.text_region(i) else {
                 continue;
             };
-            let cue = is_in(w, &["answer", "answers", "it", "it's", "that's"])
-                || w == "with"
-                    && self
-                        .prev_word(i)
-                        .is_some_and(|p| is_in(p, &["go", "going"]))
-                || is_in(w, &["choose", "pick", "select"]) && self.first_person_before(i);
-            if !cue {
-                i += 1;
-                continue;
+            tried += 1;
+            if let [ci] = self.text_hits((j, end))[..] {
+                return self.tok(j).map(|t| (t.pos, ci));
             }
-            let mut j = i + 1;
-            let mut linked = !is_in(w, &["answer", "answers", "it"]);
-            for _ in 0..8 {
-                match self.tok(j).map(|t| t.kind) {
-                    Some(Kind::Punct(':' | '-' | '=' | '>')) => {
+        }
+        None
+    }
+
+    /// The tokens after an answer cue at `i` ("the answer is", "It is", "I'd go with") up to
+    /// the end of the sentence, if `i` is one.
+    fn text_region(&self, i: usize) -> Option<(usize, usize)> {
+        let w = self.word(i)?;
+        let cue = is_in(w, &["answer", "answers", "it", "it's", "that's"])
+            || w == "with"
+                && self
+                    .prev_word(i)
+                    .is_some_and(|p| is_in(p, &["go", "going"]))
+            || is_in(w, &["choose", "pick", "select"]) && self.first_person_before(i);
+        if !cue {
+            return None;
+        }
+        let mut j = i + 1;
+        let mut linked = !is_in(w, &["answer", "answers", "it"]);
+        for _ in 0..8 {
+            match self.tok(j).map(|t| t.kind) {
+                Some(Kind::Punct(':' | '-' | '=' | '>')) => {
+                    linked = true;
+                    j += 1;
+                }
+                Some(Kind::Punct(c)) if is_wrapper(c) => j += 1,
+                Some(Kind::Newline) => j += 1,
+                Some(Kind::Word) => {
+                    let w = self.word(j).unwrap_or("");
+                    if is_in(w, &["is", "be", "was"]) {
                         linked = true;
                         j += 1;
-                    }
-                    Some(Kind::Punct(c)) if is_wrapper(c) => j += 1,
-                    Some(Kind::Newline) => j += 1,
-                    Some(Kind::Word) => {
-                        let w = self.word(j).unwrap_or("");
-                        if is_in(w, &["is", "be", "was"]) {
-                            linked = true;
-                            j += 1;
-                        } else if is_in(w, FILLERS) && !is_in(w, &["option", "choice", "letter"]) {
-                            j += 1;
-                        } else {
-                            break;
-                        }
-                    }
-                    _ => break,
-                }
-            }
-            if linked && !letter_starts.iter().any(|&s| s >= i && s <= j + 2) {
-                let (_, end) = self.sentence_of(j);
-                if let [ci] = self.text_hits((j, end.max(j)))[..] {
-                    if let Some(t) = self.tok(j) {
-                        out.push(Statement {
-                            pos: t.pos,
-                            letters: 1 << ci,
-                        });
+                    } else if is_in(w, FILLERS) && !is_in(w, &["option", "choice", "letter"]) {
+                        j += 1;
+                    } else {
+                        break;
                     }
                 }
+                _ => break,
             }
-            i = j.max(i + 1);
         }
+        if !linked {
+            return None;
+        }
+        let (_, end) = self.sentence_of(j);
+        Some((j, end.max(j)))
     }
 
     fn extract(&self) -> Option<char> {
-        let mut statements: Vec<Statement> = Vec::new();
+        let mut last: Option<Group> = None;
         let mut led: Vec<(usize, u32)> = Vec::new(); // (line start token, letters)
         let mut parens: Vec<u32> = Vec::new();
-        let mut letter_starts: Vec<usize> = Vec::new();
         let mut i = 0;
         while i < self.toks.len() {
             let Some(g) = self.group_at(i) else {
@@ -988,7 +1022,6 @@ impl Reader<'_> {
             if after == After::Reject && !whole {
                 continue;
             }
-            let pos = self.tok(g.first).map_or(0, |t| t.pos);
             let wrapped = g.first > 0
                 && self.punct(g.first - 1).is_some_and(is_opening)
                 && self.punct(g.last + 1).is_some_and(is_closing);
@@ -1004,11 +1037,7 @@ impl Reader<'_> {
                     }
                 };
             if committed {
-                letter_starts.push(g.first);
-                statements.push(Statement {
-                    pos,
-                    letters: self.resolve_hedge(&g),
-                });
+                last = Some(g);
                 continue;
             }
             if self.line_led(&g, line) {
@@ -1018,9 +1047,16 @@ impl Reader<'_> {
                 parens.push(g.letters);
             }
         }
-        self.text_statements(&letter_starts, &mut statements);
-        if let Some(s) = statements.iter().max_by_key(|s| s.pos) {
-            return single(s.letters);
+        let text = self.last_text_statement(last.as_ref().map(|g| g.first));
+        if let Some(g) = &last {
+            let pos = self.tok(g.first).map_or(0, |t| t.pos);
+            return match text {
+                Some((tpos, ci)) if tpos > pos => letter_char(ci),
+                _ => single(self.resolve_hedge(g)),
+            };
+        }
+        if let Some((_, ci)) = text {
+            return letter_char(ci);
         }
         if let Some(l) = self.by_line_led(&led) {
             return Some(l);

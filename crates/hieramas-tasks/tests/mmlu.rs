@@ -297,6 +297,123 @@ fn option_text_substrings_do_not_hit() {
     );
 }
 
+/// More ways real responses state (or do not state) a choice.
+#[test]
+fn more_real_forms() {
+    check(
+        &[
+            ("The answer is not A. It's B.", Some('B')),
+            ("Between A and B, I'd choose B.", Some('B')),
+            ("A and B are wrong; C is right.", Some('C')),
+            ("The correct answer is option C: Paris.", Some('C')),
+            ("**Correct Answer: C**", Some('C')),
+            ("Answer: The answer is C", Some('C')),
+            ("So, the answer is A) 5.", Some('A')),
+            ("Therefore, option B.", Some('B')),
+            ("The most appropriate answer is D.", Some('D')),
+            ("I believe the correct answer is (B).", Some('B')),
+            ("A is the answer.", Some('A')),
+            ("the answer is: **a. paris**", Some('A')),
+            ("Answer: A. A is the only option that fits.", Some('A')),
+            ("I'm torn between A and C, but I'll go with C.", Some('C')),
+            ("The answer is B, not A.", Some('B')),
+            ("It's not A, it's B.", Some('B')),
+            ("Answer: (A) or (B)?", None),
+            (
+                "Based on the analysis, the answer is likely C, although D is also possible.",
+                Some('C'),
+            ),
+            (
+                "The answer is C.\n\nWhy not A? Because it fails.",
+                Some('C'),
+            ),
+            ("Options A, B and C are all wrong, so D.", Some('D')),
+            ("Correct: C", Some('C')),
+            ("Answer choice (C)", Some('C')),
+            ("The answer is (C) 1/2", Some('C')),
+            ("ANSWER: B", Some('B')),
+            ("The answer is $\\boxed{\\text{(B)}}$", Some('B')),
+            ("\\boxed{B. Paris}", Some('B')),
+            ("**The answer is: C) Mitochondria**", Some('C')),
+            ("My final answer is B", Some('B')),
+            ("Hence (D).", Some('D')),
+            ("Thus, the answer must be A.", Some('A')),
+            (
+                "The correct answer is (B) because (A) is too small and (C) too large.",
+                Some('B'),
+            ),
+            (
+                "A) is incorrect. B) is incorrect. C) is correct.",
+                Some('C'),
+            ),
+            ("The answer is:\n\n**B. Tidal volume**", Some('B')),
+            ("Answer: [C]", Some('C')),
+            ("That would be C.", Some('C')),
+            ("Answer is D", Some('D')),
+            ("Correct answer - (D)", Some('D')),
+            ("The right choice here is A.", Some('A')),
+            ("B is the best option.", Some('B')),
+            ("A is correct only if the rate is fixed.", None),
+            ("The answer is a) 5", Some('A')),
+            (
+                "C. Paris\n\nExplanation: The capital of France is Paris. A (London) is the capital of the UK.",
+                Some('C'),
+            ),
+            (
+                "Answer: B\n\nThe other options: (A) is wrong since X, (C) fits partially, (D) is unrelated.",
+                Some('B'),
+            ),
+            (
+                "Let's evaluate each option:\n\nA. Increased demand - this would raise prices, not lower them.\nB. Decreased supply - also raises prices.\nC. Price ceiling - creates a shortage.\nD. Technological improvement - lowers costs and prices.\n\nThe answer is D.",
+                Some('D'),
+            ),
+            (
+                "**B**\n\nExplanation: something about A being wrong.",
+                Some('B'),
+            ),
+            ("The answer is **A** – the mitochondria.", Some('A')),
+            ("Final answer: **(C)**.", Some('C')),
+            (
+                "The question is ambiguous; both (A) and (C) could be defended.",
+                None,
+            ),
+            ("After careful consideration, I select D.", Some('D')),
+            (
+                "Looking at the options, B stands out as the correct one.",
+                Some('B'),
+            ),
+            ("Answer: c", Some('C')),
+            ("Answer:B", Some('B')),
+            ("The answer is C.Paris", Some('C')),
+            ("The answer is option A.", Some('A')),
+            ("I'm not sure. Maybe A?", None),
+            ("Option (B) is the correct answer.", Some('B')),
+            ("The correct response is C.", Some('C')),
+            ("Among the options, D is the most accurate.", Some('D')),
+            ("(A)", Some('A')),
+            ("[D]", Some('D')),
+            ("B) ", Some('B')),
+            ("Ｃ", Some('C')),
+            ("I would go with option B.", Some('B')),
+            ("I'll pick B.", Some('B')),
+            (
+                "The answer is A, since the other options are wrong.",
+                Some('A'),
+            ),
+            ("The answer is A or possibly C.", None),
+            ("We can rule out A, B, and D. The answer is C.", Some('C')),
+            ("The final answer is C (Paris).", Some('C')),
+            ("Answer: (b) Paris", Some('B')),
+            ("The answer could be either A or D.", None),
+            ("A: no. B: no. C: no. D: yes.\n\nAnswer: D", Some('D')),
+            ("**Answer**: C", Some('C')),
+            ("**Answer:** **C**", Some('C')),
+            ("Answer: **B.** The reason is simple.", Some('B')),
+        ],
+        None,
+    );
+}
+
 #[test]
 fn gold_labels() {
     assert_eq!(parse_gold(&serde_json::json!("b")), Some('B'));
