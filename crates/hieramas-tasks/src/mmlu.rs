@@ -230,8 +230,15 @@ fn is_symbol(c: char) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Word classes
 
+/// `w` is one of a few words.
 fn is_in(w: &str, set: &[&str]) -> bool {
     set.contains(&w)
+}
+
+/// `w` is in one of the sorted word lists below (binary search: they are long, and asked
+/// about for every token near a letter).
+fn in_set(w: &str, set: &[&str]) -> bool {
+    set.binary_search(&w).is_ok()
 }
 
 /// Punctuation that wraps a letter without changing what it says.
@@ -256,87 +263,87 @@ fn is_opening(c: char) -> bool {
 /// Words that may sit between a cue and its letter ("the answer would most likely be B").
 #[rustfmt::skip]
 const FILLERS: &[&str] = &[
-    "is", "be", "was", "would", "should", "must", "will", "shall", "seems", "seem",
-    "appears", "to", "likely", "probably", "most", "clearly", "definitely", "indeed",
-    "certainly", "obviously", "surely", "really", "then", "now", "still", "the", "here",
-    "as", "follows", "given", "below", "either", "both", "text", "textbf", "mathrm",
-    "mathbf", "bf", "fbox", "correct", "right", "best", "final", "true", "more", "single",
-    "only", "one", "therefore", "thus", "hence", "so", "actually", "instead", "rather",
-    "option", "choice", "letter",
+    "actually", "appears", "as", "be", "below", "best", "bf", "both", "certainly", "choice",
+    "clearly", "correct", "definitely", "either", "fbox", "final", "follows", "given",
+    "hence", "here", "indeed", "instead", "is", "letter", "likely", "mathbf", "mathrm",
+    "more", "most", "must", "now", "obviously", "one", "only", "option", "probably",
+    "rather", "really", "right", "seem", "seems", "shall", "should", "single", "so",
+    "still", "surely", "text", "textbf", "the", "then", "therefore", "thus", "to", "true",
+    "was", "will", "would",
 ];
 
 /// Words after which a committed letter may still stand ("The answer is B because ...").
 #[rustfmt::skip]
 const ALLOWED_AFTER: &[&str] = &[
-    "because", "since", "as", "and", "or", "but", "which", "with", "for", "so", "therefore",
-    "hence", "thus", "given", "due", "here", "then", "in", "from", "at", "on", "per",
-    "based", "according", "after", "considering", "now", "though", "although", "while",
-    "whereas", "not", "nor", "option", "choice", "answer", "overall", "again", "finally",
-    "ultimately", "definitely", "clearly", "indeed", "too", "also", "either", "both",
-    "only", "here's", "that's", "it's", "this", "these", "i", "i'm", "i'd",
+    "according", "after", "again", "also", "although", "and", "answer", "as", "at", "based",
+    "because", "both", "but", "choice", "clearly", "considering", "definitely", "due",
+    "either", "finally", "for", "from", "given", "hence", "here", "here's", "i", "i'd",
+    "i'm", "in", "indeed", "it's", "nor", "not", "now", "on", "only", "option", "or",
+    "overall", "per", "since", "so", "that's", "then", "therefore", "these", "this",
+    "though", "thus", "too", "ultimately", "whereas", "which", "while", "with",
 ];
 
 /// Verbs that make the letter before them the subject of a clause ("A is wrong").
 #[rustfmt::skip]
 const VERBS: &[&str] = &[
-    "is", "was", "stands", "stand", "are", "were", "isn't", "wasn't", "aren't", "has",
-    "have", "hasn't", "does", "do", "doesn't", "did", "didn't", "seems", "seem", "looks",
-    "look", "appears", "appear", "states", "says", "claims", "suggests", "refers",
-    "describes", "can", "could", "would", "might", "may", "must", "should", "will",
-    "cannot", "can't", "won't", "wouldn't", "shouldn't", "couldn't", "shows", "implies",
-    "involves", "means", "contains", "represents", "requires", "gives", "fails", "lacks",
-    "remains", "mentions", "focuses", "assumes", "includes", "provides", "offers",
-    "matches", "fits", "aligns", "correctly", "incorrectly", "best",
+    "aligns", "appear", "appears", "are", "aren't", "assumes", "best", "can", "can't",
+    "cannot", "claims", "contains", "correctly", "could", "couldn't", "describes", "did",
+    "didn't", "do", "does", "doesn't", "fails", "fits", "focuses", "gives", "has", "hasn't",
+    "have", "implies", "includes", "incorrectly", "involves", "is", "isn't", "lacks",
+    "look", "looks", "matches", "may", "means", "mentions", "might", "must", "offers",
+    "provides", "refers", "remains", "represents", "requires", "says", "seem", "seems",
+    "should", "shouldn't", "shows", "stand", "stands", "states", "suggests", "was",
+    "wasn't", "were", "will", "won't", "would", "wouldn't",
 ];
 
 /// Predicates that commit to the letter before them ("B is the correct answer").
 #[rustfmt::skip]
 const POSITIVE: &[&str] = &[
-    "correct", "right", "answer", "accurate", "appropriate", "valid", "best", "most", "true",
+    "accurate", "answer", "appropriate", "best", "correct", "most", "right", "true", "valid",
 ];
 
 /// Words a predicate may pass over before a positive word ("is indeed the correct one").
 #[rustfmt::skip]
 const PREDICATE_FILLERS: &[&str] = &[
-    "is", "are", "remains", "seems", "seem", "appears", "appear", "looks", "look", "to",
-    "be", "like", "the", "definitely", "clearly", "indeed", "certainly", "obviously",
-    "actually", "therefore", "thus", "hence", "still", "my", "our", "final", "an", "a",
-    "most", "out", "as",
+    "a", "actually", "an", "appear", "appears", "are", "as", "be", "certainly", "clearly",
+    "definitely", "final", "hence", "indeed", "is", "like", "look", "looks", "most", "my",
+    "obviously", "our", "out", "remains", "seem", "seems", "still", "the", "therefore",
+    "thus", "to",
 ];
 
 /// Words that make what follows hypothetical ("if B is correct").
 #[rustfmt::skip]
 const HYPOTHETICAL: &[&str] = &[
-    "if", "whether", "unless", "assuming", "assume", "suppose", "supposing", "when", "why",
-    "not", "neither", "nor", "claim", "claims", "argue", "argues", "might", "could",
-    "would", "some", "others", "tempting", "thought",
+    "argue", "argues", "assume", "assuming", "claim", "claims", "could", "if", "might",
+    "neither", "nor", "not", "others", "some", "suppose", "supposing", "tempting",
+    "thought", "unless", "when", "whether", "why", "would",
 ];
 
 #[rustfmt::skip]
 const FIRST_PERSON: &[&str] = &[
-    "i", "we", "i'd", "i'll", "i'm", "we'd", "we'll", "i've", "let's", "would", "will",
-    "now", "still", "therefore", "so", "thus", "my",
+    "i", "i'd", "i'll", "i'm", "i've", "let's", "my", "now", "so", "still", "therefore",
+    "thus", "we", "we'd", "we'll", "will", "would",
 ];
 
 /// Words a line may hold besides its letter group and still be "only the letter".
 #[rustfmt::skip]
 const LINE_WORDS: &[&str] = &[
-    "answer", "final", "option", "choice", "correct", "the", "is", "my", "either", "both",
-    "letter", "best", "selected", "chosen", "choose", "pick", "select",
+    "answer", "best", "both", "choice", "choose", "chosen", "correct", "either", "final",
+    "is", "letter", "my", "option", "pick", "select", "selected", "the",
 ];
 
 /// Verbs after a letter that agree with a group of several.
 #[rustfmt::skip]
 const PLURAL_VERBS: &[&str] = &[
-    "are", "were", "could", "would", "might", "may", "must", "should", "will", "can",
-    "seem", "appear", "look", "have", "do",
+    "appear", "are", "can", "could", "do", "have", "look", "may", "might", "must", "seem",
+    "should", "were", "will", "would",
 ];
 
 /// Words between a connector and the next letter of a group ("A or possibly C").
 #[rustfmt::skip]
 const GROUP_FILLERS: &[&str] = &[
-    "option", "options", "choice", "choices", "possibly", "maybe", "perhaps", "probably",
-    "also", "even", "alternatively", "potentially",
+    "also", "alternatively", "choice", "choices", "even", "maybe", "option", "options",
+    "perhaps", "possibly", "potentially", "probably",
 ];
 
 /// Words that keep a letter joined to the group before it ("A, C", "B or C").
@@ -345,66 +352,66 @@ const CONNECTOR_WORDS: &[&str] = &["and", "or", "nor", "vs", "versus", "plus"];
 /// Verbs that can open a positive predicate ("B is correct", "B best answers").
 #[rustfmt::skip]
 const PREDICATE_VERBS: &[&str] = &[
-    "is", "are", "remains", "seems", "seem", "appears", "appear", "looks", "look", "best",
-    "correctly", "stands",
+    "appear", "appears", "are", "best", "correctly", "is", "look", "looks", "remains",
+    "seem", "seems", "stands",
 ];
 
 /// Words that announce an answer.
 #[rustfmt::skip]
 const ANSWER_WORDS: &[&str] = &[
-    "answer", "answers", "ans", "boxed", "answered", "答案", "答え", "回答", "解答", "réponse",
-    "respuesta", "antwort", "resposta",
+    "ans", "answer", "answered", "answers", "antwort", "boxed", "resposta", "respuesta",
+    "réponse", "回答", "答え", "答案", "解答",
 ];
 
 /// Words before "answer" that make "answer B" a statement ("Final answer B").
 #[rustfmt::skip]
 const ANSWER_ADJ: &[&str] = &[
-    "final", "my", "correct", "right", "best", "our",
+    "best", "correct", "final", "my", "our", "right",
 ];
 
 /// Words naming an option; a cue only with a colon or an adjective ("Correct option: A").
 #[rustfmt::skip]
 const OPTION_WORDS: &[&str] = &[
-    "option", "options", "choice", "choices", "letter", "alternative", "selection",
-    "response", "verdict", "conclusion",
+    "alternative", "choice", "choices", "conclusion", "letter", "option", "options",
+    "response", "selection", "verdict",
 ];
 
 /// Adjectives that make "option"/"choice" a cue ("the best choice is C").
 #[rustfmt::skip]
 const OPTION_ADJ: &[&str] = &[
-    "correct", "right", "best", "final", "my", "chosen", "selected", "preferred",
+    "best", "chosen", "correct", "final", "my", "preferred", "right", "selected",
 ];
 
 /// Verbs before "with" that commit ("I'd go with d").
 #[rustfmt::skip]
 const GO_VERBS: &[&str] = &[
-    "go", "going", "goes", "went", "stick", "sticking",
+    "go", "goes", "going", "stick", "sticking", "went",
 ];
 
 /// First-person verbs of choosing ("I choose option A").
 #[rustfmt::skip]
 const CHOOSE_VERBS: &[&str] = &[
-    "choose", "chose", "pick", "picked", "select", "selecting", "choosing", "picking", "opt",
+    "choose", "choosing", "chose", "opt", "pick", "picked", "picking", "select", "selecting",
 ];
 
 /// First-person verbs of opinion ("I think B", "I'd say C").
 #[rustfmt::skip]
 const OPINION_VERBS: &[&str] = &[
-    "think", "believe", "say", "guess", "suspect", "reckon", "conclude", "answering",
-    "submit", "lean", "leaning", "prefer",
+    "answering", "believe", "conclude", "guess", "lean", "leaning", "prefer", "reckon",
+    "say", "submit", "suspect", "think",
 ];
 
 /// "It's D".
 #[rustfmt::skip]
 const IT_WORDS: &[&str] = &[
-    "it's", "it", "that's", "its", "that",
+    "it", "it's", "its", "that", "that's",
 ];
 
 /// Conclusion and correction words ("Therefore, B.", "no, (B)", "Wait, actually D").
 #[rustfmt::skip]
 const TURN_WORDS: &[&str] = &[
-    "so", "therefore", "thus", "hence", "ergo", "overall", "finally", "consequently", "no",
-    "wait", "actually", "correction", "rather", "instead", "sorry", "oops",
+    "actually", "consequently", "correction", "ergo", "finally", "hence", "instead", "no",
+    "oops", "overall", "rather", "so", "sorry", "therefore", "thus", "wait",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -562,7 +569,7 @@ impl Reader<'_> {
             }
             for _ in 0..4 {
                 if self.punct(j).is_some_and(is_opening)
-                    || self.word(j).is_some_and(|w| is_in(w, GROUP_FILLERS))
+                    || self.word(j).is_some_and(|w| in_set(w, GROUP_FILLERS))
                 {
                     j += 1;
                 } else {
@@ -586,7 +593,7 @@ impl Reader<'_> {
         let (k, wrapped) = self.skip_closing(j + 1);
         match self.word(k) {
             // Plural and modal verbs keep the group: "A and C are correct", "(A) and (C) could".
-            Some(w) if is_in(w, VERBS) && !is_in(w, PLURAL_VERBS) => false,
+            Some(w) if in_set(w, VERBS) && !in_set(w, PLURAL_VERBS) => false,
             Some(w) if !wrapped && self.is_article(j, w) => false,
             _ => true,
         }
@@ -596,8 +603,8 @@ impl Reader<'_> {
     fn is_article(&self, j: usize, next: &str) -> bool {
         let Some(t) = self.tok(j) else { return false };
         is_in(&t.lower, &["a", "i"])
-            && !is_in(next, ALLOWED_AFTER)
-            && !is_in(next, VERBS)
+            && !in_set(next, ALLOWED_AFTER)
+            && !in_set(next, VERBS)
             && !is_in(next, CONNECTOR_WORDS)
             && self
                 .tok(j + 1)
@@ -613,14 +620,14 @@ impl Reader<'_> {
             return After::Plain;
         }
         let w = t.lower.as_str();
-        if is_in(w, VERBS) {
+        if in_set(w, VERBS) {
             return if self.positive_predicate(j) {
                 After::Positive
             } else {
                 After::Reject
             };
         }
-        if wrapped || t.upper || is_in(w, ALLOWED_AFTER) {
+        if wrapped || t.upper || in_set(w, ALLOWED_AFTER) {
             return After::Plain;
         }
         After::Reject
@@ -628,7 +635,7 @@ impl Reader<'_> {
 
     /// "is correct", "is the correct answer", "seems to be the best", "are correct".
     fn positive_predicate(&self, j: usize) -> bool {
-        if !self.word(j).is_some_and(|w| is_in(w, PREDICATE_VERBS)) {
+        if !self.word(j).is_some_and(|w| in_set(w, PREDICATE_VERBS)) {
             return false;
         }
         if self.word(j) == Some("best") {
@@ -641,13 +648,13 @@ impl Reader<'_> {
         let mut k = j + 1;
         for _ in 0..6 {
             match self.word(k) {
-                Some(w) if is_in(w, POSITIVE) => {
+                Some(w) if in_set(w, POSITIVE) => {
                     // "is most likely" / "is the most" are positive; "is true only if" too rare.
                     return !self
                         .word(k + 1)
                         .is_some_and(|x| is_in(x, &["if", "only", "when", "for"]));
                 }
-                Some(w) if is_in(w, PREDICATE_FILLERS) => k += 1,
+                Some(w) if in_set(w, PREDICATE_FILLERS) => k += 1,
                 _ => return false,
             }
         }
@@ -683,26 +690,26 @@ impl Reader<'_> {
                 }
                 Kind::Word => {
                     let w = t.lower.as_str();
-                    if is_in(w, ANSWER_WORDS) {
+                    if in_set(w, ANSWER_WORDS) {
                         // "so is answer B" names an option; "Answer B" opening a line, or
                         // "final answer B", states one.
                         let adjacent = j + 1 == first;
                         let stated = !adjacent
-                            || self.prev_word(j).is_none_or(|p| is_in(p, ANSWER_ADJ))
+                            || self.prev_word(j).is_none_or(|p| in_set(p, ANSWER_ADJ))
                                 && self.line_start_before(j, ANSWER_ADJ);
                         return stated.then_some(Cue::Strong);
                     }
-                    if is_in(w, OPTION_WORDS) {
+                    if in_set(w, OPTION_WORDS) {
                         if saw_colon {
                             return Some(Cue::Strong);
                         }
                         had_option = true;
                         continue;
                     }
-                    if is_in(w, OPTION_ADJ) && (had_option || saw_colon) {
+                    if in_set(w, OPTION_ADJ) && (had_option || saw_colon) {
                         return Some(Cue::Strong);
                     }
-                    if w == "with" && self.prev_word(j).is_some_and(|p| is_in(p, GO_VERBS))
+                    if w == "with" && self.prev_word(j).is_some_and(|p| in_set(p, GO_VERBS))
                         || w == "for"
                             && self
                                 .prev_word(j)
@@ -714,20 +721,20 @@ impl Reader<'_> {
                     {
                         return Some(Cue::Strong);
                     }
-                    if is_in(w, CHOOSE_VERBS) {
+                    if in_set(w, CHOOSE_VERBS) {
                         return self.first_person_before(j).then_some(Cue::Strong);
                     }
-                    if is_in(w, OPINION_VERBS) {
+                    if in_set(w, OPINION_VERBS) {
                         return self.first_person_before(j).then_some(Cue::Weak);
                     }
-                    if is_in(w, IT_WORDS) {
+                    if in_set(w, IT_WORDS) {
                         return Some(Cue::Weak);
                     }
-                    if is_in(w, TURN_WORDS) {
+                    if in_set(w, TURN_WORDS) {
                         weak = true;
                         continue;
                     }
-                    if is_in(w, FILLERS) {
+                    if in_set(w, FILLERS) {
                         continue;
                     }
                     break;
@@ -738,7 +745,7 @@ impl Reader<'_> {
     }
 
     /// Only wrappers and the given words stand between the line's start and token `j`.
-    fn line_start_before(&self, j: usize, words: &[&str]) -> bool {
+    fn line_start_before(&self, j: usize, words: &[&str] /* sorted */) -> bool {
         let mut k = j;
         while k > 0 {
             k -= 1;
@@ -747,7 +754,7 @@ impl Reader<'_> {
                 Some(t) => match t.kind {
                     Kind::Newline => return true,
                     Kind::Punct(c) if is_wrapper(c) || c == '-' => {}
-                    Kind::Word if is_in(&t.lower, words) || t.lower == "the" => {}
+                    Kind::Word if in_set(&t.lower, words) || t.lower == "the" => {}
                     _ => return false,
                 },
             }
@@ -763,7 +770,7 @@ impl Reader<'_> {
         (1..=3).any(|d| {
             j.checked_sub(d)
                 .and_then(|k| self.word(k))
-                .is_some_and(|w| is_in(w, FIRST_PERSON))
+                .is_some_and(|w| in_set(w, FIRST_PERSON))
         })
     }
 
@@ -776,7 +783,7 @@ impl Reader<'_> {
             }
             j -= 1;
             match self.tok(j).map(|t| t.kind) {
-                Some(Kind::Word) if self.word(j).is_some_and(|w| is_in(w, HYPOTHETICAL)) => {
+                Some(Kind::Word) if self.word(j).is_some_and(|w| in_set(w, HYPOTHETICAL)) => {
                     return true;
                 }
                 Some(Kind::Punct('.' | '!' | '?' | ';')) | Some(Kind::Newline) | None => {
@@ -801,12 +808,12 @@ impl Reader<'_> {
         (line.0..line.1)
             .filter(|&k| k < g.first || k > g.last)
             .all(|k| match self.tok(k) {
-                Some(t) if t.kind == Kind::Word => is_in(&t.lower, LINE_WORDS),
+                Some(t) if t.kind == Kind::Word => in_set(&t.lower, LINE_WORDS),
                 _ => true,
             })
             && (g.all_upper
                 || (line.0..line.1).any(|k| match self.tok(k) {
-                    Some(t) if t.kind == Kind::Word => is_in(&t.lower, LINE_WORDS),
+                    Some(t) if t.kind == Kind::Word => in_set(&t.lower, LINE_WORDS),
                     Some(t) => matches!(t.kind, Kind::Punct('(' | ')' | '[' | ']' | '*')),
                     None => false,
                 }))
@@ -989,7 +996,7 @@ impl Reader<'_> {
                     if is_in(w, &["is", "be", "was"]) {
                         linked = true;
                         j += 1;
-                    } else if is_in(w, FILLERS) && !is_in(w, &["option", "choice", "letter"]) {
+                    } else if in_set(w, FILLERS) && !is_in(w, &["option", "choice", "letter"]) {
                         j += 1;
                     } else {
                         break;
@@ -1182,5 +1189,37 @@ pub fn parse_gold(v: &serde_json::Value) -> Option<char> {
             }
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn word_lists_are_sorted() {
+        let lists: &[(&str, &[&str])] = &[
+            ("FILLERS", super::FILLERS),
+            ("ALLOWED_AFTER", super::ALLOWED_AFTER),
+            ("VERBS", super::VERBS),
+            ("POSITIVE", super::POSITIVE),
+            ("PREDICATE_FILLERS", super::PREDICATE_FILLERS),
+            ("HYPOTHETICAL", super::HYPOTHETICAL),
+            ("FIRST_PERSON", super::FIRST_PERSON),
+            ("LINE_WORDS", super::LINE_WORDS),
+            ("PLURAL_VERBS", super::PLURAL_VERBS),
+            ("GROUP_FILLERS", super::GROUP_FILLERS),
+            ("PREDICATE_VERBS", super::PREDICATE_VERBS),
+            ("ANSWER_WORDS", super::ANSWER_WORDS),
+            ("ANSWER_ADJ", super::ANSWER_ADJ),
+            ("OPTION_WORDS", super::OPTION_WORDS),
+            ("OPTION_ADJ", super::OPTION_ADJ),
+            ("GO_VERBS", super::GO_VERBS),
+            ("CHOOSE_VERBS", super::CHOOSE_VERBS),
+            ("OPINION_VERBS", super::OPINION_VERBS),
+            ("IT_WORDS", super::IT_WORDS),
+            ("TURN_WORDS", super::TURN_WORDS),
+        ];
+        for (name, l) in lists {
+            assert!(l.windows(2).all(|w| w[0] < w[1]), "{name} is not sorted");
+        }
     }
 }

@@ -517,10 +517,18 @@ proptest! {
         while text.len() < 10_000 {
             text.push_str(&unit);
         }
-        let start = Instant::now();
-        let _ = extract_letter(&text, Some(&ch));
-        let _ = extract_letter(&text, None);
-        prop_assert!(start.elapsed() < Duration::from_millis(100), "{:?}", start.elapsed());
+        // The fastest of three runs, so that a busy machine's preemptions do not count.
+        for c in [Some(ch.as_slice()), None] {
+            let best = (0..3)
+                .map(|_| {
+                    let start = Instant::now();
+                    let _ = extract_letter(&text, c);
+                    start.elapsed()
+                })
+                .min()
+                .unwrap();
+            prop_assert!(best < Duration::from_millis(50), "{:?} for {} bytes", best, text.len());
+        }
     }
 
     #[test]
