@@ -616,6 +616,10 @@ impl Reader<'_> {
         let Some(t) = self.tok(j) else {
             return After::Plain;
         };
+        if let Kind::Punct('=' | '+' | '^' | '<' | '|') = t.kind {
+            // A variable in a formula: "A = 5".
+            return After::Reject;
+        }
         if t.kind != Kind::Word {
             return After::Plain;
         }
@@ -667,6 +671,7 @@ impl Reader<'_> {
         let mut saw_colon = false;
         let mut had_option = false;
         let mut weak = false;
+        let mut copula = false;
         let mut newlines = 0;
         for _ in 0..12 {
             if j == 0 {
@@ -728,13 +733,16 @@ impl Reader<'_> {
                         return self.first_person_before(j).then_some(Cue::Weak);
                     }
                     if in_set(w, IT_WORDS) {
-                        return Some(Cue::Weak);
+                        // "it's D", "that would be C"; not "such that C = 0".
+                        let linked = copula || w.ends_with("'s");
+                        return (linked || weak).then_some(Cue::Weak);
                     }
                     if in_set(w, TURN_WORDS) {
                         weak = true;
                         continue;
                     }
                     if in_set(w, FILLERS) {
+                        copula |= is_in(w, &["is", "be", "was", "would", "must", "should", "will"]);
                         continue;
                     }
                     break;
@@ -865,8 +873,9 @@ impl Reader<'_> {
     fn sentence_of(&self, i: usize) -> (usize, usize) {
         let is_end = |k: usize| match self.tok(k).map(|t| t.kind) {
             Some(Kind::Newline) => true,
-            Some(Kind::Punct('!' | '?' | ';')) => true,
-            Some(Kind::Punct('.')) => self.tok(k + 1).is_none_or(|t| t.space_before),
+            Some(Kind::Punct(';')) => true,
+            // Not "3.5", "n!/(n - m)!".
+            Some(Kind::Punct('.' | '!' | '?')) => self.tok(k + 1).is_none_or(|t| t.space_before),
             _ => false,
         };
         let mut a = i;
@@ -886,10 +895,11 @@ impl Reader<'_> {
 
     /// Options whose text occurs in tokens `range` (see the module doc); when several do, the
     /// math symbols may tell them apart.
-    fn text_hits(&self, range: (usize, usize)) -> Vec<usize> {
-        let hits = self.text_hits_in(range, false, None);
+    /// With `anchored`, only options whose text opens the range count.
+    fn text_hits(&self, range: (usize, usize), anchored: bool) -> Vec<usize> {
+        let hits = self.text_hits_in(range, false, None, anchored);
         if hits.len() > 1 {
-            let fine = self.text_hits_in(range, true, Some(&hits));
+            let fine = self.text_hits_in(range, true, Some(&hits), anchored);
             if fine.len() == 1 {
                 return fine;
             }
@@ -902,6 +912,7 @@ impl Reader<'_> {
         range: (usize, usize),
         symbols: bool,
         only: Option<&[usize]>,
+        anchored: bool,
     ) -> Vec<usize> {
         let toks = self.toks.get(range.0..range.1).unwrap_or(&[]);
         let Some(hay) = joined(toks, symbols) else {
@@ -917,6 +928,9 @@ impl Reader<'_> {
                 continue;
             };
             for (s, _) in hay.match_indices(c.as_str()).take(32) {
+                if anchored && s > 0 {
+                    break;
+                }
                 let before = hay.get(..s).unwrap_or("");
                 let negated = before
                     .split_whitespace()
@@ -945,8 +959,13 @@ impl Reader<'_> {
     }
 
     /// The last text statement (an answer cue followed by an option's text) whose cue comes
-    /// after token `after`: (position, option). Only the last 64 linked cues are tried.
-    fn last_text_statement(&self, after: Option<usize>) -> Option<(usize, usize)> {
+    /// after token `after` and outside the `skip` ranges: (position, option). Only the last 64
+    /// linked cues are tried.
+    fn last_text_statement(
+        &self,
+        after: Option<usize>,
+        skip: &[(usize, usize)],
+    ) -> Option<(usize, usize)> {
         if self.choices.iter().all(|c| c[0].is_none()) {
             return None;
         }
@@ -957,22 +976,30 @@ impl Reader<'_> {
             if after.is_some_and(|a| i < a) {
                 break;
             }
-            let Some((j, end)) = self.text_region(i) else {
+            // Spans are in order and few; inside one, go to its start.
+            if let Some(&(a, _)) = skip.iter().rev().find(|&&(a, b)| a <= i && i < b) {
+                i = a;
+                continue;
+            }
+            let Some((j, end, anchored)) = self.text_region(i) else {
                 continue;
             };
             tried += 1;
-            if let [ci] = self.text_hits((j, end))[..] {
+            if let [ci] = self.text_hits((j, end), anchored)[..] {
                 return self.tok(j).map(|t| (t.pos, ci));
             }
         }
         None
     }
 
-    /// The tokens after an answer cue at `i` ("the answer is", "It is", "I'd go with") up to
-    /// the end of the sentence, if `i` is one.
-    fn text_region(&self, i: usize) -> Option<(usize, usize)> {
+    /// The tokens after an answer cue at `i` ("the answer is", "I'd go with", "It is") up to
+    /// the end of the sentence, if `i` is one, and whether the option's text must open them
+    /// (after "it is", which names many things that are not answers).
+    fn text_region(&self, i: usize) -> Option<(usize, usize, bool)> {
         let w = self.word(i)?;
-        let cue = is_in(w, &["answer", "answers", "it", "it's", "that's"])
+        let anchored = is_in(w, &["it", "it's", "that's"]);
+        let cue = anchored
+            || is_in(w, &["answer", "answers"])
             || w == "with"
                 && self
                     .prev_word(i)
@@ -981,13 +1008,18 @@ impl Reader<'_> {
         if !cue {
             return None;
         }
+        // Find the link ("is", ":"); the region starts after it.
         let mut j = i + 1;
+        let mut start = j;
         let mut linked = !is_in(w, &["answer", "answers", "it"]);
         for _ in 0..8 {
             match self.tok(j).map(|t| t.kind) {
+                // "Answer - Paris", but "-1" is a sign.
+                Some(Kind::Punct('-')) if self.attached(j + 1) => break,
                 Some(Kind::Punct(':' | '-' | '=' | '>')) => {
                     linked = true;
                     j += 1;
+                    start = j;
                 }
                 Some(Kind::Punct(c)) if is_wrapper(c) => j += 1,
                 Some(Kind::Newline) => j += 1,
@@ -996,7 +1028,11 @@ impl Reader<'_> {
                     if is_in(w, &["is", "be", "was"]) {
                         linked = true;
                         j += 1;
-                    } else if in_set(w, FILLERS) && !is_in(w, &["option", "choice", "letter"]) {
+                        start = j;
+                    } else if !anchored
+                        && in_set(w, FILLERS)
+                        && !is_in(w, &["option", "choice", "letter"])
+                    {
                         j += 1;
                     } else {
                         break;
@@ -1008,14 +1044,82 @@ impl Reader<'_> {
         if !linked {
             return None;
         }
-        let (_, end) = self.sentence_of(j);
-        Some((j, end.max(j)))
+        if anchored {
+            while self.punct(start).is_some_and(is_wrapper) {
+                start += 1;
+            }
+        }
+        let (_, end) = self.sentence_of(start);
+        Some((start, end.max(start), anchored))
+    }
+
+    /// Matches option `ci`'s words against the words from token `k` on (punctuation between
+    /// them passed over); the index after its last word when all of them match.
+    fn match_choice(&self, ci: usize, mut k: usize) -> Option<usize> {
+        let words = self.choices.get(ci)?[0].as_deref()?;
+        for (n, w) in words.split_whitespace().enumerate() {
+            if n >= 200 {
+                return None;
+            }
+            let mut steps = 0;
+            while self.tok(k).is_some_and(|t| t.kind != Kind::Word) {
+                k += 1;
+                steps += 1;
+                if steps > 8 {
+                    return None;
+                }
+            }
+            let t = self.tok(k)?;
+            if !t.lower.chars().filter(|&c| c != '\'').eq(w.chars()) {
+                return None;
+            }
+            k += 1;
+        }
+        Some(k)
+    }
+
+    /// The letter's own option text right after it ("(C) both A and B are correct"): the
+    /// token after it, so that what it says is not read as statements.
+    fn echo_end(&self, g: &Group) -> Option<usize> {
+        if g.letters.count_ones() != 1 {
+            return None;
+        }
+        self.match_choice(g.letters.trailing_zeros() as usize, g.last + 1)
+    }
+
+    /// An option text of two or more words that starts with the letter at `k` ("a in H =>
+    /// a^-1 in H", "A B and C"): (option, token after it), the longest one.
+    fn choice_at(&self, k: usize) -> Option<(usize, usize)> {
+        // A letter set off by punctuation ("(B) W ⊃ B", "B. Paris") is a label, not text.
+        let bare = self.tok(k + 1).is_some_and(|t| t.kind == Kind::Word)
+            && !(k > 0 && self.punct(k - 1).is_some_and(|c| c == '(' || c == '['));
+        if !bare {
+            return None;
+        }
+        let mut found: Vec<(usize, usize)> = (0..self.choices.len())
+            .filter(|&ci| {
+                self.choices
+                    .get(ci)
+                    .and_then(|c| c[0].as_deref())
+                    .is_some_and(|c| c.split_whitespace().nth(1).is_some())
+            })
+            .filter_map(|ci| self.match_choice(ci, k).map(|end| (ci, end)))
+            .collect();
+        found.sort_by_key(|&(_, end)| std::cmp::Reverse(end));
+        match found[..] {
+            [one] => Some(one),
+            // Two options as long as each other are no reading.
+            [a, b, ..] if a.1 > b.1 => Some(a),
+            _ => None,
+        }
     }
 
     fn extract(&self) -> Option<char> {
         let mut last: Option<Group> = None;
         let mut led: Vec<(usize, u32)> = Vec::new(); // (line start token, letters)
         let mut parens: Vec<u32> = Vec::new();
+        // Token ranges that echo an option's text: no statements inside.
+        let mut skip: Vec<(usize, usize)> = Vec::new();
         let mut i = 0;
         while i < self.toks.len() {
             let Some(g) = self.group_at(i) else {
@@ -1023,6 +1127,19 @@ impl Reader<'_> {
                 continue;
             };
             i = g.last + 1;
+            if let Some((ci, end)) = self.choice_at(g.first) {
+                if self.cue_before(g.first).is_some() {
+                    last = Some(Group {
+                        letters: 1 << ci,
+                        first: g.first,
+                        last: g.first,
+                        all_upper: true,
+                    });
+                }
+                skip.push((g.first, end));
+                i = i.max(end);
+                continue;
+            }
             let after = self.after(&g);
             let line = self.line_of(g.first);
             let whole = self.whole_line(&g, line);
@@ -1044,17 +1161,25 @@ impl Reader<'_> {
                     }
                 };
             if committed {
+                if let Some(end) = self.echo_end(&g) {
+                    skip.push((g.last + 1, end));
+                    i = i.max(end);
+                }
                 last = Some(g);
                 continue;
             }
             if self.line_led(&g, line) {
                 led.push((line.0, g.letters));
+                if let Some(end) = self.echo_end(&g) {
+                    skip.push((g.last + 1, end));
+                    i = i.max(end);
+                }
             }
             if self.parenthesised(&g) {
                 parens.push(g.letters);
             }
         }
-        let text = self.last_text_statement(last.as_ref().map(|g| g.first));
+        let text = self.last_text_statement(last.as_ref().map(|g| g.first), &skip);
         if let Some(g) = &last {
             let pos = self.tok(g.first).map_or(0, |t| t.pos);
             return match text {
@@ -1080,7 +1205,7 @@ impl Reader<'_> {
             return g.letters;
         }
         let (a, b) = self.sentence_of(g.first);
-        let hits = self.text_hits((a, b.max(g.last + 1)));
+        let hits = self.text_hits((a, b.max(g.last + 1)), false);
         if let [ci] = hits[..] {
             let lettered = self
                 .choices
@@ -1132,7 +1257,7 @@ impl Reader<'_> {
             .find(|&k| self.tok(k).is_some_and(|t| t.kind == Kind::Word))
             .map(|k| self.line_of(k));
         if let Some(line) = last_line {
-            match self.text_hits(line)[..] {
+            match self.text_hits(line, false)[..] {
                 [ci] => return letter_char(ci),
                 [] => {}
                 _ => return None,
@@ -1140,7 +1265,7 @@ impl Reader<'_> {
         }
         let short = self.toks.iter().filter(|t| t.kind == Kind::Word).count() <= 60;
         if short {
-            if let [ci] = self.text_hits((0, self.toks.len()))[..] {
+            if let [ci] = self.text_hits((0, self.toks.len()), false)[..] {
                 return letter_char(ci);
             }
         }
