@@ -167,7 +167,9 @@ fn tokenize(chars: &[char]) -> Vec<Tok> {
             while let Some(&d) = chars.get(i) {
                 let joins =
                     d == '\'' && i > start && chars.get(i + 1).is_some_and(|e| e.is_alphanumeric());
-                if !(d.is_alphanumeric() || joins) {
+                // A CJK run is one word and ends at a Latin letter: "答案是B".
+                let script_change = i > start && is_cjk(d) != is_cjk(c);
+                if !(d.is_alphanumeric() || joins) || script_change {
                     break;
                 }
                 lower.extend(d.to_lowercase());
@@ -196,6 +198,12 @@ fn tokenize(chars: &[char]) -> Vec<Tok> {
     toks
 }
 
+/// Scripts written without spaces between words (CJK, kana, hangul).
+fn is_cjk(c: char) -> bool {
+    matches!(c, '\u{3040}'..='\u{30FF}' | '\u{3400}'..='\u{4DBF}' | '\u{4E00}'..='\u{9FFF}'
+        | '\u{AC00}'..='\u{D7AF}' | '\u{F900}'..='\u{FAFF}')
+}
+
 /// The words of a text, apostrophes dropped, joined with single spaces and framed by spaces
 /// (" true false "), for whole-word matching; with `symbols`, math symbols too ("240 ÷ 12").
 /// `None` when the text has no word.
@@ -217,6 +225,15 @@ fn joined(toks: &[Tok], symbols: bool) -> Option<String> {
         }
     }
     words.then_some(s)
+}
+
+/// An operator after a letter makes it a variable ("A = 5", "A ∪ B", "B × C").
+fn is_math_operator(c: char) -> bool {
+    matches!(
+        c,
+        '=' | '+' | '^' | '<' | '|' | '\u{D7}' | '\u{F7}' | '\u{B7}' | '\u{2022}'
+    ) || ('\u{2200}'..='\u{22FF}').contains(&c)
+        || ('\u{2A00}'..='\u{2AFF}').contains(&c)
 }
 
 /// Punctuation that carries meaning in an option's text: "240 ÷ 12" is not "240 – 12".
@@ -352,7 +369,7 @@ const CONNECTOR_WORDS: &[&str] = &["and", "or", "nor", "vs", "versus", "plus"];
 /// Verbs that can open a positive predicate ("B is correct", "B best answers").
 #[rustfmt::skip]
 const PREDICATE_VERBS: &[&str] = &[
-    "appear", "appears", "are", "best", "correctly", "is", "look", "looks", "remains",
+    "appear", "appears", "are", "best", "correctly", "fits", "is", "look", "looks", "remains",
     "seem", "seems", "stands",
 ];
 
@@ -554,8 +571,13 @@ impl Reader<'_> {
         loop {
             let (mut j, _) = self.skip_closing(g.last + 1);
             let mut conn = false;
-            for _ in 0..3 {
-                if matches!(self.punct(j), Some(',' | '/' | '&'))
+            for _ in 0..4 {
+                // "C (or D)": an opening parenthesis before a connector word.
+                let paren_or = matches!(self.punct(j), Some('(' | '['))
+                    && self.word(j + 1).is_some_and(|w| is_in(w, CONNECTOR_WORDS));
+                if paren_or {
+                    j += 1;
+                } else if matches!(self.punct(j), Some(',' | '/' | '&'))
                     || self.word(j).is_some_and(|w| is_in(w, CONNECTOR_WORDS))
                 {
                     conn = true;
@@ -616,9 +638,11 @@ impl Reader<'_> {
         let Some(t) = self.tok(j) else {
             return After::Plain;
         };
-        if let Kind::Punct('=' | '+' | '^' | '<' | '|') = t.kind {
-            // A variable in a formula: "A = 5".
-            return After::Reject;
+        if let Kind::Punct(c) = t.kind {
+            if is_math_operator(c) {
+                // A variable in a formula: "A = 5", "A ∪ B".
+                return After::Reject;
+            }
         }
         if t.kind != Kind::Word {
             return After::Plain;
@@ -648,6 +672,16 @@ impl Reader<'_> {
         }
         if self.word(j) == Some("correctly") {
             return true;
+        }
+        if self.word(j) == Some("fits") {
+            // "(B) fits." / "B fits best", not "C fits partially".
+            return match self.tok(j + 1).map(|t| t.kind) {
+                None | Some(Kind::Newline | Kind::Punct('.' | '!' | ';')) => true,
+                Some(Kind::Word) => self
+                    .word(j + 1)
+                    .is_some_and(|w| is_in(w, &["best", "perfectly", "here"])),
+                _ => false,
+            };
         }
         let mut k = j + 1;
         for _ in 0..6 {
@@ -695,7 +729,11 @@ impl Reader<'_> {
                 }
                 Kind::Word => {
                     let w = t.lower.as_str();
-                    if in_set(w, ANSWER_WORDS) {
+                    let cjk_answer = w.chars().next().is_some_and(is_cjk)
+                        && ["答案", "答え", "回答", "解答", "正解", "选", "選"]
+                            .iter()
+                            .any(|a| w.contains(a));
+                    if in_set(w, ANSWER_WORDS) || cjk_answer {
                         // "so is answer B" names an option; "Answer B" opening a line, or
                         // "final answer B", states one.
                         let adjacent = j + 1 == first;
@@ -1169,13 +1207,13 @@ impl Reader<'_> {
                 continue;
             }
             if self.line_led(&g, line) {
+                // An enumeration label "(B) text", not a "(B)" in prose.
                 led.push((line.0, g.letters));
                 if let Some(end) = self.echo_end(&g) {
                     skip.push((g.last + 1, end));
                     i = i.max(end);
                 }
-            }
-            if self.parenthesised(&g) {
+            } else if self.parenthesised(&g) {
                 parens.push(g.letters);
             }
         }

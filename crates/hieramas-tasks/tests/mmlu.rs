@@ -414,6 +414,140 @@ fn more_real_forms() {
     );
 }
 
+/// Variables, enumerations without a conclusion, CJK, hedges in parentheses.
+#[test]
+fn prose_traps_and_enumerations() {
+    check(
+        &[
+            (
+                "(A) X — incorrect.\n(B) Y — plausible.\n(C) Z — consistent.\n(D) W — ruled out.",
+                None,
+            ),
+            ("Answer: C (or possibly D)", None),
+            ("Therefore, A ∪ B is the set we need.", None),
+            (
+                "Let A = {1,2} and B = {2,3}. Then A ∩ B = {2}, so the answer is C.",
+                Some('C'),
+            ),
+            ("Let A = {1,2} and B = {2,3}. Then A ∩ B = {2}.", None),
+            ("The point charge at B is 3 times larger than at A.", None),
+            (
+                "Vitamin D deficiency causes rickets; hepatitis B is viral.",
+                None,
+            ),
+            ("答案是B。", Some('B')),
+            (
+                "Looking at this, (A) fails and (C) fails. (B) fits.",
+                Some('B'),
+            ),
+            ("So the answer is D (Paris).", Some('D')),
+            ("A) London\nB) Paris\nC) Berlin\nD) Madrid", None),
+            (
+                "**Step 1:** blah.\n**Step 2:** blah.\n\n**Answer:** (C)",
+                Some('C'),
+            ),
+            ("Answer: A\nConfidence: 90%", Some('A')),
+            (
+                "The answer is B.\n\nNote: (C) would be correct if the rate were fixed.",
+                Some('B'),
+            ),
+            ("I'd guess either A or C, I'm not sure.", None),
+            (
+                "Answer: C. Option D is a distractor; A is correct only in theory.",
+                Some('C'),
+            ),
+        ],
+        None,
+    );
+}
+
+/// Options whose texts hold letters, signs or each other.
+#[test]
+fn tricky_option_texts() {
+    let ch = choices(&["-19", "-10", "19", "10"]);
+    check(
+        &[
+            ("The correct answer is: -10", Some('B')),
+            ("It is \"19\".", Some('C')),
+        ],
+        Some(&ch),
+    );
+    let ch = choices(&["n^m", "n!/(n - m)!", "n!", "n!/(m!(n - m)!)"]);
+    check(
+        &[("The correct answer is: n!/(n - m)!", Some('B'))],
+        Some(&ch),
+    );
+    let ch = choices(&["B ⊃ W", "W ⊃ B", "B ≡ W", "Both A and B"]);
+    check(
+        &[
+            ("**Answer: B) W ⊃ B**", Some('B')),
+            ("The answer is Both A and B.", Some('D')),
+        ],
+        Some(&ch),
+    );
+    let ch = choices(&[
+        "The envisioned results turn out not to be bad.",
+        "The central idea turns out not to be plausible.",
+        "both A and B are correct; either condition would do.",
+        "neither A nor B is correct.",
+    ]);
+    check(
+        &[
+            (
+                "Final answer: (C) both A and B are correct; either condition would do.",
+                Some('C'),
+            ),
+            (
+                "C. both A and B are correct; either condition would do.",
+                Some('C'),
+            ),
+        ],
+        Some(&ch),
+    );
+    let ch = choices(&[
+        "a,b in H=> a * b in H",
+        "a in H => a^-1 in H",
+        "H is finite",
+        "H = G",
+    ]);
+    check(
+        &[("The correct answer is: a in H => a^-1 in H", Some('B'))],
+        Some(&ch),
+    );
+    let ch = choices(&[
+        "lunar eclipse.",
+        "solar eclipse.",
+        "solar eclipse if it's daytime and lunar eclipse if it's nighttime.",
+        "none",
+    ]);
+    check(
+        &[
+            (
+                "solar eclipse if it's daytime and lunar eclipse if it's nighttime.",
+                Some('C'),
+            ),
+            (
+                "The answer is (C) solar eclipse if it's daytime and lunar eclipse if it's nighttime.",
+                Some('C'),
+            ),
+        ],
+        Some(&ch),
+    );
+    let ch = choices(&[
+        "one instance link",
+        "one or more instance links and then subclass links",
+        "one or more instance links",
+        "one subclass link and then one or more instance links",
+    ]);
+    check(
+        &[(
+            "The correct answer is: one subclass link and then one or more instance links",
+            Some('D'),
+        )],
+        Some(&ch),
+    );
+}
+
 #[test]
 fn gold_labels() {
     assert_eq!(parse_gold(&serde_json::json!("b")), Some('B'));
