@@ -1,45 +1,59 @@
 //! MMLU grading: the option letter a response settles on.
 //!
-//! The response is first normalised (full-width and circled letters to ASCII, unicode dashes,
-//! quotes and arrows to `-`, `'`, `"`, `>`, zero-width characters dropped) and cut into tokens
-//! (words, punctuation, line breaks). Every run of option letters joined by `,` `/` `&` `and`
-//! `or` ("C", "(A) and (D)", "either B or C", "A/C") is a *letter group*. A letter counts only
-//! when it stands alone: not inside "B-cells", "C++", "i.e.", "P(A)", and an "A"/"a" followed
-//! by an ordinary word is the article ("A good choice is ..."). Only the first `n` letters
-//! count, `n` the number of choices (A-D without choices).
+//! The response is first normalised (full-width and circled letters to ASCII; unicode dashes,
+//! quotes and arrows to `-`, `'`, `"`, `>`; zero-width characters dropped) and cut into
+//! tokens: words (a CJK run is a word of its own, so "答案是B" has the letter B),
+//! punctuation, line breaks. Every run of option letters joined by `,` `/` `&` `and` `or`
+//! ("C", "(A) and (D)", "either B or C", "A/C", "C (or D)") is a *letter group*. A letter
+//! counts only when it stands alone: not inside "B-cells", "C++", "i.e.", "P(A)", not before an
+//! operator ("A = 5", "A ∪ B"), and an "A"/"a" followed by an ordinary word is the article ("A
+//! good choice is ..."). Only the first `n` letters count, `n` the number of choices (A-D
+//! without choices).
 //!
 //! The letter is read from the strongest kind of signal present, in this order:
 //!
 //! 1. **Committed statements; the last one wins** (so "I think A. Wait, no — it's D" is D).
 //!    A statement is any of
 //!    - a letter group after a cue: "answer" ("The answer is (B)", "Answer: **b**", "Final
-//!      answer - C", `{"answer": "C"}`, `<answer>C</answer>`), `\boxed{B}` /
-//!      `\boxed{\text{B}}`, "option/choice" with a colon or an adjective ("Correct option: A",
-//!      `{"choice":"c"}`, "my choice is B"), a first-person commitment ("I choose option A",
-//!      "i'd go with d", "I think B", "I'd say C"), "it's D", a conclusion or correction word
-//!      ("Therefore, B.", "no, (B)"); the letter must not start a clause that rejects it
-//!      ("Answer A is wrong" is no statement);
-//!    - a letter group with a positive predicate and no hypothetical before it ("Option B is
-//!      correct", "(C) is the correct answer", "A and C are correct");
-//!    - a line that holds nothing but the letter group ("B", "**C.**", "c)", "Option A");
-//!    - an answer cue followed by an option's text instead of a letter ("The answer is
-//!      Paris"), when exactly one option's text is there (see 5 for matching).
+//!      answer - C", `{"answer": "C"}`, `<answer>C</answer>`, "答案：B"), `\boxed{B}` /
+//!      `\boxed{\text{B}}`, "option/choice/one" with a colon or an adjective ("Correct
+//!      option: A", `{"choice":"c"}`, "the best choice is B"), a first-person commitment ("I
+//!      choose option A", "i'd go with d", "I think B", "I'd say C"), "it's D" / "that would
+//!      be C", a conclusion or correction word ("Therefore, B.", "no, (B)"). Fillers may stand
+//!      between cue and letter ("the answer would most likely be"); a negation may not ("the
+//!      answer is not A"). The letter must not start a clause that rejects it ("Answer A is
+//!      wrong", "so is answer B" are no statements);
+//!    - a letter group with a positive predicate and nothing hypothetical before it ("Option B
+//!      is correct", "(C) is the correct answer", "B stands out as the best", "A and C are
+//!      correct"; not "if B is correct", "A is correct only if");
+//!    - a line that holds nothing but the letter group ("B", "**C.**", "c)", "Option A", "(A)
+//!      and (D)"); a bare lower-case letter needs a mark ("c)", "(c)", "Answer: c");
+//!    - an option's text instead of a letter after an answer cue ("The answer is Paris", "I'd go
+//!      with London"), or opening what follows "it is" ("It is \"planning\"."), when exactly
+//!      one option's text is there (matching below); also an option text that itself begins
+//!      with a letter word after a cue ("The answer is: a in H => a^-1 in H").
 //!
 //!    A last statement naming two or more different letters is a hedge ("Answer: C, D",
-//!    "either B or C", "A/C"): no answer, unless the words are themselves an option's text
-//!    ("Both A and B").
-//! 2. A line that begins with a letter and goes on with text ("B. Paris", "(B) Paris",
-//!    "**B) Paris**"): the letter if all such lines agree, else the first line's letter unless
-//!    the lines enumerate the options.
-//! 3. The last upper-case letter in parentheses, "(B)", not attached to a word.
-//! 4. An option's text in the last non-empty line, then (for a short response) anywhere.
+//!    "either B or C", "A/C"): no answer, unless its sentence is an option's text that names
+//!    letters ("Both A and B"). A letter followed by its own option text ("(C) both A and B are
+//!    correct") is read as the letter, and nothing inside that text is read as a statement.
+//! 2. Lines that begin with a letter and go on with text ("B. Paris", "(B) Paris", "**B)
+//!    Paris**"): the letter if all such lines agree, else the first line's letter when the
+//!    response opens with it and the lines are not an enumeration of the options in order.
+//! 3. The last upper-case letter in parentheses in prose, "(B)", not attached to a word and
+//!    not an enumeration label.
+//! 4. An option's text in the last non-empty line, then (for a response of at most 60 words)
+//!    anywhere.
 //!
 //! Option texts are matched as whole-word sequences of lower-cased alphanumerics; an
 //! occurrence inside a longer occurrence of another option ("True, True" in "True, True,
-//! False"; "No" never matches "Not") or right after "not" does not count, and two options
-//! left is no answer.
+//! False"; "No" never matches "Not") or right after "not" does not count; when several options
+//! are left, math symbols may tell them apart ("240 ÷ 12" is not "240 – 12"), else there is no
+//! answer.
 //!
-//! Every step is linear in the response (times the number of options); nothing can panic.
+//! Every step is linear in the response, or bounded per letter group (a few tokens around it,
+//! an option's length), times the number of options; the last 64 answer cues at most are
+//! tried for option texts. Nothing can panic: no indexing, no slicing of `str`.
 
 /// What the grader read from a response and whether it is right.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -389,7 +403,7 @@ const ANSWER_ADJ: &[&str] = &[
 /// Words naming an option; a cue only with a colon or an adjective ("Correct option: A").
 #[rustfmt::skip]
 const OPTION_WORDS: &[&str] = &[
-    "alternative", "choice", "choices", "conclusion", "letter", "option", "options",
+    "alternative", "choice", "choices", "conclusion", "letter", "one", "option", "options",
     "response", "selection", "verdict",
 ];
 

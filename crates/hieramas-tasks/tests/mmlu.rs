@@ -419,6 +419,14 @@ fn more_real_forms() {
 fn prose_traps_and_enumerations() {
     check(
         &[
+            ("A) and B) are both wrong; the right one is C).", Some('C')),
+            ("The best answer is B.", Some('B')),
+            (
+                "<think>The answer is A? No.</think>\n\n**Answer:** B",
+                Some('B'),
+            ),
+            ("Neither A nor B is correct, so the answer is C.", Some('C')),
+            ("The answer isn't A; it's B.", Some('B')),
             (
                 "(A) X — incorrect.\n(B) Y — plausible.\n(C) Z — consistent.\n(D) W — ruled out.",
                 None,
