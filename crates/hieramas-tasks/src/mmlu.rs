@@ -1304,16 +1304,23 @@ impl Reader<'_> {
         if self.choices.iter().all(|c| c[0].is_none()) {
             return None;
         }
-        let last_line = (0..self.toks.len())
-            .rev()
-            .find(|&k| self.tok(k).is_some_and(|t| t.kind == Kind::Word))
-            .map(|k| self.line_of(k));
-        if let Some(line) = last_line {
+        // The last of the last three lines with words that quotes an option ("Parasitism.\n\n
+        // I hope this helps!").
+        let mut k = self.toks.len();
+        for _ in 0..3 {
+            let Some(w) = (0..k)
+                .rev()
+                .find(|&j| self.tok(j).is_some_and(|t| t.kind == Kind::Word))
+            else {
+                break;
+            };
+            let line = self.line_of(w);
             match self.text_hits(line, false)[..] {
                 [ci] => return letter_char(ci),
                 [] => {}
                 _ => return None,
             }
+            k = line.0;
         }
         let short = self.toks.iter().filter(|t| t.kind == Kind::Word).count() <= 60;
         if short {

@@ -269,6 +269,11 @@ fn option_text_match_when_no_letter_is_given() {
         ],
         Some(&ch),
     );
+    let long = format!(
+        "{}\n\nSo the capital is Madrid.\n\nI hope this helps!",
+        "The city has a long history, with many twists. ".repeat(10)
+    );
+    check(&[(long.as_str(), Some('D'))], Some(&ch));
     assert!(grade("madrid!", 'D', Some(&ch)).correct);
     assert!(!grade("madrid!", 'A', Some(&ch)).correct);
 }
