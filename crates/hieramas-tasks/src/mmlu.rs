@@ -37,6 +37,11 @@
 //!    "either B or C", "A/C"): no answer, unless its sentence is an option's text that names
 //!    letters ("Both A and B"). A letter followed by its own option text ("(C) both A and B are
 //!    correct") is read as the letter, and nothing inside that text is read as a statement.
+//!
+//!    A statement in a structured form (a JSON key `"answer"`/`"choice"`, an `<answer>` tag,
+//!    `\boxed{}`) outranks prose: the last such one wins over any prose statement, so
+//!    `{"answer": "B", "reasoning": "C is the correct answer if ..."}` is B. "Incorrect
+//!    answers: A, C" and "the wrong options" are no cues.
 //! 2. Lines that begin with a letter and go on with text ("B. Paris", "(B) Paris", "**B)
 //!    Paris**"): the letter if all such lines agree, else the first line's letter when the
 //!    response opens with it and the lines are not an enumeration of the options in order.
@@ -448,6 +453,7 @@ const TURN_WORDS: &[&str] = &[
 // ---------------------------------------------------------------------------------------------
 // Reading
 
+#[derive(Clone, Copy)]
 struct Group {
     letters: u32,
     first: usize,
@@ -467,6 +473,8 @@ enum After {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Cue {
+    /// A JSON key, an `<answer>` tag, `\boxed{}`: the response's deliberate output.
+    Structured,
     Strong,
     Weak,
 }
@@ -701,10 +709,25 @@ impl Reader<'_> {
         for _ in 0..6 {
             match self.word(k) {
                 Some(w) if in_set(w, POSITIVE) => {
-                    // "is most likely" / "is the most" are positive; "is true only if" too rare.
-                    return !self
-                        .word(k + 1)
-                        .is_some_and(|x| is_in(x, &["if", "only", "when", "for"]));
+                    // Not a condition after it: "is the correct answer only if ...".
+                    k += 1;
+                    for _ in 0..3 {
+                        let more = self.word(k).is_some_and(|x| {
+                            in_set(x, POSITIVE) || is_in(x, &["option", "choice", "one", "here"])
+                        });
+                        if !more {
+                            break;
+                        }
+                        k += 1;
+                    }
+                    return !self.word(k).is_some_and(|x| {
+                        is_in(
+                            x,
+                            &[
+                                "if", "only", "when", "for", "unless", "assuming", "provided",
+                            ],
+                        )
+                    });
                 }
                 Some(w) if in_set(w, PREDICATE_FILLERS) => k += 1,
                 _ => return false,
@@ -748,6 +771,13 @@ impl Reader<'_> {
                             .iter()
                             .any(|a| w.contains(a));
                     if in_set(w, ANSWER_WORDS) || cjk_answer {
+                        if w == "boxed" || self.is_key(j, saw_colon) {
+                            return Some(Cue::Structured);
+                        }
+                        if self.negative_before(j) {
+                            // "Incorrect answers: A, C".
+                            return None;
+                        }
                         // "so is answer B" names an option; "Answer B" opening a line, or
                         // "final answer B", states one.
                         let adjacent = j + 1 == first;
@@ -757,6 +787,12 @@ impl Reader<'_> {
                         return stated.then_some(Cue::Strong);
                     }
                     if in_set(w, OPTION_WORDS) {
+                        if self.is_key(j, saw_colon) {
+                            return Some(Cue::Structured);
+                        }
+                        if self.negative_before(j) {
+                            return None;
+                        }
                         if saw_colon {
                             return Some(Cue::Strong);
                         }
@@ -820,6 +856,51 @@ impl Reader<'_> {
             }
         }
         true
+    }
+
+    /// The word at `j` is a JSON key (`"answer": "C"`) or a tag (`<answer>C`).
+    fn is_key(&self, j: usize, saw_colon: bool) -> bool {
+        let quote = |k: usize| matches!(self.punct(k), Some('"' | '\''));
+        let tag = j > 0 && self.punct(j - 1) == Some('<') && self.punct(j + 1) == Some('>');
+        tag || saw_colon && quote(j + 1) && self.attached(j + 1)
+    }
+
+    /// A negative adjective just before `j` ("Incorrect answers", "wrong option").
+    fn negative_before(&self, j: usize) -> bool {
+        let mut k = j;
+        for _ in 0..3 {
+            if k == 0 {
+                return false;
+            }
+            k -= 1;
+            match self.tok(k).map(|t| t.kind) {
+                Some(Kind::Punct(c)) if is_wrapper(c) => {}
+                Some(Kind::Word) => {
+                    return self.word(k).is_some_and(|w| {
+                        is_in(
+                            w,
+                            &[
+                                "incorrect",
+                                "wrong",
+                                "false",
+                                "other",
+                                "invalid",
+                                "rejected",
+                                "eliminated",
+                                "bad",
+                                "not",
+                                "non",
+                                "no",
+                                "worst",
+                                "unlikely",
+                            ],
+                        )
+                    });
+                }
+                _ => return false,
+            }
+        }
+        false
     }
 
     fn prev_word(&self, j: usize) -> Option<&str> {
@@ -1168,6 +1249,7 @@ impl Reader<'_> {
 
     fn extract(&self) -> Option<char> {
         let mut last: Option<Group> = None;
+        let mut structured: Option<Group> = None;
         let mut led: Vec<(usize, u32)> = Vec::new(); // (line start token, letters)
         let mut parens: Vec<u32> = Vec::new();
         // Token ranges that echo an option's text: no statements inside.
@@ -1204,7 +1286,7 @@ impl Reader<'_> {
             let cue = self.cue_before(g.first);
             let committed = whole
                 || match cue {
-                    Some(Cue::Strong) => true,
+                    Some(Cue::Strong | Cue::Structured) => true,
                     Some(Cue::Weak) => g.all_upper || wrapped || after == After::Positive,
                     None => {
                         after == After::Positive
@@ -1216,6 +1298,9 @@ impl Reader<'_> {
                 if let Some(end) = self.echo_end(&g) {
                     skip.push((g.last + 1, end));
                     i = i.max(end);
+                }
+                if cue == Some(Cue::Structured) {
+                    structured = Some(g);
                 }
                 last = Some(g);
                 continue;
@@ -1230,6 +1315,11 @@ impl Reader<'_> {
             } else if self.parenthesised(&g) {
                 parens.push(g.letters);
             }
+        }
+        // A JSON answer, tag or box outranks prose around it ({"answer": "B", "reasoning":
+        // "A is correct only if ..."}).
+        if let Some(g) = &structured {
+            return single(self.resolve_hedge(g));
         }
         let text = self.last_text_statement(last.as_ref().map(|g| g.first), &skip);
         if let Some(g) = &last {

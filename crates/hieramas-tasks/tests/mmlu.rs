@@ -424,6 +424,26 @@ fn more_real_forms() {
 fn prose_traps_and_enumerations() {
     check(
         &[
+            ("Correct answer: B\nIncorrect answers: A, C, D", Some('B')),
+            (
+                "{\"answer\": \"B\", \"reasoning\": \"Option A is correct only if the rate is fixed; C is the correct answer for the other case.\"}",
+                Some('B'),
+            ),
+            (
+                "\\boxed{B}\n\nNote: C is the correct answer if we assume friction.",
+                Some('B'),
+            ),
+            ("\\boxed{A} Wait, that's wrong. \\boxed{C}", Some('C')),
+            ("The wrong options: A, C, D. The answer is B.", Some('B')),
+            (
+                "<answer>B</answer>\nOption A is correct in the other version.",
+                Some('B'),
+            ),
+            ("Incorrect options are A and C.", None),
+            (
+                "The answer is B. C is the correct answer only if we assume friction.",
+                Some('B'),
+            ),
             ("A) and B) are both wrong; the right one is C).", Some('C')),
             ("The best answer is B.", Some('B')),
             (
