@@ -1289,8 +1289,13 @@ impl Reader<'_> {
                     Some(Cue::Strong | Cue::Structured) => true,
                     Some(Cue::Weak) => g.all_upper || wrapped || after == After::Positive,
                     None => {
+                        // "option b is correct" names the option in lower case too.
+                        let named = g.first > 0
+                            && self
+                                .word(g.first - 1)
+                                .is_some_and(|w| is_in(w, &["option", "choice", "answer"]));
                         after == After::Positive
-                            && (g.all_upper || wrapped)
+                            && (g.all_upper || wrapped || named)
                             && !self.hypothetical_before(g.first)
                     }
                 };

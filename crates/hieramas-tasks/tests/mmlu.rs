@@ -84,6 +84,8 @@ fn lowercase_letters() {
             ("answer: a", Some('A')),
             ("i'd go with d", Some('D')),
             ("my answer: (c)", Some('C')),
+            ("after all that, option b is correct.", Some('B')),
+            ("so (b) is the right one.", Some('B')),
             ("(d)", Some('D')),
             // A lone lower-case letter with no mark at all is not read (it may be prose).
             ("d", None),
