@@ -701,6 +701,23 @@ proptest! {
     }
 
     #[test]
+    fn arbitrary_ten_kilobytes_in_bounded_time(
+        chars in proptest::collection::vec(any::<char>(), 2500..3500),
+        ch in proptest::collection::vec(any::<String>(), 0..8),
+    ) {
+        let text: String = chars.into_iter().collect();
+        let best = (0..3)
+            .map(|_| {
+                let start = Instant::now();
+                let _ = extract_letter(&text, Some(&ch));
+                start.elapsed()
+            })
+            .min()
+            .unwrap();
+        prop_assert!(best < Duration::from_millis(50), "{:?} for {} bytes", best, text.len());
+    }
+
+    #[test]
     fn mutated_realistic_responses_never_panic(
         which in 0..REALISTIC.len(),
         cut in 0usize..400, insert in "\\PC{0,8}", at in 0usize..400,
