@@ -5,7 +5,7 @@
 //! tokens: words (a CJK run is a word of its own, so "答案是B" has the letter B),
 //! punctuation, line breaks. Every run of option letters joined by `,` `/` `&` `and` `or`
 //! ("C", "(A) and (D)", "either B or C", "A/C", "C (or D)") is a *letter group*. A letter
-//! counts only when it stands alone: not inside "B-cells", "C++", "i.e.", "P(A)", not before an
+//! counts only when it stands alone: not in "B-cells", "C++", "i.e.", "P(A)", "~A", not before an
 //! operator ("A = 5", "A ∪ B"), and an "A"/"a" followed by an ordinary word is the article ("A
 //! good choice is ..."). Only the first `n` letters count, `n` the number of choices (A-D
 //! without choices).
@@ -30,8 +30,10 @@
 //!      and (D)"); a bare lower-case letter needs a mark ("c)", "(c)", "Answer: c");
 //!    - an option's text instead of a letter after an answer cue ("The answer is Paris", "I'd go
 //!      with London"), or opening what follows "it is" ("It is \"planning\"."), when exactly
-//!      one option's text is there (matching below); also an option text that itself begins
-//!      with a letter word after a cue ("The answer is: a in H => a^-1 in H").
+//!      one option's text is in its sentence (or its line, for an option text with sentences
+//!      of its own: "Invalid. Counterexample when ..."); also an option text that itself
+//!      begins with a letter word, after a cue ("The answer is: a in H => a^-1 in H", "B. F.
+//!      Skinner").
 //!
 //!    A last statement naming two or more different letters is a hedge ("Answer: C, D",
 //!    "either B or C", "A/C"): no answer, unless its sentence is an option's text that names
@@ -42,13 +44,15 @@
 //!    `\boxed{}`) outranks prose: the last such one wins over any prose statement, so
 //!    `{"answer": "B", "reasoning": "C is the correct answer if ..."}` is B. "Incorrect
 //!    answers: A, C" and "the wrong options" are no cues.
-//! 2. Lines that begin with a letter and go on with text ("B. Paris", "(B) Paris", "**B)
-//!    Paris**"): the letter if all such lines agree, else the first line's letter when the
-//!    response opens with it and the lines are not an enumeration of the options in order.
+//! 2. A line that begins with a letter and goes on with text ("B. Paris", "(B) Paris", "**B)
+//!    Paris**"), if it opens the response or closes it (with its option text, which may run
+//!    over lines); such lines in between are reasoning ("A. 2c: this does not fit."). When the
+//!    opening and the closing line name different letters, the closing one counts if a blank
+//!    line sets it apart, else neither (an enumeration).
 //! 3. The last upper-case letter in parentheses in prose, "(B)", not attached to a word and
 //!    not an enumeration label.
-//! 4. An option's text in the last non-empty line, then (for a response of at most 60 words)
-//!    anywhere.
+//! 4. An option's text in the last of the last three lines with words that quotes one (a line
+//!    quoting two is no answer), then, for a response of at most 60 words, anywhere.
 //!
 //! Option texts are matched as whole-word sequences of lower-cased alphanumerics; an
 //! occurrence inside a longer occurrence of another option ("True, True" in "True, True,
@@ -56,9 +60,10 @@
 //! are left, math symbols may tell them apart ("240 ÷ 12" is not "240 – 12"), else there is no
 //! answer.
 //!
-//! Every step is linear in the response, or bounded per letter group (a few tokens around it,
-//! an option's length), times the number of options; the last 64 answer cues at most are
-//! tried for option texts. Nothing can panic: no indexing, no slicing of `str`.
+//! Every step is linear in the response or bounded per letter group (a few tokens around it),
+//! times the number of options: where each option's text occurs is found once, by a linear
+//! string search, and at most the last 64 answer cues are tried for option texts. Nothing can
+//! panic: no indexing, no slicing of `str`.
 
 /// What the grader read from a response and whether it is right.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -97,6 +102,7 @@ pub fn extract_letter(response: &str, choices: Option<&[String]>) -> Option<char
         .collect();
     Reader {
         lines: line_bounds(&toks),
+        occurrences: choice_occurrences(&toks, &choice_words),
         toks: &toks,
         n,
         choices: &choice_words,
@@ -225,7 +231,7 @@ fn is_cjk(c: char) -> bool {
 
 /// The words of a text, apostrophes dropped, joined with single spaces and framed by spaces
 /// (" true false "), for whole-word matching; with `symbols`, math symbols too ("240 ÷ 12").
-/// `None` when the text has no word.
+/// `None` when the text has no word (and, with `symbols`, no symbol).
 fn joined(toks: &[Tok], symbols: bool) -> Option<String> {
     let mut s = String::from(" ");
     let mut words = false;
@@ -243,7 +249,7 @@ fn joined(toks: &[Tok], symbols: bool) -> Option<String> {
             _ => {}
         }
     }
-    words.then_some(s)
+    (words || symbols && s.len() > 1).then_some(s)
 }
 
 /// An operator after a letter makes it a variable ("A = 5", "A ∪ B", "B × C").
@@ -486,6 +492,42 @@ struct Reader<'a> {
     choices: &'a [[Option<String>; 2]],
     /// For each token, its line's token range (first, one past the last).
     lines: Vec<(usize, usize)>,
+    /// For each option, where its words occur in the response: (first token, one past the
+    /// last), in order.
+    occurrences: Vec<Vec<(usize, usize)>>,
+}
+
+/// Every (non-overlapping) occurrence of each option's words in the response, found once by
+/// a linear string search, so that asking at each letter costs a binary search.
+fn choice_occurrences(toks: &[Tok], choices: &[[Option<String>; 2]]) -> Vec<Vec<(usize, usize)>> {
+    let mut hay = String::from(" ");
+    let mut starts: Vec<usize> = Vec::new(); // byte offset of the space before each word
+    let mut index: Vec<usize> = Vec::new(); // the word's token
+    for (k, t) in toks.iter().enumerate() {
+        if t.kind == Kind::Word {
+            starts.push(hay.len() - 1);
+            index.push(k);
+            hay.extend(t.lower.chars().filter(|&c| c != '\''));
+            hay.push(' ');
+        }
+    }
+    choices
+        .iter()
+        .map(|c| {
+            let Some(c) = c[0].as_deref() else {
+                return Vec::new();
+            };
+            let n = c.split_whitespace().count().max(1);
+            hay.match_indices(c)
+                .filter_map(|(s, _)| {
+                    let w0 = starts.binary_search(&s).ok()?;
+                    let first = *index.get(w0)?;
+                    let last = *index.get(w0 + n - 1)?;
+                    Some((first, last + 1))
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Each token's line, as a token range, in one pass (the reader asks for many).
@@ -549,6 +591,8 @@ impl Reader<'_> {
             let before_word = i >= 2 && self.word(i - 2).is_some() && self.attached(i - 1);
             match p {
                 Some('.' | '-' | '_' | '^' | '+' | '(') if before_word => return None,
+                // "~A", "¬B": a negated proposition.
+                Some('~' | '\u{AC}') => return None,
                 _ => {}
             }
         }
@@ -622,6 +666,10 @@ impl Reader<'_> {
             }
             let Some(idx) = self.letter(j) else { break };
             if !self.continues(j) {
+                break;
+            }
+            // "C, A DNA sequence that ...": the first letter's own option text follows.
+            if g.letters.count_ones() == 1 && self.echo_end(&g).is_some() {
                 break;
             }
             g.letters |= 1 << idx;
@@ -1031,6 +1079,14 @@ impl Reader<'_> {
     /// With `anchored`, only options whose text opens the range count.
     fn text_hits(&self, range: (usize, usize), anchored: bool) -> Vec<usize> {
         let hits = self.text_hits_in(range, false, None, anchored);
+        let wordless = self
+            .choices
+            .iter()
+            .any(|c| c[0].is_none() && c[1].is_some());
+        if hits.is_empty() && wordless {
+            // Options that are symbols only ("/", "//", "%").
+            return self.text_hits_in(range, true, None, anchored);
+        }
         if hits.len() > 1 {
             let fine = self.text_hits_in(range, true, Some(&hits), anchored);
             if fine.len() == 1 {
@@ -1099,7 +1155,11 @@ impl Reader<'_> {
         after: Option<usize>,
         skip: &[(usize, usize)],
     ) -> Option<(usize, usize)> {
-        if self.choices.iter().all(|c| c[0].is_none()) {
+        if self
+            .choices
+            .iter()
+            .all(|c| c[0].is_none() && c[1].is_none())
+        {
             return None;
         }
         let mut tried = 0;
@@ -1114,21 +1174,27 @@ impl Reader<'_> {
                 i = a;
                 continue;
             }
-            let Some((j, end, anchored)) = self.text_region(i) else {
+            let Some((j, end, line_end, anchored)) = self.text_region(i) else {
                 continue;
             };
             tried += 1;
-            if let [ci] = self.text_hits((j, end), anchored)[..] {
+            // The sentence, or the line when the option's text has sentences of its own
+            // ("Invalid. Counterexample when ...", "Pith; primary xylem; ...").
+            let mut hits = self.text_hits((j, end), anchored);
+            if hits.is_empty() && line_end > end {
+                hits = self.text_hits((j, line_end), anchored);
+            }
+            if let [ci] = hits[..] {
                 return self.tok(j).map(|t| (t.pos, ci));
             }
         }
         None
     }
 
-    /// The tokens after an answer cue at `i` ("the answer is", "I'd go with", "It is") up to
-    /// the end of the sentence, if `i` is one, and whether the option's text must open them
-    /// (after "it is", which names many things that are not answers).
-    fn text_region(&self, i: usize) -> Option<(usize, usize, bool)> {
+    /// The tokens after an answer cue at `i` ("the answer is", "I'd go with", "It is") if `i`
+    /// is one: (start, end of the sentence, end of the line, whether the option's text must
+    /// open them, as after "it is", which names many things that are not answers).
+    fn text_region(&self, i: usize) -> Option<(usize, usize, usize, bool)> {
         let w = self.word(i)?;
         let anchored = is_in(w, &["it", "it's", "that's"]);
         let cue = anchored
@@ -1150,18 +1216,22 @@ impl Reader<'_> {
                 // "Answer - Paris", but "-1" is a sign.
                 Some(Kind::Punct('-')) if self.attached(j + 1) => break,
                 Some(Kind::Punct(':' | '-' | '=' | '>')) => {
-                    linked = true;
                     j += 1;
-                    start = j;
+                    if !linked {
+                        start = j;
+                    }
+                    linked = true;
                 }
                 Some(Kind::Punct(c)) if is_wrapper(c) => j += 1,
                 Some(Kind::Newline) => j += 1,
                 Some(Kind::Word) => {
                     let w = self.word(j).unwrap_or("");
                     if is_in(w, &["is", "be", "was"]) {
-                        linked = true;
                         j += 1;
-                        start = j;
+                        if !linked || anchored {
+                            start = j;
+                        }
+                        linked = true;
                     } else if !anchored
                         && in_set(w, FILLERS)
                         && !is_in(w, &["option", "choice", "letter"])
@@ -1183,32 +1253,24 @@ impl Reader<'_> {
             }
         }
         let (_, end) = self.sentence_of(start);
-        Some((start, end.max(start), anchored))
+        let line_end = self.line_of(start).1.min(start + 200);
+        Some((start, end.max(start), line_end.max(end), anchored))
     }
 
-    /// Matches option `ci`'s words against the words from token `k` on (punctuation between
-    /// them passed over); the index after its last word when all of them match.
+    /// Option `ci`'s words occur from the first word at or after token `k` (punctuation before
+    /// it passed over): the index after its last word.
     fn match_choice(&self, ci: usize, mut k: usize) -> Option<usize> {
-        let words = self.choices.get(ci)?[0].as_deref()?;
-        for (n, w) in words.split_whitespace().enumerate() {
-            if n >= 200 {
-                return None;
-            }
-            let mut steps = 0;
-            while self.tok(k).is_some_and(|t| t.kind != Kind::Word) {
-                k += 1;
-                steps += 1;
-                if steps > 8 {
-                    return None;
-                }
-            }
-            let t = self.tok(k)?;
-            if !t.lower.chars().filter(|&c| c != '\'').eq(w.chars()) {
-                return None;
-            }
+        let mut steps = 0;
+        while self.tok(k).is_some_and(|t| t.kind != Kind::Word) {
             k += 1;
+            steps += 1;
+            if steps > 8 {
+                return None;
+            }
         }
-        Some(k)
+        let occ = self.occurrences.get(ci)?;
+        let at = occ.binary_search_by_key(&k, |&(first, _)| first).ok()?;
+        occ.get(at).map(|&(_, end)| end)
     }
 
     /// The letter's own option text right after it ("(C) both A and B are correct"): the
@@ -1224,7 +1286,9 @@ impl Reader<'_> {
     /// a^-1 in H", "A B and C"): (option, token after it), the longest one.
     fn choice_at(&self, k: usize) -> Option<(usize, usize)> {
         // A letter set off by punctuation ("(B) W ⊃ B", "B. Paris") is a label, not text.
-        let bare = self.tok(k + 1).is_some_and(|t| t.kind == Kind::Word)
+        // ("B. F. Skinner" is text when B's own text does not follow; the caller checks.)
+        let bare = (self.tok(k + 1).is_some_and(|t| t.kind == Kind::Word)
+            || self.punct(k + 1) == Some('.'))
             && !(k > 0 && self.punct(k - 1).is_some_and(|c| c == '(' || c == '['));
         if !bare {
             return None;
@@ -1250,7 +1314,7 @@ impl Reader<'_> {
     fn extract(&self) -> Option<char> {
         let mut last: Option<Group> = None;
         let mut structured: Option<Group> = None;
-        let mut led: Vec<(usize, u32)> = Vec::new(); // (line start token, letters)
+        let mut led: Vec<(usize, u32, usize)> = Vec::new(); // see `by_line_led`
         let mut parens: Vec<u32> = Vec::new();
         // Token ranges that echo an option's text: no statements inside.
         let mut skip: Vec<(usize, usize)> = Vec::new();
@@ -1261,7 +1325,19 @@ impl Reader<'_> {
                 continue;
             };
             i = g.last + 1;
-            if let Some((ci, end)) = self.choice_at(g.first) {
+            // A letter followed by its own option text is a label, whatever the text says
+            // ("(A) is attached to ...", "Option D (Both A and B are correct.)").
+            let echo = self.echo_end(&g);
+            if let Some(end) = echo {
+                skip.push((g.last + 1, end));
+                i = i.max(end);
+            }
+            let text_start = if echo.is_none() {
+                self.choice_at(g.first)
+            } else {
+                None
+            };
+            if let Some((ci, end)) = text_start {
                 if self.cue_before(g.first).is_some() {
                     last = Some(Group {
                         letters: 1 << ci,
@@ -1274,7 +1350,11 @@ impl Reader<'_> {
                 i = i.max(end);
                 continue;
             }
-            let after = self.after(&g);
+            let after = if echo.is_some() {
+                After::Plain
+            } else {
+                self.after(&g)
+            };
             let line = self.line_of(g.first);
             let whole = self.whole_line(&g, line);
             if after == After::Reject && !whole {
@@ -1300,10 +1380,6 @@ impl Reader<'_> {
                     }
                 };
             if committed {
-                if let Some(end) = self.echo_end(&g) {
-                    skip.push((g.last + 1, end));
-                    i = i.max(end);
-                }
                 if cue == Some(Cue::Structured) {
                     structured = Some(g);
                 }
@@ -1312,11 +1388,7 @@ impl Reader<'_> {
             }
             if self.line_led(&g, line) {
                 // An enumeration label "(B) text", not a "(B)" in prose.
-                led.push((line.0, g.letters));
-                if let Some(end) = self.echo_end(&g) {
-                    skip.push((g.last + 1, end));
-                    i = i.max(end);
-                }
+                led.push((line.0, g.letters, echo.unwrap_or(0).max(line.1)));
             } else if self.parenthesised(&g) {
                 parens.push(g.letters);
             }
@@ -1352,7 +1424,13 @@ impl Reader<'_> {
             return g.letters;
         }
         let (a, b) = self.sentence_of(g.first);
-        let hits = self.text_hits((a, b.max(g.last + 1)), false);
+        let mut hits = self.text_hits((a, b.max(g.last + 1)), false);
+        let (line_start, line_end) = self.line_of(g.first);
+        if hits.is_empty() {
+            // The option's text may run past the sentence ("both A and B are correct; ...").
+            let a = a.max(line_start).max(g.first.saturating_sub(100));
+            hits = self.text_hits((a, line_end.min(g.last + 200)), false);
+        }
         if let [ci] = hits[..] {
             let lettered = self
                 .choices
@@ -1371,32 +1449,38 @@ impl Reader<'_> {
         g.letters
     }
 
-    fn by_line_led(&self, led: &[(usize, u32)]) -> Option<char> {
-        let (first_line, first) = *led.first()?;
-        let all = led.iter().fold(0u32, |acc, &(_, l)| acc | l);
-        if all.count_ones() == 1 {
-            return single(all);
+    /// Lines that start with a letter: the one that opens the response or the one that ends
+    /// it (with its option text, which may run over several lines); lines in between are
+    /// reasoning ("A. 2c: this does not fit."). `led` holds (line start, letters, end of the
+    /// line or of the option text after the letter).
+    fn by_line_led(&self, led: &[(usize, u32, usize)]) -> Option<char> {
+        let is_word = |t: &Tok| t.kind == Kind::Word;
+        let first_word = self.toks.iter().position(is_word)?;
+        let last_word = self.toks.iter().rposition(is_word)?;
+        let opening = led.iter().find(|e| e.0 <= first_word);
+        let closing = led.iter().rev().find(|e| e.2 > last_word);
+        match (opening, closing) {
+            (Some(o), Some(c)) if o.1 == c.1 => single(o.1),
+            (Some(o), None) => single(o.1),
+            (None, Some(c)) => single(c.1),
+            // Both, naming different letters: the closing one if it stands apart after a blank
+            // line ("A. ...\n(D) ...\n\nC. 0.8c"), else an enumeration.
+            (Some(_), Some(c)) => {
+                let apart = c.0 >= 2
+                    && self.tok(c.0 - 1).is_some_and(|t| t.kind == Kind::Newline)
+                    && self.tok(c.0 - 2).is_some_and(|t| t.kind == Kind::Newline);
+                if apart { single(c.1) } else { None }
+            }
+            (None, None) => None,
         }
-        // The response opens with it ("B) Paris\n\n... A) is wrong"), and the lines are not an
-        // enumeration of the options (A, B, C, ...).
-        let opens = !self
-            .toks
-            .get(..first_line)
-            .unwrap_or(&[])
-            .iter()
-            .any(|t| t.kind != Kind::Newline);
-        let enumeration = led.len() >= 2
-            && led
-                .windows(2)
-                .all(|w| w[0].1.trailing_zeros() < w[1].1.trailing_zeros());
-        if opens && !enumeration {
-            return single(first);
-        }
-        None
     }
 
     fn by_text(&self) -> Option<char> {
-        if self.choices.iter().all(|c| c[0].is_none()) {
+        if self
+            .choices
+            .iter()
+            .all(|c| c[0].is_none() && c[1].is_none())
+        {
             return None;
         }
         // The last of the last three lines with words that quotes an option ("Parasitism.\n\n

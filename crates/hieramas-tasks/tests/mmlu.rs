@@ -11,6 +11,29 @@ fn choices(c: &[&str]) -> Vec<String> {
     c.iter().map(|s| s.to_string()).collect()
 }
 
+/// The time one call takes: the fastest of three runs, each measured as the CPU time of this
+/// thread (`CLOCK_THREAD_CPUTIME_ID`), so that waiting for a core on a busy machine does not
+/// count; wall-clock time where that clock is missing.
+fn best_time(mut f: impl FnMut()) -> Duration {
+    use nix::time::{ClockId, clock_gettime};
+    let on_cpu = || {
+        clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+            .ok()
+            .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
+    };
+    (0..3)
+        .map(|_| {
+            let (wall, cpu) = (Instant::now(), on_cpu());
+            f();
+            match (cpu, on_cpu()) {
+                (Some(a), Some(b)) => b.saturating_sub(a),
+                _ => wall.elapsed(),
+            }
+        })
+        .min()
+        .unwrap_or_default()
+}
+
 fn check(cases: &[(&str, Option<char>)], ch: Option<&[String]>) {
     let mut bad = Vec::new();
     for &(text, want) in cases {
@@ -629,6 +652,41 @@ fn fixture_agreement() {
     assert!(rate >= 0.99, "agreement {agree}/{n} below 99%");
 }
 
+/// Inputs built to make a per-letter look-up quadratic: every token a letter, long options
+/// that almost match everywhere. Quadratic reading took 1.5 s here (before option occurrences
+/// were found once); linear takes ~15 ms in debug, ~1 ms in release.
+#[test]
+fn adversarial_ten_kilobytes() {
+    let almost = format!("{}b", "a ".repeat(199));
+    let cases: Vec<(String, Vec<String>)> = vec![
+        ("a ".repeat(5000), choices(&[&almost, "x", "y", "z"])),
+        ("A a ".repeat(2500), choices(&[&almost, &almost, "y", "z"])),
+        ("(A) a ".repeat(1700), choices(&[&almost, "x", "y", "z"])),
+        (
+            "The answer is word ".repeat(500),
+            choices(&["word word", "word", "x", "y"]),
+        ),
+        (
+            "it is a b ".repeat(1000),
+            choices(&["a b", "b", "a", "a b a"]),
+        ),
+        ("A/B, ".repeat(2000), choices(&["a b", "b a", "a", "b"])),
+        ("\\boxed{A ".repeat(1000), choices(&["a", "b", "c", "d"])),
+    ];
+    for (text, ch) in &cases {
+        for c in [Some(ch.as_slice()), None] {
+            let best = best_time(|| {
+                let _ = extract_letter(text, c);
+            });
+            assert!(
+                best < Duration::from_millis(50),
+                "{best:?} for {:?}",
+                text.get(..24)
+            );
+        }
+    }
+}
+
 const REALISTIC: &[&str] = &[
     "Let's analyze each option.\nOption A is incorrect because it reverses cause and effect.\nOption B is plausible, but ignores inflation.\n\nThe answer is (C).",
     "**Answer: D) Mitochondria**\n\nExplanation: the other organelles do not produce ATP.",
@@ -668,9 +726,9 @@ proptest! {
         with_choices in any::<bool>(),
     ) {
         let c = with_choices.then_some(ch.as_slice());
-        let start = Instant::now();
-        let got = extract_letter(&text, c);
-        prop_assert!(start.elapsed() < Duration::from_millis(50));
+        let mut got = None;
+        let took = best_time(|| got = extract_letter(&text, c));
+        prop_assert!(took < Duration::from_millis(50));
         if let Some(l) = got {
             let n = c.map_or(4, |c| if c.is_empty() { 4 } else { c.len() });
             prop_assert!(l.is_ascii_uppercase() && ((l as u8 - b'A') as usize) < n);
@@ -686,16 +744,10 @@ proptest! {
         while text.len() < 10_000 {
             text.push_str(&unit);
         }
-        // The fastest of three runs, so that a busy machine's preemptions do not count.
         for c in [Some(ch.as_slice()), None] {
-            let best = (0..3)
-                .map(|_| {
-                    let start = Instant::now();
-                    let _ = extract_letter(&text, c);
-                    start.elapsed()
-                })
-                .min()
-                .unwrap();
+            let best = best_time(|| {
+                let _ = extract_letter(&text, c);
+            });
             prop_assert!(best < Duration::from_millis(50), "{:?} for {} bytes", best, text.len());
         }
     }
@@ -706,14 +758,9 @@ proptest! {
         ch in proptest::collection::vec(any::<String>(), 0..8),
     ) {
         let text: String = chars.into_iter().collect();
-        let best = (0..3)
-            .map(|_| {
-                let start = Instant::now();
-                let _ = extract_letter(&text, Some(&ch));
-                start.elapsed()
-            })
-            .min()
-            .unwrap();
+        let best = best_time(|| {
+            let _ = extract_letter(&text, Some(&ch));
+        });
         prop_assert!(best < Duration::from_millis(50), "{:?} for {} bytes", best, text.len());
     }
 
@@ -728,11 +775,12 @@ proptest! {
         let mut s: String = base.get(..at).unwrap().iter().collect();
         s.push_str(&insert);
         s.extend(base.get(at..).unwrap());
-        let start = Instant::now();
-        let _ = extract_letter(&s, None);
         let t: String = base.get(..cut).unwrap().iter().collect();
-        let _ = extract_letter(&t, Some(&choices(&["Paris", "Mitochondria", "x", "True, True"])));
-        prop_assert!(start.elapsed() < Duration::from_millis(50));
+        let took = best_time(|| {
+            let _ = extract_letter(&s, None);
+            let _ = extract_letter(&t, Some(&choices(&["Paris", "Mitochondria", "x", "True, True"])));
+        });
+        prop_assert!(took < Duration::from_millis(50));
     }
 }
 
