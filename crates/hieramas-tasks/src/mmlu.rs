@@ -45,14 +45,15 @@
 //!    `{"answer": "B", "reasoning": "C is the correct answer if ..."}` is B. "Incorrect
 //!    answers: A, C" and "the wrong options" are no cues.
 //! 2. A line that begins with a letter and goes on with text ("B. Paris", "(B) Paris", "**B)
-//!    Paris**"), if it opens the response or closes it (with its option text, which may run
-//!    over lines); such lines in between are reasoning ("A. 2c: this does not fit."). When the
-//!    opening and the closing line name different letters, the closing one counts if a blank
-//!    line sets it apart, else neither (an enumeration).
+//!    Paris**"), if it closes the response (with its option text, which may run over lines)
+//!    or else opens it; such lines in between are reasoning ("A. 2c: this does not fit.").
+//!    When such lines name different letters, the closing (opening) one counts only if a blank
+//!    line sets it apart from the rest; otherwise they enumerate the options: no answer.
 //! 3. The last upper-case letter in parentheses in prose, "(B)", not attached to a word and
 //!    not an enumeration label.
-//! 4. An option's text in the last of the last three lines with words that quotes one (a line
-//!    quoting two is no answer), then, for a response of at most 60 words, anywhere.
+//! 4. An option's text in the closing line (pleasantries after it passed over: "I hope this
+//!    helps!"), unless that line names option letters (it discusses options then) or quotes
+//!    two options; then, for a response of at most 60 words that names no letter, anywhere.
 //!
 //! Option texts are matched as whole-word sequences of lower-cased alphanumerics; an
 //! occurrence inside a longer occurrence of another option ("True, True" in "True, True,
@@ -866,14 +867,19 @@ impl Reader<'_> {
                         return self.first_person_before(j).then_some(Cue::Strong);
                     }
                     if in_set(w, OPINION_VERBS) {
-                        return self.first_person_before(j).then_some(Cue::Weak);
+                        return (self.first_person_before(j) && newlines == 0).then_some(Cue::Weak);
                     }
                     if in_set(w, IT_WORDS) {
-                        // "it's D", "that would be C"; not "such that C = 0".
+                        // "it's D", "that would be C"; not "such that C = 0", nor a line
+                        // before ending in "that's it".
                         let linked = copula || w.ends_with("'s");
-                        return (linked || weak).then_some(Cue::Weak);
+                        return ((linked || weak) && newlines == 0).then_some(Cue::Weak);
                     }
                     if in_set(w, TURN_WORDS) {
+                        if newlines > 0 {
+                            // "... : no\nD. text": a word ending the line before.
+                            break;
+                        }
                         weak = true;
                         continue;
                     }
@@ -1318,6 +1324,8 @@ impl Reader<'_> {
         let mut parens: Vec<u32> = Vec::new();
         // Token ranges that echo an option's text: no statements inside.
         let mut skip: Vec<(usize, usize)> = Vec::new();
+        // Lines (their first token) that name an option letter.
+        let mut mentions: Vec<usize> = Vec::new();
         let mut i = 0;
         while i < self.toks.len() {
             let Some(g) = self.group_at(i) else {
@@ -1359,6 +1367,9 @@ impl Reader<'_> {
             let whole = self.whole_line(&g, line);
             if after == After::Reject && !whole {
                 continue;
+            }
+            if mentions.last() != Some(&line.0) {
+                mentions.push(line.0);
             }
             let wrapped = g.first > 0
                 && self.punct(g.first - 1).is_some_and(is_opening)
@@ -1415,7 +1426,7 @@ impl Reader<'_> {
         if let Some(&l) = parens.last() {
             return single(l);
         }
-        self.by_text()
+        self.by_text(&mentions)
     }
 
     /// A group naming several letters that is itself an option's text ("Both A and B").
@@ -1457,25 +1468,26 @@ impl Reader<'_> {
         let is_word = |t: &Tok| t.kind == Kind::Word;
         let first_word = self.toks.iter().position(is_word)?;
         let last_word = self.toks.iter().rposition(is_word)?;
-        let opening = led.iter().find(|e| e.0 <= first_word);
-        let closing = led.iter().rev().find(|e| e.2 > last_word);
-        match (opening, closing) {
-            (Some(o), Some(c)) if o.1 == c.1 => single(o.1),
-            (Some(o), None) => single(o.1),
-            (None, Some(c)) => single(c.1),
-            // Both, naming different letters: the closing one if it stands apart after a blank
-            // line ("A. ...\n(D) ...\n\nC. 0.8c"), else an enumeration.
-            (Some(_), Some(c)) => {
-                let apart = c.0 >= 2
-                    && self.tok(c.0 - 1).is_some_and(|t| t.kind == Kind::Newline)
-                    && self.tok(c.0 - 2).is_some_and(|t| t.kind == Kind::Newline);
-                if apart { single(c.1) } else { None }
-            }
-            (None, None) => None,
-        }
+        let newline = |k: usize| self.tok(k).is_some_and(|t| t.kind == Kind::Newline);
+        // All such lines name one letter, or the line stands apart from the others by a blank
+        // line; otherwise they enumerate the options ("A. ...\nB. ...\nC. ...\nD. ...").
+        let agree = led.iter().all(|e| led.first().is_some_and(|f| f.1 == e.1));
+        let closing = led
+            .iter()
+            .rev()
+            .find(|e| e.2 > last_word)
+            .filter(|c| agree || c.0 >= 2 && newline(c.0 - 1) && newline(c.0 - 2));
+        let opening = led
+            .iter()
+            .find(|e| e.0 <= first_word)
+            .filter(|o| agree || newline(o.2) && newline(o.2 + 1));
+        closing.or(opening).and_then(|e| single(e.1))
     }
 
-    fn by_text(&self) -> Option<char> {
+    /// An option's text in the closing line (after pleasantries: "Parasitism.\n\nI hope this
+    /// helps!"), unless that line names letters (it discusses options then); in a short
+    /// response that names no letter, anywhere.
+    fn by_text(&self, mentions: &[usize]) -> Option<char> {
         if self
             .choices
             .iter()
@@ -1483,8 +1495,6 @@ impl Reader<'_> {
         {
             return None;
         }
-        // The last of the last three lines with words that quotes an option ("Parasitism.\n\n
-        // I hope this helps!").
         let mut k = self.toks.len();
         for _ in 0..3 {
             let Some(w) = (0..k)
@@ -1494,15 +1504,33 @@ impl Reader<'_> {
                 break;
             };
             let line = self.line_of(w);
-            match self.text_hits(line, false)[..] {
-                [ci] => return letter_char(ci),
-                [] => {}
-                _ => return None,
+            let pleasantry = (line.0..line.1).any(|j| {
+                self.word(j).is_some_and(|w| {
+                    is_in(
+                        w,
+                        &["hope", "helps", "glad", "luck", "questions", "clarify"],
+                    )
+                })
+            });
+            if pleasantry {
+                k = line.0;
+                continue;
             }
-            k = line.0;
+            if mentions.contains(&line.0) {
+                return None;
+            }
+            return match self.text_hits(line, false)[..] {
+                [ci] => letter_char(ci),
+                [] => self.short_text(mentions),
+                _ => None,
+            };
         }
+        self.short_text(mentions)
+    }
+
+    fn short_text(&self, mentions: &[usize]) -> Option<char> {
         let short = self.toks.iter().filter(|t| t.kind == Kind::Word).count() <= 60;
-        if short {
+        if short && mentions.is_empty() {
             if let [ci] = self.text_hits((0, self.toks.len()), false)[..] {
                 return letter_char(ci);
             }

@@ -606,6 +606,39 @@ fn tricky_option_texts() {
     );
 }
 
+/// Reasoning that discusses every option and commits to none is no answer, whichever option's
+/// text its last lines quote.
+#[test]
+fn discussion_without_commitment_is_no_answer() {
+    let ch = choices(&["True, True", "False, False", "True, False", "False, True"]);
+    check(
+        &[
+            (
+                "Let's analyze each option.\nOption A (True, True) is plausible but unclear.\n(B) False, False — hard to say.\nC. True, False: possibly.\nFor D, \"False, True\" might hold.\n\nI'm not sure which one is right.",
+                None,
+            ),
+            (
+                "Let's analyze.\nA. True, True: no\nB. False, False: no\nC. True, False: no\nD. False, True: maybe",
+                None,
+            ),
+            ("Option A (True, True) is plausible. I can't decide.", None),
+            (
+                "Let's analyze.\nA. True, True: no\nB. False, False: no\n\nC. True, False",
+                Some('C'),
+            ),
+            (
+                "B) False, False\n\nThe first statement is false. A) is wrong since ...",
+                Some('B'),
+            ),
+            (
+                "So both statements are false.\n\nFalse, False\n\nI hope this helps!",
+                Some('B'),
+            ),
+        ],
+        Some(&ch),
+    );
+}
+
 #[test]
 fn gold_labels() {
     assert_eq!(parse_gold(&serde_json::json!("b")), Some('B'));
