@@ -1477,10 +1477,14 @@ impl Reader<'_> {
             .rev()
             .find(|e| e.2 > last_word)
             .filter(|c| agree || c.0 >= 2 && newline(c.0 - 1) && newline(c.0 - 2));
-        let opening = led
-            .iter()
-            .find(|e| e.0 <= first_word)
-            .filter(|o| agree || newline(o.2) && newline(o.2 + 1));
+        let opening = led.iter().find(|e| e.0 <= first_word).filter(|o| {
+            // A blank line after its text (and any closing marks: "**A) text**").
+            let mut k = o.2;
+            while self.punct(k).is_some() {
+                k += 1;
+            }
+            agree || newline(k) && newline(k + 1)
+        });
         closing.or(opening).and_then(|e| single(e.1))
     }
 

@@ -639,6 +639,37 @@ fn discussion_without_commitment_is_no_answer() {
     );
 }
 
+/// The answer first, then an explanation that goes through the other options.
+#[test]
+fn answer_first_then_explanation() {
+    let ch = choices(&["Paris", "London", "Berlin", "Madrid"]);
+    check(
+        &[
+            (
+                "The answer is (A).\n\nExplanation: Option B (London) is incorrect because it is in the UK. Option C (Berlin) is incorrect.",
+                Some('A'),
+            ),
+            (
+                "**A) Paris**\n\nWhy not the others:\n- B) London: wrong\n- C) Berlin: wrong\n- D) Madrid: wrong",
+                Some('A'),
+            ),
+            (
+                "A\n\nReasoning: (B) London is wrong; (C) Berlin is wrong; (D) Madrid is wrong;",
+                Some('A'),
+            ),
+            (
+                "Answer: A\n\nB. London — no\nC. Berlin — no\nD. Madrid — no",
+                Some('A'),
+            ),
+            (
+                "A. Paris\n\nThe other options fail: B is wrong, C is wrong, D is wrong",
+                Some('A'),
+            ),
+        ],
+        Some(&ch),
+    );
+}
+
 #[test]
 fn gold_labels() {
     assert_eq!(parse_gold(&serde_json::json!("b")), Some('B'));
