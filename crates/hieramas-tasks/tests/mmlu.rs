@@ -670,6 +670,49 @@ fn answer_first_then_explanation() {
     );
 }
 
+/// Shapes of real model outputs: markdown explanations, step headers, reconsidering.
+#[test]
+fn model_style_outputs() {
+    check(
+        &[
+            (
+                "**Answer:** (B) Paris\n\n**Explanation:**\n\n* **(A) London** is the capital of the UK.\n* **(C) Berlin** is the capital of Germany.",
+                Some('B'),
+            ),
+            (
+                "## Step 1: Identify the capital.\nThe capital of France is Paris.\n## Step 2: Match to options.\nOption B is Paris.\n\nThe final answer is: $\\boxed{B}$",
+                Some('B'),
+            ),
+            (
+                "The correct answer is B. Paris is the capital of France, while A, C and D are capitals of other countries.",
+                Some('B'),
+            ),
+            (
+                "Let's think step by step. Statement 1 is false because X. Statement 2 is true because Y. So the answer is (C).",
+                Some('C'),
+            ),
+            (
+                "I cannot determine the answer without more information about A and B.",
+                None,
+            ),
+            (
+                "Looking at option D, it says \"all of the above\". Since A, B and C are all true, D is correct.",
+                Some('D'),
+            ),
+            (
+                "The answer is A.\n\nHmm, but let me reconsider B... No, B doesn't work. A is correct.",
+                Some('A'),
+            ),
+            (
+                "After eliminating A and B, it's between C and D. D fails the boundary case, so C.",
+                Some('C'),
+            ),
+            ("Answer: (B)\n\nConfidence: high", Some('B')),
+        ],
+        None,
+    );
+}
+
 #[test]
 fn gold_labels() {
     assert_eq!(parse_gold(&serde_json::json!("b")), Some('B'));
