@@ -28,6 +28,8 @@ pub mod data;
 pub mod humaneval;
 pub mod math;
 pub mod mmlu;
+mod pyvalue;
+mod sandbox;
 pub mod splits;
 
 use std::path::PathBuf;
@@ -63,6 +65,8 @@ pub enum TasksError {
     SplitsDiffer { dir: PathBuf, detail: String },
     #[error("unknown task {0:?}")]
     UnknownTask(String),
+    #[error("no sandbox: {0}")]
+    NoSandbox(String),
     #[error("sandbox: {0}")]
     Sandbox(String),
 }
