@@ -16,10 +16,14 @@
 #
 # Tagged encoding, builtin types only, checked with `type(x) is ...` (a subclass or any other
 # class is encoded as "unsupported", which the grader never takes as equal to anything):
-#   ["i", "<decimal>"] int, ["f", "<repr>"] float, ["s", str], ["b", bool], ["n"] None,
-#   ["l", [...]] list, ["t", [...]] tuple, ["d", [[k, v], ...]] dict, ["S", [...]] set,
-#   ["F", [...]] frozenset, ["u", "<type name>"] anything else.
+#   ["i", "<hex>"] int (format(x, "#x"): exact, and linear-time unlike decimal), ["f", "<repr>"] float, ["s", str], ["b", bool], ["n"] None,
+#   ["l", [...]] list, ["t", [...]] tuple (["lN"|"tN", "<hexes and reprs, space-separated>"] when all
+#   items are ints and floats, ["ls"|"ts", [str, ...]] when all are strs), ["d", [[k, v], ...]] dict, ["S", [...]] set,
+#   ["F", [...]] frozenset, ["u", "<type name>"] anything else; ["#", sha256 hex] a digest of the
+#   value's normal form (see `canon`), for the inputs the request names (long outputs).
+import array
 import copy
+import hashlib
 import json
 import os
 import signal
@@ -35,6 +39,12 @@ def on_alarm(signum, frame):
     raise Timeout()
 
 
+NUMBERS = frozenset((int, float))
+NUMBERS_BOOL = frozenset((int, float, bool))
+FLOATS = frozenset((float,))
+STRS = frozenset((str,))
+
+
 def encode(x, depth=0):
     t = type(x)
     if depth > 100:
@@ -42,17 +52,25 @@ def encode(x, depth=0):
     if t is bool:
         return ["b", x]
     if t is int:
-        return ["i", int.__repr__(x)]
+        return ["i", int.__format__(x, "#x")]
     if t is float:
         return ["f", float.__repr__(x)]
     if t is str:
         return ["s", str.__str__(x)]
     if x is None:
         return ["n"]
-    if t is list:
-        return ["l", [encode(i, depth + 1) for i in list.__iter__(x)]]
-    if t is tuple:
-        return ["t", [encode(i, depth + 1) for i in tuple.__iter__(x)]]
+    if t is list or t is tuple:
+        tag = "l" if t is list else "t"
+        items = list.copy(x) if t is list else list(tuple.__iter__(x))
+        kinds = set(map(type, items))
+        # Fast paths for long outputs (all element types checked exactly first): numbers as one
+        # string of int hexes and float reprs (only the hexes have an "x"),
+        # strings as a list of strings.
+        if items and kinds <= NUMBERS:
+            return [tag + "N", " ".join([int.__format__(i, "#x") if type(i) is int else float.__repr__(i) for i in items])]
+        if items and kinds == STRS:
+            return [tag + "s", [str.__str__(i) for i in items]]
+        return [tag, [encode(i, depth + 1) for i in items]]
     if t is dict:
         return ["d", [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in dict.items(x)]]
     if t is set:
@@ -60,6 +78,86 @@ def encode(x, depth=0):
     if t is frozenset:
         return ["F", [encode(i, depth + 1) for i in frozenset.__iter__(x)]]
     return ["u", t.__name__ if type(t.__name__) is str else "?"]
+
+
+class Unequal(Exception):
+    """The value holds a NaN or an unsupported type: equal to nothing."""
+
+
+LIMIT = float(2 ** 53)
+
+
+def canon(x, depth=0):
+    # A byte string such that two values without NaN or unsupported types have the same one
+    # exactly when Python's == says they are equal: numbers in one normal form (a float equal
+    # to an int written as that int; bool as int), dict items and set elements sorted. Both the
+    # reference run and the program's run compute it here, so only its consistency matters.
+    t = type(x)
+    if depth > 100:
+        raise Unequal()
+    if t is bool:
+        return b"i1;" if x else b"i0;"
+    if t is float:
+        if x != x:
+            raise Unequal()
+        if float.is_integer(x):
+            return b"i" + int.__format__(int(x), "x").encode() + b";"
+        return b"f" + float.hex(x).encode() + b";"
+    if t is int:
+        return b"i" + int.__format__(x, "x").encode() + b";"
+    if t is str:
+        b = str.encode(x, "utf-8", "surrogatepass")
+        return b"s%d:" % len(b) + b
+    if x is None:
+        return b"n;"
+    if t is list or t is tuple:
+        items = list.copy(x) if t is list else list(tuple.__iter__(x))
+        tag = b"l" if t is list else b"t"
+        kinds = set(map(type, items))
+        if items and kinds <= NUMBERS_BOOL:
+            # All numbers strictly within +-2**53 (exact as floats, and a float equal to an int there is
+            # that int's float): the float64 bytes, -0.0 as 0.0.
+            try:
+                arr = array.array("d", items)
+            except OverflowError:
+                arr = None
+            if arr is not None and max(arr) < LIMIT and min(arr) > -LIMIT and sum(arr) == sum(arr):
+                if arr.count(0.0):
+                    arr = array.array("d", [v + 0.0 for v in arr])
+                return tag + b"D%d:" % len(arr) + arr.tobytes()
+        if items and kinds == STRS:
+            lens = array.array("q", map(len, items))
+            joined = str.encode("".join(items), "utf-8", "surrogatepass")
+            return tag + b"S%d:" % len(items) + lens.tobytes() + joined
+        return tag + b"%d:" % len(items) + b"".join([canon(i, depth + 1) for i in items])
+    if t is dict:
+        parts = sorted(canon(k, depth + 1) + canon(v, depth + 1) for k, v in dict.items(x))
+        return b"d%d:" % len(parts) + b"".join(parts)
+    if t is set or t is frozenset:
+        parts = sorted(canon(i, depth + 1) for i in (set.__iter__(x) if t is set else frozenset.__iter__(x)))
+        return b"S%d:" % len(parts) + b"".join(parts)
+    raise Unequal()
+
+
+def digest(x):
+    try:
+        return ["#", hashlib.sha256(canon(x)).hexdigest()]
+    except Unequal:
+        return ["u", "a value equal to nothing"]
+
+
+def is_floats(x):
+    t = type(x)
+    if t is float:
+        return True
+    if (t is list or t is tuple) and len(x) > 0:
+        return set(map(type, x)) == FLOATS
+    return False
+
+
+def is_long(x):
+    t = type(x)
+    return ((t is list or t is tuple) and len(x) >= 4096) or (t is str and len(x) >= 65536)
 
 
 def describe(e):
@@ -76,7 +174,6 @@ def describe(e):
 
 
 def main():
-    sys.set_int_max_str_digits(0)
     req = json.loads(sys.stdin.read())
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
@@ -92,6 +189,12 @@ def main():
 
     signal.signal(signal.SIGALRM, on_alarm)
     limits = req["limits"]
+    # Inputs whose output is sent as a digest (the grader knows the expected one as a digest).
+    digests = set(req["digests"])
+    # Reference run: long outputs of parts compared exactly (evalplus's atol stays 0 until an
+    # output is floats) are sent as digests. [n_base, exact] or None.
+    auto = req["auto_digest"]
+    exact_part = [True, True]
     try:
         g = {}
         signal.setitimer(signal.ITIMER_REAL, req["load_limit"])
@@ -117,7 +220,14 @@ def main():
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             took = perf() - t
-            msg = {"k": "out", "v": encode(r), "t": took}
+            if auto is not None:
+                part = 1 if i >= auto[0] else 0
+                if is_floats(r):
+                    exact_part[part] = False
+                use_digest = auto[1] and exact_part[part] and is_long(r)
+            else:
+                use_digest = i in digests
+            msg = {"k": "out", "v": digest(r) if use_digest else encode(r), "t": took}
         except Timeout:
             send({"k": "timeout"})
             return

@@ -11,7 +11,8 @@ use serde_json::Value;
 /// One Python value of a builtin type.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Py {
-    /// Decimal digits with an optional `-`, as `int.__repr__` writes them (unbounded).
+    /// Lowercase hex as `format(x, "#x")` writes it (`0x1f`, `-0x1f`, `0x0`): unbounded, one
+    /// spelling per value.
     Int(String),
     Float(f64),
     Str(String),
@@ -24,6 +25,8 @@ pub(crate) enum Py {
     FrozenSet(Vec<Py>),
     /// Any other type (its name): never equal to anything.
     Unsupported(String),
+    /// `["#", hex]`: a digest the runner sent for an input whose expected output is kept as one.
+    Digest([u8; 32]),
 }
 
 const MAX_DEPTH: usize = 128;
@@ -57,18 +60,7 @@ impl Py {
             return Err(format!("`{tag}` of the wrong length"));
         }
         Ok(match tag {
-            "i" => {
-                let s = text(arg)?;
-                let digits = s.strip_prefix('-').unwrap_or(&s);
-                let canonical = !digits.is_empty()
-                    && digits.bytes().all(|b| b.is_ascii_digit())
-                    && (digits == "0" || !digits.starts_with('0'))
-                    && s != "-0";
-                if !canonical {
-                    return Err(format!("bad int {s:?}"));
-                }
-                Py::Int(s)
-            }
+            "i" => decode_int(text(arg)?)?,
             "f" => {
                 let s = text(arg)?;
                 Py::Float(parse_float(&s).ok_or_else(|| format!("bad float {s:?}"))?)
@@ -78,6 +70,30 @@ impl Py {
             "n" => Py::None,
             "l" => Py::List(items(arg)?),
             "t" => Py::Tuple(items(arg)?),
+            "lN" | "tN" => {
+                let v = text(arg)?
+                    .split(' ')
+                    .map(|tok| {
+                        if tok.contains('x') {
+                            decode_int(tok.to_string())
+                        } else {
+                            parse_float(tok)
+                                .map(Py::Float)
+                                .ok_or_else(|| format!("bad float {tok:?}"))
+                        }
+                    })
+                    .collect::<Result<Vec<Py>, String>>()?;
+                if tag == "lN" { Py::List(v) } else { Py::Tuple(v) }
+            }
+            "ls" | "ts" => {
+                let v = arg
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| format!("`{tag}` without items"))?
+                    .iter()
+                    .map(|x| x.as_str().map(|s| Py::Str(s.to_string())).ok_or("not a str"))
+                    .collect::<Result<Vec<Py>, &str>>()?;
+                if tag == "ls" { Py::List(v) } else { Py::Tuple(v) }
+            }
             "S" => Py::Set(items(arg)?),
             "F" => Py::FrozenSet(items(arg)?),
             "d" => {
@@ -95,6 +111,11 @@ impl Py {
                 Py::Dict(out)
             }
             "u" => Py::Unsupported(text(arg)?),
+            "#" => {
+                let mut d = [0u8; 32];
+                hex::decode_to_slice(text(arg)?, &mut d).map_err(|e| format!("bad digest: {e}"))?;
+                Py::Digest(d)
+            }
             other => return Err(format!("unknown tag {other:?}")),
         })
     }
@@ -112,19 +133,20 @@ impl Py {
             Py::Set(_) => "set",
             Py::FrozenSet(_) => "frozenset",
             Py::Unsupported(n) => n,
+            Py::Digest(_) => "digest",
         }
     }
 
     /// `type(self) == type(other)`; an unsupported type is the type of nothing.
     fn same_type(&self, other: &Py) -> bool {
-        !matches!(self, Py::Unsupported(_))
+        !matches!(self, Py::Unsupported(_) | Py::Digest(_))
             && std::mem::discriminant(self) == std::mem::discriminant(other)
     }
 
     fn number(&self) -> Option<Num<'_>> {
         match self {
             Py::Int(s) => Some(Num::Int(s)),
-            Py::Bool(b) => Some(Num::Int(if *b { "1" } else { "0" })),
+            Py::Bool(b) => Some(Num::Int(if *b { "0x1" } else { "0x0" })),
             Py::Float(f) => Some(Num::Float(*f)),
             _ => None,
         }
@@ -135,9 +157,30 @@ impl Py {
     fn as_f64(&self) -> Option<f64> {
         match self.number()? {
             Num::Float(f) => Some(f),
-            Num::Int(s) => s.parse::<f64>().ok().filter(|f| f.is_finite()),
+            Num::Int(s) => int_to_f64(s),
         }
     }
+}
+
+/// An int as `format(x, "#x")` writes it (the only spelling: equal ints have equal text).
+fn decode_int(s: String) -> Result<Py, String> {
+    let digits = s.strip_prefix('-').unwrap_or(&s).strip_prefix("0x").unwrap_or("");
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && (digits == "0" || !digits.starts_with('0'))
+        && s != "-0x0";
+    if !canonical {
+        return Err(format!("bad int {s:?}"));
+    }
+    Ok(Py::Int(s))
+}
+
+/// An expected output: the value, or (for a long one compared exactly) the sha256 of its normal
+/// form as the runner computes it (`canon` in harness.py).
+#[derive(Clone, Debug)]
+pub(crate) enum Expected {
+    Value(Py),
+    Digest([u8; 32]),
 }
 
 /// Python's `float(repr)` for what `float.__repr__` writes: digits, `inf`, `-inf`, `nan`.
@@ -172,13 +215,43 @@ fn num_eq(a: Num<'_>, b: Num<'_>) -> bool {
     }
 }
 
-/// The exact decimal digits of an integral float.
+/// An integral finite float as `format(int(f), "#x")`.
 fn int_digits(f: f64) -> String {
     if f == 0.0 {
-        "0".into()
-    } else {
-        format!("{f:.0}")
+        return "0x0".into();
     }
+    let bits = f.abs().to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i64;
+    let mantissa = (bits & ((1 << 52) - 1)) | if exp == 0 { 0 } else { 1 << 52 };
+    // |f| = mantissa * 2^(exp - 1075); integral, so a negative shift drops only zero bits.
+    let shift = exp.max(1) - 1075;
+    let hex = if shift < 0 {
+        format!("{:x}", mantissa >> (-shift))
+    } else {
+        let (q, r) = (shift / 4, shift % 4);
+        format!("{:x}{}", (mantissa as u128) << r, "0".repeat(q as usize))
+    };
+    format!("{}0x{hex}", if f < 0.0 { "-" } else { "" })
+}
+
+/// `float(x)` of an int in hex (`None` past the float range: Python raises OverflowError).
+fn int_to_f64(s: &str) -> Option<f64> {
+    let (neg, rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    let digits = rest.strip_prefix("0x")?;
+    let v = if digits.len() <= 32 {
+        u128::from_str_radix(digits, 16).ok()? as f64
+    } else if digits.len() > 256 {
+        return None;
+    } else {
+        // The leading 32 hex digits (128 bits) then a power of two: the low bits only matter
+        // for rounding ties far below what any check here can see.
+        let head = u128::from_str_radix(&digits[..32], 16).ok()? as f64;
+        head * 2f64.powi(4 * (digits.len() - 32) as i32)
+    };
+    v.is_finite().then_some(if neg { -v } else { v })
 }
 
 /// Python's `a == b` for builtin values.
@@ -323,7 +396,23 @@ pub(crate) struct Checker {
 
 impl Checker {
     /// evalplus `unsafe_execute`'s check of one output: `Err` says why it fails.
-    pub(crate) fn check(&mut self, input: &Value, out: &Py, exp: &Py) -> Result<(), String> {
+    pub(crate) fn check(&mut self, input: &Value, out: &Py, exp: &Expected) -> Result<(), String> {
+        let exp = match exp {
+            Expected::Value(v) => v,
+            Expected::Digest(d) => {
+                // Stored as a digest only where evalplus compares exactly (atol stays 0).
+                return if self.find_zero || self.atol != 0.0 {
+                    Err("an expected output kept as a digest cannot be compared approximately".into())
+                } else if matches!(out, Py::Digest(o) if o == d) {
+                    Ok(())
+                } else {
+                    Err(match out {
+                        Py::Unsupported(t) => format!("returned a {t}, which is not a builtin type"),
+                        _ => "wrong output".into(),
+                    })
+                };
+            }
+        };
         if self.find_zero {
             let xs = input
                 .as_array()
@@ -386,7 +475,11 @@ pub(crate) fn plain_to_tagged(v: &Value) -> Value {
         Value::Null => json!(["n"]),
         Value::Bool(b) => json!(["b", b]),
         Value::Number(n) if n.is_f64() => json!(["f", format!("{}", n.as_f64().unwrap_or(f64::NAN))]),
-        Value::Number(n) => json!(["i", n.to_string()]),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => json!(["i", format!("{}{:#x}", if i < 0 { "-" } else { "" }, i.unsigned_abs())]),
+            (_, Some(u)) => json!(["i", format!("{u:#x}")]),
+            _ => json!(["f", format!("{}", n.as_f64().unwrap_or(f64::NAN))]),
+        },
         Value::String(s) => json!(["s", s]),
         Value::Array(a) => json!(["l", a.iter().map(plain_to_tagged).collect::<Vec<_>>()]),
         Value::Object(o) => json!([
@@ -410,27 +503,34 @@ mod tests {
 
     #[test]
     fn python_equality_on_builtins() {
-        let one = py(json!(["i", "1"]));
+        let one = py(json!(["i", "0x1"]));
         assert!(py_eq(&one, &py(json!(["f", "1.0"]))));
         assert!(py_eq(&one, &py(json!(["b", true]))));
         assert!(!py_eq(&one, &py(json!(["s", "1"]))));
         assert!(!py_eq(&py(json!(["f", "nan"])), &py(json!(["f", "nan"]))));
-        assert!(py_eq(&py(json!(["f", "-0.0"])), &py(json!(["i", "0"]))));
-        let big = "9007199254740993";
+        assert!(py_eq(&py(json!(["f", "-0.0"])), &py(json!(["i", "0x0"]))));
+        let big = "0x20000000000001";
         assert!(!py_eq(&py(json!(["i", big])), &py(json!(["f", "9007199254740992.0"]))));
-        assert!(py_eq(&py(json!(["i", "9007199254740992"])), &py(json!(["f", "9007199254740992.0"]))));
-        assert!(py_eq(&py(json!(["f", "1e+16"])), &py(json!(["i", "10000000000000000"]))));
-        assert!(!py_eq(&py(json!(["l", [["i", "1"]]])), &py(json!(["t", [["i", "1"]]]))));
-        assert!(py_eq(&py(json!(["S", [["i", "1"], ["i", "2"]]])), &py(json!(["F", [["i", "2"], ["f", "1.0"]]]))));
-        let d1 = py(json!(["d", [[["i", "1"], ["s", "a"]], [["i", "2"], ["s", "b"]]]]));
-        let d2 = py(json!(["d", [[["b", true], ["s", "a"]], [["i", "2"], ["s", "b"]]]]));
-        let forged = py(json!(["d", [[["i", "1"], ["s", "a"]], [["i", "1"], ["s", "a"]]]]));
+        assert!(py_eq(&py(json!(["i", "0x20000000000000"])), &py(json!(["f", "9007199254740992.0"]))));
+        assert!(py_eq(&py(json!(["f", "1e+16"])), &py(json!(["i", "0x2386f26fc10000"]))));
+        assert!(!py_eq(&py(json!(["l", [["i", "0x1"]]])), &py(json!(["t", [["i", "0x1"]]]))));
+        assert!(py_eq(&py(json!(["S", [["i", "0x1"], ["i", "0x2"]]])), &py(json!(["F", [["i", "0x2"], ["f", "1.0"]]]))));
+        let d1 = py(json!(["d", [[["i", "0x1"], ["s", "a"]], [["i", "0x2"], ["s", "b"]]]]));
+        let d2 = py(json!(["d", [[["b", true], ["s", "a"]], [["i", "0x2"], ["s", "b"]]]]));
+        let forged = py(json!(["d", [[["i", "0x1"], ["s", "a"]], [["i", "0x1"], ["s", "a"]]]]));
         assert!(py_eq(&d1, &d2));
         assert!(!py_eq(&forged, &d1));
         let u = py(json!(["u", "Liar"]));
         assert!(!py_eq(&u, &u));
-        assert!(Py::decode(&json!(["i", "01"])).is_err());
+        assert!(Py::decode(&json!(["i", "0x01"])).is_err());
         assert!(Py::decode(&json!(["i", "1.5"])).is_err());
+        assert!(Py::decode(&json!(["i", "12"])).is_err());
+        assert!(Py::decode(&json!(["i", "-0x0"])).is_err());
+        for f in [1.0, -3.0, 4503599627370497.0, 1e300, -2f64.powi(70), 123456789.0] {
+            let hex = int_digits(f);
+            assert!(py_eq(&Py::Float(f), &py(json!(["i", hex]))), "{f} {hex}");
+            assert_eq!(int_to_f64(&hex), Some(f));
+        }
         assert!(Py::decode(&json!(["f", "0x1p3"])).is_err());
         assert!(Py::decode(&json!(["n", 1])).is_err());
     }
@@ -440,25 +540,38 @@ mod tests {
         let mut c = Checker { atol: 0.0, find_zero: false };
         let inp = json!([]);
         // Float expectation: atol becomes 1e-6 and stays.
-        assert!(c.check(&inp, &py(json!(["f", "0.5000001"])), &py(json!(["f", "0.5"]))).is_ok());
-        assert!(c.check(&inp, &py(json!(["f", "0.501"])), &py(json!(["f", "0.5"]))).is_err());
-        assert!(c.check(&inp, &py(json!(["i", "1"])), &py(json!(["f", "1.0000001"]))).is_err());
-        assert!(c.check(&inp, &py(json!(["l", [["f", "1.0"], ["i", "2"]]])), &py(json!(["l", [["f", "1.0000001"], ["f", "2.0"]]]))).is_ok());
-        assert!(c.check(&inp, &py(json!(["t", [["f", "1.0"]]])), &py(json!(["l", [["f", "1.0000001"]]]))).is_err());
-        assert!(c.check(&inp, &py(json!(["f", "inf"])), &py(json!(["f", "inf"]))).is_ok());
-        assert!(c.check(&inp, &py(json!(["f", "nan"])), &py(json!(["f", "nan"]))).is_err());
-        assert!(c.check(&inp, &py(json!(["u", "float"])), &py(json!(["f", "0.5"]))).is_err());
+        assert!(c.check(&inp, &py(json!(["f", "0.5000001"])), &Expected::Value(py(json!(["f", "0.5"])))).is_ok());
+        assert!(c.check(&inp, &py(json!(["f", "0.501"])), &Expected::Value(py(json!(["f", "0.5"])))).is_err());
+        assert!(c.check(&inp, &py(json!(["i", "0x1"])), &Expected::Value(py(json!(["f", "1.0000001"])))).is_err());
+        assert!(c.check(&inp, &py(json!(["l", [["f", "1.0"], ["i", "0x2"]]])), &Expected::Value(py(json!(["l", [["f", "1.0000001"], ["f", "2.0"]]])))).is_ok());
+        assert!(c.check(&inp, &py(json!(["t", [["f", "1.0"]]])), &Expected::Value(py(json!(["l", [["f", "1.0000001"]]])))).is_err());
+        assert!(c.check(&inp, &py(json!(["f", "inf"])), &Expected::Value(py(json!(["f", "inf"])))).is_ok());
+        assert!(c.check(&inp, &py(json!(["f", "nan"])), &Expected::Value(py(json!(["f", "nan"])))).is_err());
+        assert!(c.check(&inp, &py(json!(["u", "float"])), &Expected::Value(py(json!(["f", "0.5"])))).is_err());
         // Exact checks without atol.
         let mut c = Checker { atol: 0.0, find_zero: false };
-        assert!(c.check(&inp, &py(json!(["s", "a"])), &py(json!(["s", "a"]))).is_ok());
-        assert!(c.check(&inp, &py(json!(["i", "2"])), &py(json!(["i", "3"]))).is_err());
+        assert!(c.check(&inp, &py(json!(["s", "a"])), &Expected::Value(py(json!(["s", "a"])))).is_ok());
+        assert!(c.check(&inp, &py(json!(["i", "0x2"])), &Expected::Value(py(json!(["i", "0x3"])))).is_err());
         // find_zero: the oracle, whatever the expected output.
         let mut c = Checker { atol: 1e-4, find_zero: true };
         let inp = json!([[-6, 11, -6, 1]]);
-        assert!(c.check(&inp, &py(json!(["f", "1.0"])), &py(json!(["f", "3.0"]))).is_ok());
-        assert!(c.check(&inp, &py(json!(["i", "2"])), &py(json!(["f", "3.0"]))).is_ok());
-        assert!(c.check(&inp, &py(json!(["f", "1.5"])), &py(json!(["f", "1.0"]))).is_err());
-        assert!(c.check(&inp, &py(json!(["s", "1.0"])), &py(json!(["f", "1.0"]))).is_err());
+        assert!(c.check(&inp, &py(json!(["f", "1.0"])), &Expected::Value(py(json!(["f", "3.0"])))).is_ok());
+        assert!(c.check(&inp, &py(json!(["i", "0x2"])), &Expected::Value(py(json!(["f", "3.0"])))).is_ok());
+        assert!(c.check(&inp, &py(json!(["f", "1.5"])), &Expected::Value(py(json!(["f", "1.0"])))).is_err());
+        assert!(c.check(&inp, &py(json!(["s", "1.0"])), &Expected::Value(py(json!(["f", "1.0"])))).is_err());
+    }
+
+    #[test]
+    fn digests_are_compared_as_digests() {
+        let d = [7u8; 32];
+        let sent = py(json!(["#", hex::encode(d)]));
+        let mut c = Checker { atol: 0.0, find_zero: false };
+        assert!(c.check(&json!(null), &sent, &Expected::Digest(d)).is_ok());
+        assert!(c.check(&json!(null), &py(json!(["#", hex::encode([8u8; 32])])), &Expected::Digest(d)).is_err());
+        assert!(c.check(&json!(null), &py(json!(["l", []])), &Expected::Digest(d)).is_err());
+        // A digest where a value is expected is not equal to it.
+        assert!(c.check(&json!(null), &sent, &Expected::Value(py(json!(["l", []])))).is_err());
+        assert!(!py_eq(&sent, &sent));
     }
 
     #[test]
