@@ -193,7 +193,13 @@ pub(crate) fn start(
     if let Some(d) = &tmp {
         cmd.env("HOME", d.path());
     }
-    let l = limits.clone();
+    let mut l = limits.clone();
+    if !root {
+        // RLIMIT_NPROC counts every task of the host uid (checked again at each user-namespace
+        // level against the limit the namespace was created with): allow this user's current
+        // tasks plus the sandbox's share.
+        l.processes += tasks_of_uid(nix::unistd::getuid().as_raw());
+    }
     let (res_fd, info_fd) = (res_w.as_raw_fd(), info_w.as_raw_fd());
     #[allow(unsafe_code)]
     // SAFETY: between fork and exec only async-signal-safe system calls (setrlimit,
@@ -271,6 +277,32 @@ pub(crate) fn start(
         stderr,
         _tmp: tmp,
     })
+}
+
+/// Tasks (threads included) of host uid `uid`, as RLIMIT_NPROC counts them.
+fn tasks_of_uid(uid: u32) -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in dir.flatten() {
+        if !e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        };
+        if field("Uid:") == Some(u64::from(uid)) {
+            n += field("Threads:").unwrap_or(1);
+        }
+    }
+    n
 }
 
 /// The `child-pid` of bwrap's info JSON, if it is a child of `bwrap_pid`.
