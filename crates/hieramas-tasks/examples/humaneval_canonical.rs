@@ -15,7 +15,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let samples: Vec<(String, String)> = tasks
         .iter()
         .take(limit)
-        .map(|t| (t.task_id.clone(), format!("{}{}", t.prompt, t.canonical_solution)))
+        .map(|t| {
+            (
+                t.task_id.clone(),
+                format!("{}{}", t.prompt, t.canonical_solution),
+            )
+        })
         .collect();
     let g = Grader::new(
         tasks,

@@ -204,10 +204,10 @@ def main():
             signal.setitimer(signal.ITIMER_REAL, 0)
         fn = g[req["entry_point"]]
     except Timeout:
-        send({"k": "timeout", "e": "while loading the program"})
+        send({"k": "timeout", "load": True})
         return
     except BaseException as e:
-        send({"k": "err", "e": describe(e) + " while loading the program"})
+        send({"k": "err", "e": describe(e) + " while loading the program", "load": True})
         return
     for i, inp in enumerate(req["inputs"]):
         limit = limits[i] if i < len(limits) else 0

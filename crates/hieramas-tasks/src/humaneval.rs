@@ -202,8 +202,13 @@ struct CacheFile {
 enum Msg {
     /// The output (tagged) and the run time in seconds.
     Out(Value, f64),
-    Err { text: String, loading: bool },
-    Timeout { loading: bool },
+    Err {
+        text: String,
+        loading: bool,
+    },
+    Timeout {
+        loading: bool,
+    },
     Malformed(String),
 }
 
@@ -212,10 +217,7 @@ impl Msg {
         let Ok(v) = serde_json::from_slice::<Value>(line) else {
             return Msg::Malformed("a result line that is not JSON".into());
         };
-        let loading = v.get("e").and_then(Value::as_str) == Some("while loading the program")
-            || v["e"]
-                .as_str()
-                .is_some_and(|e| e.ends_with(" while loading the program"));
+        let loading = v["load"] == Value::Bool(true);
         match v["k"].as_str() {
             Some("out") if v["t"].is_number() && v.get("v").is_some() => {
                 let t = v["t"].as_f64().unwrap_or(0.0);
@@ -223,7 +225,12 @@ impl Msg {
                 Msg::Out(v["v"].take(), t)
             }
             Some("err") => Msg::Err {
-                text: v["e"].as_str().unwrap_or("an error").chars().take(400).collect(),
+                text: v["e"]
+                    .as_str()
+                    .unwrap_or("an error")
+                    .chars()
+                    .take(400)
+                    .collect(),
                 loading,
             },
             Some("timeout") => Msg::Timeout { loading },
@@ -447,7 +454,12 @@ impl Grader {
                 "{task_id}: the cached expected outputs do not match the inputs"
             )));
         }
-        let limits: Vec<f64> = reference.times.iter().flatten().map(|&t| self.limit(t)).collect();
+        let limits: Vec<f64> = reference
+            .times
+            .iter()
+            .flatten()
+            .map(|&t| self.limit(t))
+            .collect();
         // evalplus: each part may take min(cap, sum of its per-input limits) + 1 s; starting the
         // sandbox and loading the program get 2 s more in the first phase.
         let part = |ls: &[f64]| ls.iter().sum::<f64>().min(self.opts.part_time_cap) + 1.0;
@@ -598,7 +610,9 @@ impl Grader {
                         false,
                     ),
                     RunEnd::NotStarted(e) => {
-                        return Err(TasksError::Sandbox(format!("cannot start the sandbox: {e}")));
+                        return Err(TasksError::Sandbox(format!(
+                            "cannot start the sandbox: {e}"
+                        )));
                     }
                     RunEnd::Stopped => unreachable!("handled above"),
                 };
@@ -771,15 +785,19 @@ impl Grader {
     }
 
     fn file_name(task: &HumanEvalTask) -> String {
-        format!("{}-{}.json", task.task_id.replace('/', "_"), Self::key(task))
+        format!(
+            "{}-{}.json",
+            task.task_id.replace('/', "_"),
+            Self::key(task)
+        )
     }
 
     /// The index of the cache files' sha256, beside the cache directory (not in it).
     pub fn index_path(&self) -> PathBuf {
-        let name = self
-            .cache_dir
-            .file_name()
-            .map_or_else(|| "humaneval-plus".into(), |n| n.to_string_lossy().to_string());
+        let name = self.cache_dir.file_name().map_or_else(
+            || "humaneval-plus".into(),
+            |n| n.to_string_lossy().to_string(),
+        );
         self.cache_dir.with_file_name(format!("{name}.index.json"))
     }
 
@@ -796,7 +814,8 @@ impl Grader {
         let mut index = self.read_index();
         index.insert(name.to_string(), sha.to_string());
         let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
-        let body = serde_json::to_vec_pretty(&index).map_err(|e| TasksError::Sandbox(e.to_string()))?;
+        let body =
+            serde_json::to_vec_pretty(&index).map_err(|e| TasksError::Sandbox(e.to_string()))?;
         std::fs::write(&tmp, body).map_err(|e| TasksError::Io {
             path: tmp.clone(),
             source: e,
@@ -843,7 +862,8 @@ impl Grader {
         };
         let mut bytes = 0;
         let mut decode = |vs: &[Value]| -> Result<Vec<Expected>, TasksError> {
-            let bad = |e: String| TasksError::Sandbox(format!("{task_id}: bad expected output: {e}"));
+            let bad =
+                |e: String| TasksError::Sandbox(format!("{task_id}: bad expected output: {e}"));
             vs.iter()
                 .map(|v| {
                     if let Py::Digest(d) = Py::decode(v).map_err(bad)? {
@@ -852,7 +872,9 @@ impl Grader {
                     bytes += v.to_string().len() + 32;
                     let py = Py::decode(v).map_err(bad)?;
                     if matches!(py, Py::Unsupported(_)) {
-                        tracing::warn!("{task_id}: the canonical solution returns {py:?}: nothing can pass");
+                        tracing::warn!(
+                            "{task_id}: the canonical solution returns {py:?}: nothing can pass"
+                        );
                     }
                     Ok(Expected::Value(py))
                 })
@@ -970,7 +992,9 @@ impl Grader {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Reference>>> {
-        self.references.lock().unwrap_or_else(PoisonError::into_inner)
+        self.references
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -978,9 +1002,10 @@ impl Grader {
 fn all_inputs(task: &HumanEvalTask) -> Result<Vec<&RawValue>, TasksError> {
     let mut v: Vec<&RawValue> = Vec::new();
     for raw in [&task.base_input, &task.plus_input] {
-        v.extend(serde_json::from_str::<Vec<&RawValue>>(raw.get()).map_err(|e| {
-            TasksError::Sandbox(format!("{}: inputs: {e}", task.task_id))
-        })?);
+        v.extend(
+            serde_json::from_str::<Vec<&RawValue>>(raw.get())
+                .map_err(|e| TasksError::Sandbox(format!("{}: inputs: {e}", task.task_id)))?,
+        );
     }
     Ok(v)
 }

@@ -5,8 +5,8 @@
 //! - [`math`]: final-answer extraction and LaTeX-aware equivalence.
 //! - [`mmlu`]: option-letter extraction.
 //! - [`splits`]: seeded train/valid/test splits, reproducible from (dataset sha256, seed).
-//! - [`humaneval`]: programs run in a sandboxed `python3` against base and plus inputs with
-//!   evalplus semantics.
+//! - [`humaneval`]: programs run in a bubblewrap sandbox on the base and plus inputs; their
+//!   outputs are compared outside it with evalplus semantics.
 //!
 //! Grading is a pure function of (task, response), except the sandbox; nothing here calls an
 //! LLM.

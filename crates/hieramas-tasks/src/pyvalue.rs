@@ -83,16 +83,28 @@ impl Py {
                         }
                     })
                     .collect::<Result<Vec<Py>, String>>()?;
-                if tag == "lN" { Py::List(v) } else { Py::Tuple(v) }
+                if tag == "lN" {
+                    Py::List(v)
+                } else {
+                    Py::Tuple(v)
+                }
             }
             "ls" | "ts" => {
                 let v = arg
                     .and_then(Value::as_array)
                     .ok_or_else(|| format!("`{tag}` without items"))?
                     .iter()
-                    .map(|x| x.as_str().map(|s| Py::Str(s.to_string())).ok_or("not a str"))
+                    .map(|x| {
+                        x.as_str()
+                            .map(|s| Py::Str(s.to_string()))
+                            .ok_or("not a str")
+                    })
                     .collect::<Result<Vec<Py>, &str>>()?;
-                if tag == "ls" { Py::List(v) } else { Py::Tuple(v) }
+                if tag == "ls" {
+                    Py::List(v)
+                } else {
+                    Py::Tuple(v)
+                }
             }
             "S" => Py::Set(items(arg)?),
             "F" => Py::FrozenSet(items(arg)?),
@@ -164,9 +176,15 @@ impl Py {
 
 /// An int as `format(x, "#x")` writes it (the only spelling: equal ints have equal text).
 fn decode_int(s: String) -> Result<Py, String> {
-    let digits = s.strip_prefix('-').unwrap_or(&s).strip_prefix("0x").unwrap_or("");
+    let digits = s
+        .strip_prefix('-')
+        .unwrap_or(&s)
+        .strip_prefix("0x")
+        .unwrap_or("");
     let canonical = !digits.is_empty()
-        && digits.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && digits
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         && (digits == "0" || !digits.starts_with('0'))
         && s != "-0x0";
     if !canonical {
@@ -402,12 +420,17 @@ impl Checker {
             Expected::Digest(d) => {
                 // Stored as a digest only where evalplus compares exactly (atol stays 0).
                 return if self.find_zero || self.atol != 0.0 {
-                    Err("an expected output kept as a digest cannot be compared approximately".into())
+                    Err(
+                        "an expected output kept as a digest cannot be compared approximately"
+                            .into(),
+                    )
                 } else if matches!(out, Py::Digest(o) if o == d) {
                     Ok(())
                 } else {
                     Err(match out {
-                        Py::Unsupported(t) => format!("returned a {t}, which is not a builtin type"),
+                        Py::Unsupported(t) => {
+                            format!("returned a {t}, which is not a builtin type")
+                        }
                         _ => "wrong output".into(),
                     })
                 };
@@ -474,9 +497,14 @@ pub(crate) fn plain_to_tagged(v: &Value) -> Value {
     match v {
         Value::Null => json!(["n"]),
         Value::Bool(b) => json!(["b", b]),
-        Value::Number(n) if n.is_f64() => json!(["f", format!("{}", n.as_f64().unwrap_or(f64::NAN))]),
+        Value::Number(n) if n.is_f64() => {
+            json!(["f", format!("{}", n.as_f64().unwrap_or(f64::NAN))])
+        }
         Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => json!(["i", format!("{}{:#x}", if i < 0 { "-" } else { "" }, i.unsigned_abs())]),
+            (Some(i), _) => json!([
+                "i",
+                format!("{}{:#x}", if i < 0 { "-" } else { "" }, i.unsigned_abs())
+            ]),
             (_, Some(u)) => json!(["i", format!("{u:#x}")]),
             _ => json!(["f", format!("{}", n.as_f64().unwrap_or(f64::NAN))]),
         },
@@ -510,14 +538,38 @@ mod tests {
         assert!(!py_eq(&py(json!(["f", "nan"])), &py(json!(["f", "nan"]))));
         assert!(py_eq(&py(json!(["f", "-0.0"])), &py(json!(["i", "0x0"]))));
         let big = "0x20000000000001";
-        assert!(!py_eq(&py(json!(["i", big])), &py(json!(["f", "9007199254740992.0"]))));
-        assert!(py_eq(&py(json!(["i", "0x20000000000000"])), &py(json!(["f", "9007199254740992.0"]))));
-        assert!(py_eq(&py(json!(["f", "1e+16"])), &py(json!(["i", "0x2386f26fc10000"]))));
-        assert!(!py_eq(&py(json!(["l", [["i", "0x1"]]])), &py(json!(["t", [["i", "0x1"]]]))));
-        assert!(py_eq(&py(json!(["S", [["i", "0x1"], ["i", "0x2"]]])), &py(json!(["F", [["i", "0x2"], ["f", "1.0"]]]))));
-        let d1 = py(json!(["d", [[["i", "0x1"], ["s", "a"]], [["i", "0x2"], ["s", "b"]]]]));
-        let d2 = py(json!(["d", [[["b", true], ["s", "a"]], [["i", "0x2"], ["s", "b"]]]]));
-        let forged = py(json!(["d", [[["i", "0x1"], ["s", "a"]], [["i", "0x1"], ["s", "a"]]]]));
+        assert!(!py_eq(
+            &py(json!(["i", big])),
+            &py(json!(["f", "9007199254740992.0"]))
+        ));
+        assert!(py_eq(
+            &py(json!(["i", "0x20000000000000"])),
+            &py(json!(["f", "9007199254740992.0"]))
+        ));
+        assert!(py_eq(
+            &py(json!(["f", "1e+16"])),
+            &py(json!(["i", "0x2386f26fc10000"]))
+        ));
+        assert!(!py_eq(
+            &py(json!(["l", [["i", "0x1"]]])),
+            &py(json!(["t", [["i", "0x1"]]]))
+        ));
+        assert!(py_eq(
+            &py(json!(["S", [["i", "0x1"], ["i", "0x2"]]])),
+            &py(json!(["F", [["i", "0x2"], ["f", "1.0"]]]))
+        ));
+        let d1 = py(json!([
+            "d",
+            [[["i", "0x1"], ["s", "a"]], [["i", "0x2"], ["s", "b"]]]
+        ]));
+        let d2 = py(json!([
+            "d",
+            [[["b", true], ["s", "a"]], [["i", "0x2"], ["s", "b"]]]
+        ]));
+        let forged = py(json!([
+            "d",
+            [[["i", "0x1"], ["s", "a"]], [["i", "0x1"], ["s", "a"]]]
+        ]));
         assert!(py_eq(&d1, &d2));
         assert!(!py_eq(&forged, &d1));
         let u = py(json!(["u", "Liar"]));
@@ -526,7 +578,14 @@ mod tests {
         assert!(Py::decode(&json!(["i", "1.5"])).is_err());
         assert!(Py::decode(&json!(["i", "12"])).is_err());
         assert!(Py::decode(&json!(["i", "-0x0"])).is_err());
-        for f in [1.0, -3.0, 4503599627370497.0, 1e300, -2f64.powi(70), 123456789.0] {
+        for f in [
+            1.0,
+            -3.0,
+            4503599627370497.0,
+            1e300,
+            -2f64.powi(70),
+            123456789.0,
+        ] {
             let hex = int_digits(f);
             assert!(py_eq(&Py::Float(f), &py(json!(["i", hex]))), "{f} {hex}");
             assert_eq!(int_to_f64(&hex), Some(f));
@@ -537,40 +596,163 @@ mod tests {
 
     #[test]
     fn evalplus_float_checks() {
-        let mut c = Checker { atol: 0.0, find_zero: false };
+        let mut c = Checker {
+            atol: 0.0,
+            find_zero: false,
+        };
         let inp = json!([]);
         // Float expectation: atol becomes 1e-6 and stays.
-        assert!(c.check(&inp, &py(json!(["f", "0.5000001"])), &Expected::Value(py(json!(["f", "0.5"])))).is_ok());
-        assert!(c.check(&inp, &py(json!(["f", "0.501"])), &Expected::Value(py(json!(["f", "0.5"])))).is_err());
-        assert!(c.check(&inp, &py(json!(["i", "0x1"])), &Expected::Value(py(json!(["f", "1.0000001"])))).is_err());
-        assert!(c.check(&inp, &py(json!(["l", [["f", "1.0"], ["i", "0x2"]]])), &Expected::Value(py(json!(["l", [["f", "1.0000001"], ["f", "2.0"]]])))).is_ok());
-        assert!(c.check(&inp, &py(json!(["t", [["f", "1.0"]]])), &Expected::Value(py(json!(["l", [["f", "1.0000001"]]])))).is_err());
-        assert!(c.check(&inp, &py(json!(["f", "inf"])), &Expected::Value(py(json!(["f", "inf"])))).is_ok());
-        assert!(c.check(&inp, &py(json!(["f", "nan"])), &Expected::Value(py(json!(["f", "nan"])))).is_err());
-        assert!(c.check(&inp, &py(json!(["u", "float"])), &Expected::Value(py(json!(["f", "0.5"])))).is_err());
+        assert!(
+            c.check(
+                &inp,
+                &py(json!(["f", "0.5000001"])),
+                &Expected::Value(py(json!(["f", "0.5"])))
+            )
+            .is_ok()
+        );
+        assert!(
+            c.check(
+                &inp,
+                &py(json!(["f", "0.501"])),
+                &Expected::Value(py(json!(["f", "0.5"])))
+            )
+            .is_err()
+        );
+        assert!(
+            c.check(
+                &inp,
+                &py(json!(["i", "0x1"])),
+                &Expected::Value(py(json!(["f", "1.0000001"])))
+            )
+            .is_err()
+        );
+        assert!(
+            c.check(
+                &inp,
+                &py(json!(["l", [["f", "1.0"], ["i", "0x2"]]])),
+                &Expected::Value(py(json!(["l", [["f", "1.0000001"], ["f", "2.0"]]])))
+            )
+            .is_ok()
+        );
+        assert!(
+            c.check(
+                &inp,
+                &py(json!(["t", [["f", "1.0"]]])),
+                &Expected::Value(py(json!(["l", [["f", "1.0000001"]]])))
+            )
+            .is_err()
+        );
+        assert!(
+            c.check(
+                &inp,
+                &py(json!(["f", "inf"])),
+                &Expected::Value(py(json!(["f", "inf"])))
+            )
+            .is_ok()
+        );
+        assert!(
+            c.check(
+                &inp,
+                &py(json!(["f", "nan"])),
+                &Expected::Value(py(json!(["f", "nan"])))
+            )
+            .is_err()
+        );
+        assert!(
+            c.check(
+                &inp,
+                &py(json!(["u", "float"])),
+                &Expected::Value(py(json!(["f", "0.5"])))
+            )
+            .is_err()
+        );
         // Exact checks without atol.
-        let mut c = Checker { atol: 0.0, find_zero: false };
-        assert!(c.check(&inp, &py(json!(["s", "a"])), &Expected::Value(py(json!(["s", "a"])))).is_ok());
-        assert!(c.check(&inp, &py(json!(["i", "0x2"])), &Expected::Value(py(json!(["i", "0x3"])))).is_err());
+        let mut c = Checker {
+            atol: 0.0,
+            find_zero: false,
+        };
+        assert!(
+            c.check(
+                &inp,
+                &py(json!(["s", "a"])),
+                &Expected::Value(py(json!(["s", "a"])))
+            )
+            .is_ok()
+        );
+        assert!(
+            c.check(
+                &inp,
+                &py(json!(["i", "0x2"])),
+                &Expected::Value(py(json!(["i", "0x3"])))
+            )
+            .is_err()
+        );
         // find_zero: the oracle, whatever the expected output.
-        let mut c = Checker { atol: 1e-4, find_zero: true };
+        let mut c = Checker {
+            atol: 1e-4,
+            find_zero: true,
+        };
         let inp = json!([[-6, 11, -6, 1]]);
-        assert!(c.check(&inp, &py(json!(["f", "1.0"])), &Expected::Value(py(json!(["f", "3.0"])))).is_ok());
-        assert!(c.check(&inp, &py(json!(["i", "0x2"])), &Expected::Value(py(json!(["f", "3.0"])))).is_ok());
-        assert!(c.check(&inp, &py(json!(["f", "1.5"])), &Expected::Value(py(json!(["f", "1.0"])))).is_err());
-        assert!(c.check(&inp, &py(json!(["s", "1.0"])), &Expected::Value(py(json!(["f", "1.0"])))).is_err());
+        assert!(
+            c.check(
+                &inp,
+                &py(json!(["f", "1.0"])),
+                &Expected::Value(py(json!(["f", "3.0"])))
+            )
+            .is_ok()
+        );
+        assert!(
+            c.check(
+                &inp,
+                &py(json!(["i", "0x2"])),
+                &Expected::Value(py(json!(["f", "3.0"])))
+            )
+            .is_ok()
+        );
+        assert!(
+            c.check(
+                &inp,
+                &py(json!(["f", "1.5"])),
+                &Expected::Value(py(json!(["f", "1.0"])))
+            )
+            .is_err()
+        );
+        assert!(
+            c.check(
+                &inp,
+                &py(json!(["s", "1.0"])),
+                &Expected::Value(py(json!(["f", "1.0"])))
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn digests_are_compared_as_digests() {
         let d = [7u8; 32];
         let sent = py(json!(["#", hex::encode(d)]));
-        let mut c = Checker { atol: 0.0, find_zero: false };
+        let mut c = Checker {
+            atol: 0.0,
+            find_zero: false,
+        };
         assert!(c.check(&json!(null), &sent, &Expected::Digest(d)).is_ok());
-        assert!(c.check(&json!(null), &py(json!(["#", hex::encode([8u8; 32])])), &Expected::Digest(d)).is_err());
-        assert!(c.check(&json!(null), &py(json!(["l", []])), &Expected::Digest(d)).is_err());
+        assert!(
+            c.check(
+                &json!(null),
+                &py(json!(["#", hex::encode([8u8; 32])])),
+                &Expected::Digest(d)
+            )
+            .is_err()
+        );
+        assert!(
+            c.check(&json!(null), &py(json!(["l", []])), &Expected::Digest(d))
+                .is_err()
+        );
         // A digest where a value is expected is not equal to it.
-        assert!(c.check(&json!(null), &sent, &Expected::Value(py(json!(["l", []])))).is_err());
+        assert!(
+            c.check(&json!(null), &sent, &Expected::Value(py(json!(["l", []]))))
+                .is_err()
+        );
         assert!(!py_eq(&sent, &sent));
     }
 

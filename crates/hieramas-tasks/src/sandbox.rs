@@ -15,8 +15,6 @@ use nix::sys::resource::{Resource, setrlimit};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
-/// The uid programs run as inside the sandbox (nobody).
-const INNER_UID: u32 = 65534;
 /// When the grader runs as root, slot `k` runs as host uid `SLOT_UID_BASE + k`, a uid nothing
 /// else uses: each slot gets its own process count (RLIMIT_NPROC) and owns no host file.
 const SLOT_UID_BASE: u32 = 0x7e00_0000;
@@ -98,7 +96,6 @@ fn bwrap_args(python: &Path, limits: &Limits) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let _ = INNER_UID;
     for top in ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"] {
         let p = Path::new(top);
         if let Ok(target) = std::fs::read_link(p) {
@@ -146,6 +143,7 @@ fn bwrap_args(python: &Path, limits: &Limits) -> Vec<String> {
 
 /// Starts the runner (`python -I -B -c harness`) on `request` (written to its stdin).
 /// `slot` picks the host uid when running as root.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn start(
     isolation: Isolation,
     bwrap: Option<&Path>,
@@ -236,7 +234,6 @@ pub(crate) fn start(
     let mut child = cmd.spawn()?;
     drop(res_w);
     drop(info_w);
-    let started = Instant::now();
     // bwrap writes its info (the init's host pid) before it runs anything untrusted; read it
     // now and close the pipe, so nothing the program writes there is ever read.
     let inner = if isolation == Isolation::Bubblewrap {
@@ -245,7 +242,6 @@ pub(crate) fn start(
         drop(info_r);
         None
     };
-    let _ = started;
     if let Some(mut stdin) = child.stdin.take() {
         // A thread of its own: a runner that never reads must not block the deadline.
         std::thread::spawn(move || {
@@ -261,7 +257,9 @@ pub(crate) fn start(
                 if n == 0 {
                     break;
                 }
-                let mut b = buf.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut b = buf
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if b.len() < 16 << 10 {
                     b.extend_from_slice(&chunk[..n]);
                 }
@@ -286,7 +284,12 @@ fn tasks_of_uid(uid: u32) -> u64 {
     };
     let mut n = 0;
     for e in dir.flatten() {
-        if !e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+        if !e
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
             continue;
         }
         let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {

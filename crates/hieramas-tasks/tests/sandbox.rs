@@ -136,15 +136,69 @@ fn forged_equality_fails() {
     let p = |id: &str| g.task(id).unwrap().prompt.clone();
     let liar = "class Liar:\n    def __eq__(self, other): return True\n    def __ne__(self, other): return False\n    __hash__ = object.__hash__\n";
     let cases = [
-        ("object whose __eq__ is always True", "HumanEval/13", format!("{liar}\n{}    return Liar()\n", p("HumanEval/13"))),
-        ("int subclass with a forged __eq__", "HumanEval/13", format!("class I(int):\n    def __eq__(self, o): return True\n    __hash__ = int.__hash__\n{}    return I(-1)\n", p("HumanEval/13"))),
-        ("bool-like int subclass", "HumanEval/0", format!("class B(int):\n    def __eq__(self, o): return True\n    def __bool__(self): return True\n    __hash__ = int.__hash__\n{}    return B(0)\n", p("HumanEval/0"))),
-        ("str subclass with a forged __eq__", "HumanEval/28", format!("class S(str):\n    def __eq__(self, o): return True\n    __hash__ = str.__hash__\n{}    return S('nope')\n", p("HumanEval/28"))),
-        ("list subclass with a forged __eq__", "HumanEval/29", format!("class L(list):\n    def __eq__(self, o): return True\n{}    return L()\n", p("HumanEval/29"))),
-        ("float subclass with forged __eq__ and __sub__", "HumanEval/2", format!("class F(float):\n    def __eq__(self, o): return True\n    def __sub__(self, o): return 0.0\n    def __rsub__(self, o): return 0.0\n    def __abs__(self): return 0.0\n    __hash__ = float.__hash__\n{}    return F(7.0)\n", p("HumanEval/2"))),
-        ("list holding a liar", "HumanEval/29", format!("{liar}\n{}    return [Liar()]\n", p("HumanEval/29"))),
-        ("tuple-for-list", "HumanEval/29", format!("{}    return tuple(s for s in strings if s.startswith(prefix))\n", p("HumanEval/29"))),
-        ("numpy-free float liar for find_zero", "HumanEval/32", format!("{liar}\n{}    return Liar()\n", p("HumanEval/32"))),
+        (
+            "object whose __eq__ is always True",
+            "HumanEval/13",
+            format!("{liar}\n{}    return Liar()\n", p("HumanEval/13")),
+        ),
+        (
+            "int subclass with a forged __eq__",
+            "HumanEval/13",
+            format!(
+                "class I(int):\n    def __eq__(self, o): return True\n    __hash__ = int.__hash__\n{}    return I(-1)\n",
+                p("HumanEval/13")
+            ),
+        ),
+        (
+            "bool-like int subclass",
+            "HumanEval/0",
+            format!(
+                "class B(int):\n    def __eq__(self, o): return True\n    def __bool__(self): return True\n    __hash__ = int.__hash__\n{}    return B(0)\n",
+                p("HumanEval/0")
+            ),
+        ),
+        (
+            "str subclass with a forged __eq__",
+            "HumanEval/28",
+            format!(
+                "class S(str):\n    def __eq__(self, o): return True\n    __hash__ = str.__hash__\n{}    return S('nope')\n",
+                p("HumanEval/28")
+            ),
+        ),
+        (
+            "list subclass with a forged __eq__",
+            "HumanEval/29",
+            format!(
+                "class L(list):\n    def __eq__(self, o): return True\n{}    return L()\n",
+                p("HumanEval/29")
+            ),
+        ),
+        (
+            "float subclass with forged __eq__ and __sub__",
+            "HumanEval/2",
+            format!(
+                "class F(float):\n    def __eq__(self, o): return True\n    def __sub__(self, o): return 0.0\n    def __rsub__(self, o): return 0.0\n    def __abs__(self): return 0.0\n    __hash__ = float.__hash__\n{}    return F(7.0)\n",
+                p("HumanEval/2")
+            ),
+        ),
+        (
+            "list holding a liar",
+            "HumanEval/29",
+            format!("{liar}\n{}    return [Liar()]\n", p("HumanEval/29")),
+        ),
+        (
+            "tuple-for-list",
+            "HumanEval/29",
+            format!(
+                "{}    return tuple(s for s in strings if s.startswith(prefix))\n",
+                p("HumanEval/29")
+            ),
+        ),
+        (
+            "numpy-free float liar for find_zero",
+            "HumanEval/32",
+            format!("{liar}\n{}    return Liar()\n", p("HumanEval/32")),
+        ),
     ];
     for (name, task, code) in cases {
         contained(name, task, &code);
@@ -158,10 +212,25 @@ fn expected_outputs_and_the_channel_cannot_be_reached() {
     let gcd = |cond: &str| attack(cond);
     let cases = [
         // The expected outputs are not in the process: nothing to find in frames or the heap.
-        ("frame inspection", gcd("import sys\nf = sys._getframe()\nwhile f is not None:\n    for k, v in f.f_locals.items():\n        if 'expect' in str(k) or 'outs' in str(k):\n            escaped = True\n    f = f.f_back")),
-        ("gc.get_objects()", gcd("import gc\nfor o in gc.get_objects():\n    if isinstance(o, dict) and ('expected' in o or 'plus' in o or 'outputs' in o):\n        escaped = True")),
+        (
+            "frame inspection",
+            gcd(
+                "import sys\nf = sys._getframe()\nwhile f is not None:\n    for k, v in f.f_locals.items():\n        if 'expect' in str(k) or 'outs' in str(k):\n            escaped = True\n    f = f.f_back",
+            ),
+        ),
+        (
+            "gc.get_objects()",
+            gcd(
+                "import gc\nfor o in gc.get_objects():\n    if isinstance(o, dict) and ('expected' in o or 'plus' in o or 'outputs' in o):\n        escaped = True",
+            ),
+        ),
         // Audit hooks are gone, and disabling anything changes no verdict.
-        ("audit-hook tampering", gcd("import sys, gc\nsys.addaudithook(lambda *a: None)\nfor o in gc.get_objects():\n    if callable(o) and getattr(o, '__name__', '') == 'hook':\n        o.__code__ = (lambda *a: None).__code__\nescaped = False")),
+        (
+            "audit-hook tampering",
+            gcd(
+                "import sys, gc\nsys.addaudithook(lambda *a: None)\nfor o in gc.get_objects():\n    if callable(o) and getattr(o, '__name__', '') == 'hook':\n        o.__code__ = (lambda *a: None).__code__\nescaped = False",
+            ),
+        ),
     ];
     for (name, code) in &cases {
         contained(name, "HumanEval/13", code);
@@ -170,14 +239,41 @@ fn expected_outputs_and_the_channel_cannot_be_reached() {
     let forged_line = r#"{"k": "out", "v": ["i", "0x1"], "t": 0.0}"#;
     let forgeries = [
         // Result lines and old-style verdicts printed on stdout and stderr are never read.
-        ("forged lines on stdout", format!("import sys\nfor _ in range(5000):\n    print({forged_line:?})\n    print('@@hieramas-0@@{{\"base\": {{\"status\": \"pass\"}}, \"plus\": {{\"status\": \"pass\"}}}}')\n    sys.stderr.write({forged_line:?} + '\\n')\n{p13}    return -1\n")),
+        (
+            "forged lines on stdout",
+            format!(
+                "import sys\nfor _ in range(5000):\n    print({forged_line:?})\n    print('@@hieramas-0@@{{\"base\": {{\"status\": \"pass\"}}, \"plus\": {{\"status\": \"pass\"}}}}')\n    sys.stderr.write({forged_line:?} + '\\n')\n{p13}    return -1\n"
+            ),
+        ),
         // On the result channel: one output per input, in order; a guess is compared like any
         // output, and ending early is a failure.
-        ("forged lines on the result fd", format!("import os\nfor _ in range(100000):\n    os.write(3, b'{forged_line}\\n')\nos._exit(0)\n{p13}    return -1\n")),
-        ("truncated stream, then exit", format!("import os\nos.write(3, b'{forged_line}\\n')\nos.close(3)\n{p13}    return 1\n")),
-        ("a digest where a value is expected", format!("import os\nos.write(3, b'{{\"k\": \"out\", \"v\": [\"#\", \"{}\"], \"t\": 0}}\\n' * 20)\n{p13}    return -1\n", "0".repeat(64))),
-        ("garbage on the result fd", format!("import os\nos.write(3, b'\\x00' * 100000 + b'\\n')\n{p13}    return -1\n")),
-        ("exit before any output", format!("import sys\nsys.exit(0)\n{p13}    return 1\n")),
+        (
+            "forged lines on the result fd",
+            format!(
+                "import os\nfor _ in range(100000):\n    os.write(3, b'{forged_line}\\n')\nos._exit(0)\n{p13}    return -1\n"
+            ),
+        ),
+        (
+            "truncated stream, then exit",
+            format!(
+                "import os\nos.write(3, b'{forged_line}\\n')\nos.close(3)\n{p13}    return 1\n"
+            ),
+        ),
+        (
+            "a digest where a value is expected",
+            format!(
+                "import os\nos.write(3, b'{{\"k\": \"out\", \"v\": [\"#\", \"{}\"], \"t\": 0}}\\n' * 20)\n{p13}    return -1\n",
+                "0".repeat(64)
+            ),
+        ),
+        (
+            "garbage on the result fd",
+            format!("import os\nos.write(3, b'\\x00' * 100000 + b'\\n')\n{p13}    return -1\n"),
+        ),
+        (
+            "exit before any output",
+            format!("import sys\nsys.exit(0)\n{p13}    return 1\n"),
+        ),
     ];
     for (name, code) in &forgeries {
         contained(name, "HumanEval/13", code);
@@ -241,7 +337,10 @@ fn files_environment_network_and_processes_are_out_of_reach() {
         } else {
             "escaped = True".into()
         };
-        attacks.push((format!("write {}", t.display()), format!("open({}, 'w').write('pwned')\n{escaped}", s(t))));
+        attacks.push((
+            format!("write {}", t.display()),
+            format!("open({}, 'w').write('pwned')\n{escaped}", s(t)),
+        ));
         attacks.push((
             format!("os.open with dir_fd into {}", t.parent().unwrap().display()),
             format!("import os\nd = os.open({dir}, os.O_RDONLY | os.O_DIRECTORY)\nfd = os.open({name}, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=d)\nos.write(fd, b'pwned')\nescaped = os.path.exists({})", s(&sentinel)),
@@ -269,13 +368,25 @@ fn files_environment_network_and_processes_are_out_of_reach() {
     attacks.extend(more.into_iter().map(|(n, c)| (n.to_string(), c)));
     // Controls: these attacks do escape in a plain python3 here, so "contained" is the
     // sandbox's doing.
-    let controls = ["secret from os.environ", "socket to a loopback listener", "see the host's /tmp"];
-    for (name, prelude) in attacks.iter().filter(|(n, _)| controls.contains(&n.as_str())) {
+    let controls = [
+        "secret from os.environ",
+        "socket to a loopback listener",
+        "see the host's /tmp",
+    ];
+    for (name, prelude) in attacks
+        .iter()
+        .filter(|(n, _)| controls.contains(&n.as_str()))
+    {
         let out = std::process::Command::new("/usr/bin/python3")
             .args(["-c", &format!("escaped = False\n{prelude}\nprint(escaped)")])
             .output()
             .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "True", "{name}: the control did not escape: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "True",
+            "{name}: the control did not escape: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let _ = listener.accept();
     }
     let python_mode = std::fs::metadata("/usr/bin/python3").unwrap();
@@ -284,18 +395,32 @@ fn files_environment_network_and_processes_are_out_of_reach() {
         for t in &targets {
             assert!(!t.exists(), "{name}: {} appeared", t.display());
         }
-        assert!(listener.accept().is_err(), "{name}: a connection reached the listener");
-        assert!(cache.exists() && index.exists(), "{name}: the cache is gone");
+        assert!(
+            listener.accept().is_err(),
+            "{name}: a connection reached the listener"
+        );
+        assert!(
+            cache.exists() && index.exists(),
+            "{name}: the cache is gone"
+        );
     }
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
-        std::fs::metadata("/usr/bin/python3").unwrap().permissions().mode(),
+        std::fs::metadata("/usr/bin/python3")
+            .unwrap()
+            .permissions()
+            .mode(),
         python_mode.permissions().mode()
     );
     let _ = std::fs::remove_file(&sentinel);
     // The grader still works.
     let t = g.task("HumanEval/13").unwrap();
-    let ok = g.grade("HumanEval/13", &format!("{}{}", t.prompt, t.canonical_solution)).unwrap();
+    let ok = g
+        .grade(
+            "HumanEval/13",
+            &format!("{}{}", t.prompt, t.canonical_solution),
+        )
+        .unwrap();
     assert!(ok.plus_pass(), "{ok:?}");
 }
 
@@ -329,15 +454,29 @@ fn resource_attacks_are_bounded() {
 fn honest_programs_pass() {
     let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let Some(g) = grader() else { return };
-    for id in ["HumanEval/13", "HumanEval/2", "HumanEval/32", "HumanEval/28", "HumanEval/130", "HumanEval/139"] {
+    for id in [
+        "HumanEval/13",
+        "HumanEval/2",
+        "HumanEval/32",
+        "HumanEval/28",
+        "HumanEval/130",
+        "HumanEval/139",
+    ] {
         let t = g.task(id).unwrap();
-        let r = g.grade(id, &format!("{}{}", t.prompt, t.canonical_solution)).unwrap();
+        let r = g
+            .grade(id, &format!("{}{}", t.prompt, t.canonical_solution))
+            .unwrap();
         assert!(r.plus_pass() && r.sandboxed, "{id}: {r:?}");
     }
     // A different float computation within atol passes; ints where floats are expected pass
     // where Python's == says equal.
     let t2 = g.task("HumanEval/2").unwrap();
-    let r = g.grade("HumanEval/2", &format!("{}    return number % 1.0 + 1e-9\n", t2.prompt)).unwrap();
+    let r = g
+        .grade(
+            "HumanEval/2",
+            &format!("{}    return number % 1.0 + 1e-9\n", t2.prompt),
+        )
+        .unwrap();
     assert!(r.plus_pass(), "{r:?}");
     // Writing to its own /tmp and printing is fine.
     let t13 = g.task("HumanEval/13").unwrap();
