@@ -94,11 +94,7 @@ impl Checker {
             return Ok(Checker { code: None });
         }
         let tasks = data.humaneval_plus()?;
-        let grader = Arc::new(Grader::new(
-            tasks,
-            humaneval::default_cache_dir(),
-            sandbox,
-        ));
+        let grader = Arc::new(Grader::new(tasks, humaneval::default_cache_dir(), sandbox));
         let g = grader.clone();
         tokio::task::spawn_blocking(move || g.prepare())
             .await

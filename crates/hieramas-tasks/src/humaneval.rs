@@ -54,6 +54,8 @@ pub fn default_cache_dir() -> PathBuf {
 pub struct SandboxOptions {
     /// The interpreter (default `/usr/bin/python3` where it exists, else `python3` on `$PATH`).
     pub python: PathBuf,
+    /// bubblewrap (default `bwrap`, looked up on `$PATH`).
+    pub bwrap: PathBuf,
     /// Floor of the per-input time limit, seconds (evalplus: 1).
     pub min_time_limit: f64,
     /// Per-input limit = this × the canonical run time (evalplus: 4).
@@ -84,6 +86,7 @@ impl Default for SandboxOptions {
             } else {
                 PathBuf::from("python3")
             },
+            bwrap: PathBuf::from("bwrap"),
             min_time_limit: 1.0,
             time_factor: 4.0,
             part_time_cap: 60.0,
@@ -339,9 +342,10 @@ impl Grader {
     fn probe(&self) -> Result<(), String> {
         let unsandboxed = "or allow unsandboxed runs (`--allow-unsandboxed`, \
                            SandboxOptions::allow_unsandboxed)";
-        let Some(_) = sandbox::which(Path::new("bwrap")) else {
+        let Some(_) = sandbox::which(&self.opts.bwrap) else {
             return Err(format!(
-                "bubblewrap (bwrap) not found on PATH: install the Debian package bubblewrap, {unsandboxed}"
+                "bubblewrap ({}) not found on PATH: install the Debian package bubblewrap, {unsandboxed}",
+                self.opts.bwrap.display()
             ));
         };
         let Some(python) = sandbox::which(&self.opts.python) else {
@@ -695,7 +699,7 @@ impl Grader {
             processes: self.opts.processes,
             tmpfs_bytes: self.opts.tmpfs_bytes,
         };
-        let bwrap = sandbox::which(Path::new("bwrap"));
+        let bwrap = sandbox::which(&self.opts.bwrap);
         let python = sandbox::which(&self.opts.python).unwrap_or_else(|| self.opts.python.clone());
         let slot = self.acquire_slot();
         let started = Instant::now();
