@@ -812,11 +812,16 @@ impl Grader {
             .unwrap_or_default()
     }
 
-    fn record_in_index(&self, name: &str, sha: &str) -> Result<(), TasksError> {
+    /// Records `name`'s sha256 in the index, and forgets (and deletes) `stale` files.
+    fn record_in_index(&self, name: &str, sha: &str, stale: &[String]) -> Result<(), TasksError> {
         let _guard = self.index.lock().unwrap_or_else(PoisonError::into_inner);
         let path = self.index_path();
         let mut index = self.read_index();
         index.insert(name.to_string(), sha.to_string());
+        for old in stale {
+            index.remove(old);
+            let _ = std::fs::remove_file(self.cache_dir.join(old));
+        }
         let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
         let body =
             serde_json::to_vec_pretty(&index).map_err(|e| TasksError::Sandbox(e.to_string()))?;
@@ -991,7 +996,22 @@ impl Grader {
         let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
         std::fs::write(&tmp, &body).map_err(io(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
-        self.record_in_index(&name, &sha256_hex(&body))?;
+        // Files of this task made by other versions (of the grader, the task or the data).
+        let prefix = format!("{}-", task.task_id.replace('/', "_"));
+        let stale: Vec<String> = std::fs::read_dir(&self.cache_dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .filter(|n| {
+                        n.starts_with(&prefix)
+                            && n.ends_with(".json")
+                            && n.len() == name.len()
+                            && *n != name
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.record_in_index(&name, &sha256_hex(&body), &stale)?;
         Ok(file)
     }
 

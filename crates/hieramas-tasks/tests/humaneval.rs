@@ -231,7 +231,11 @@ fn a_tampered_cache_is_recomputed() {
         }
     }
     std::fs::write(&file, serde_json::to_vec(&c).unwrap()).unwrap();
+    // A file of another grader version: deleted when the task's outputs are recomputed.
+    let stale = cache.join("HumanEval_13-000000000000000000000000.json");
+    std::fs::write(&stale, b"{}").unwrap();
     let r = g().grade("HumanEval/13", &wrong).unwrap();
+    assert!(!stale.exists());
     assert!(!r.base_pass(), "the tampered cache was used: {r:?}");
     // Recomputed and recorded again: the file is back to the canonical outputs.
     let again: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
