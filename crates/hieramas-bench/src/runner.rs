@@ -81,15 +81,20 @@ impl Checker {
     /// A checker for `benchmark`. For HumanEval+ this computes (or loads from the cache) the
     /// canonical solutions' expected outputs, which takes a while the first time.
     pub async fn new(data: &DataDir, benchmark: Benchmark) -> Result<Checker, BenchError> {
+        Self::with_sandbox(data, benchmark, SandboxOptions::default()).await
+    }
+
+    /// [`Checker::new`] with the HumanEval+ sandbox's options (e.g. `allow_unsandboxed`).
+    pub async fn with_sandbox(
+        data: &DataDir,
+        benchmark: Benchmark,
+        sandbox: SandboxOptions,
+    ) -> Result<Checker, BenchError> {
         if benchmark != Benchmark::HumanevalPlus {
             return Ok(Checker { code: None });
         }
         let tasks = data.humaneval_plus()?;
-        let grader = Arc::new(Grader::new(
-            tasks,
-            humaneval::default_cache_dir(),
-            SandboxOptions::default(),
-        ));
+        let grader = Arc::new(Grader::new(tasks, humaneval::default_cache_dir(), sandbox));
         let g = grader.clone();
         tokio::task::spawn_blocking(move || g.prepare())
             .await

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use hieramas_tasks::data::{DataDir, read_jsonl};
-use hieramas_tasks::humaneval::{Grader, SandboxOptions, default_cache_dir};
+use hieramas_tasks::humaneval::{Grader, Isolation, SandboxOptions, default_cache_dir};
 use hieramas_tasks::{math, mmlu};
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,10 @@ pub enum GradeCommand {
         /// Programs run at once (default: the number of cores).
         #[arg(long)]
         parallel: Option<usize>,
+        /// Where bubblewrap cannot run, run programs as plain processes (rlimits only, with
+        /// this user's files and network) instead of refusing; verdicts say `sandboxed: false`.
+        #[arg(long)]
+        allow_unsandboxed: bool,
     },
     /// Grades `{"gold", "response"}` lines as MATH answers.
     Math {
@@ -50,7 +54,8 @@ pub fn run(cmd: GradeCommand) -> Result<()> {
             samples,
             data_dir,
             parallel,
-        } => humaneval_plus(&samples, data_dir.as_deref(), parallel),
+            allow_unsandboxed,
+        } => humaneval_plus(&samples, data_dir.as_deref(), parallel, allow_unsandboxed),
         GradeCommand::Math { pairs } => {
             #[derive(Deserialize)]
             struct Pair {
@@ -167,11 +172,15 @@ fn humaneval_plus(
     samples_path: &Path,
     data_dir: Option<&Path>,
     parallel: Option<usize>,
+    allow_unsandboxed: bool,
 ) -> Result<()> {
     let dir = DataDir::resolve(data_dir)?;
     let tasks = dir.humaneval_plus()?;
     let samples: Vec<Sample> = read_jsonl(samples_path)?;
-    let mut opts = SandboxOptions::default();
+    let mut opts = SandboxOptions {
+        allow_unsandboxed,
+        ..SandboxOptions::default()
+    };
     if let Some(p) = parallel {
         opts.parallelism = p.max(1);
     }
@@ -197,9 +206,9 @@ fn humaneval_plus(
         };
         programs.push((s.task_id.clone(), program));
     }
-    if !grader.uses_namespaces() {
+    if grader.isolation()? == Isolation::Unsandboxed {
         eprintln!(
-            "note: unshare is unavailable; programs share the host network namespace (sockets are refused in-process)"
+            "warning: bubblewrap cannot run here: programs run UNSANDBOXED (rlimits only, with this user's files and network); verdicts say \"sandboxed\": false"
         );
     }
     let bar = indicatif::ProgressBar::new(programs.len() as u64).with_style(
@@ -236,6 +245,7 @@ fn humaneval_plus(
             "base_status": r.base.status,
             "plus_status": r.plus.status,
             "error": r.first_error(),
+            "sandboxed": r.sandboxed,
         });
         writeln!(out, "{line}")?;
     }

@@ -6,8 +6,8 @@
 //! - [`mmlu`]: option-letter extraction.
 //! - [`agreement`]: the labelled agreement sets and a grader's agreement with them.
 //! - [`splits`]: seeded train/valid/test splits, reproducible from (dataset sha256, seed).
-//! - [`humaneval`]: programs run in a sandboxed `python3` against base and plus inputs with
-//!   evalplus semantics.
+//! - [`humaneval`]: programs run in a bubblewrap sandbox on the base and plus inputs; their
+//!   outputs are compared outside it with evalplus semantics.
 //!
 //! Grading is a pure function of (task, response), except the sandbox; nothing here calls an
 //! LLM.
@@ -30,6 +30,8 @@ pub mod data;
 pub mod humaneval;
 pub mod math;
 pub mod mmlu;
+mod pyvalue;
+mod sandbox;
 pub mod splits;
 
 use std::path::PathBuf;
@@ -65,6 +67,8 @@ pub enum TasksError {
     SplitsDiffer { dir: PathBuf, detail: String },
     #[error("unknown task {0:?}")]
     UnknownTask(String),
+    #[error("no sandbox: {0}")]
+    NoSandbox(String),
     #[error("sandbox: {0}")]
     Sandbox(String),
     #[error("grader error: {0}")]

@@ -199,3 +199,97 @@ fn an_identical_program_is_run_once_and_keeps_its_verdict() {
     assert!(!g.grade("HumanEval/0", &right).unwrap().base_pass());
     assert_eq!(g.sandbox_runs(), runs + 2);
 }
+
+#[test]
+fn a_tampered_cache_is_recomputed() {
+    let Some(dir) = DataDir::for_tests() else {
+        return;
+    };
+    let tasks = || -> Vec<_> {
+        dir.humaneval_plus()
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.task_id == "HumanEval/13")
+            .collect()
+    };
+    let home = tempfile::tempdir().unwrap();
+    let cache = home.path().join("humaneval-plus");
+    let g = || Grader::new(tasks(), &cache, SandboxOptions::default());
+    let wrong = format!("{}    return -1\n", tasks()[0].prompt);
+    assert!(!g().grade("HumanEval/13", &wrong).unwrap().base_pass());
+    // Every expected output replaced by -1: the wrong program would pass with it.
+    let file = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    for part in ["base", "plus"] {
+        for o in c[part]["outputs"].as_array_mut().unwrap() {
+            *o = serde_json::json!(["i", "-0x1"]);
+        }
+    }
+    std::fs::write(&file, serde_json::to_vec(&c).unwrap()).unwrap();
+    // A file of another grader version: deleted when the task's outputs are recomputed.
+    let stale = cache.join("HumanEval_13-000000000000000000000000.json");
+    std::fs::write(&stale, b"{}").unwrap();
+    let r = g().grade("HumanEval/13", &wrong).unwrap();
+    assert!(!stale.exists());
+    assert!(!r.base_pass(), "the tampered cache was used: {r:?}");
+    // Recomputed and recorded again: the file is back to the canonical outputs.
+    let again: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_ne!(again, c);
+    // The index lives beside the cache directory, not in it.
+    assert!(home.path().join("humaneval-plus.index.json").exists());
+    assert!(!cache.join("humaneval-plus.index.json").exists());
+}
+
+#[test]
+fn without_bubblewrap_the_grader_refuses_unless_allowed() {
+    let Some(dir) = DataDir::for_tests() else {
+        return;
+    };
+    let tasks = || -> Vec<_> {
+        dir.humaneval_plus()
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.task_id == "HumanEval/13")
+            .collect()
+    };
+    let t = tasks().remove(0);
+    let right = format!("{}{}", t.prompt, t.canonical_solution);
+    let home = tempfile::tempdir().unwrap();
+    let missing = SandboxOptions {
+        bwrap: "/nonexistent/bwrap".into(),
+        ..SandboxOptions::default()
+    };
+    let g = Grader::new(tasks(), home.path(), missing.clone());
+    let e = g.grade("HumanEval/13", &right).unwrap_err().to_string();
+    assert!(
+        e.contains("bubblewrap") && e.contains("--allow-unsandboxed"),
+        "{e}"
+    );
+    assert!(g.prepare().is_err());
+    let g = Grader::new(
+        tasks(),
+        home.path(),
+        SandboxOptions {
+            allow_unsandboxed: true,
+            ..missing
+        },
+    );
+    assert_eq!(
+        g.isolation().unwrap(),
+        hieramas_tasks::humaneval::Isolation::Unsandboxed
+    );
+    let r = g.grade("HumanEval/13", &right).unwrap();
+    assert!(r.plus_pass() && !r.sandboxed, "{r:?}");
+    // The verdict is still decided outside the program.
+    let liar = format!(
+        "class L:\n    def __eq__(self, o): return True\n{}    return L()\n",
+        t.prompt
+    );
+    let r = g.grade("HumanEval/13", &liar).unwrap();
+    assert!(!r.base_pass() && !r.sandboxed, "{r:?}");
+}
