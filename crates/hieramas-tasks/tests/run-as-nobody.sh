@@ -4,9 +4,9 @@
 # user. CI builds the executables first, e.g.
 #   cargo test -p hieramas-tasks --test sandbox --test humaneval --no-run   (prints their paths)
 # then calls: HIERAMAS_DATA_DIR=... crates/hieramas-tasks/tests/run-as-nobody.sh <test-exe>...
-# The executables are copied into a fresh directory nobody can read, with a fresh HOME and
-# HIERAMAS_HOME there (the expected-output cache of $HIERAMAS_HOME is copied in when present;
-# its sha256 index is copied with it and checked as always). Exits non-zero if any fails.
+# The executables are copied into a fresh directory, with a fresh HOME and HIERAMAS_HOME there
+# (the expected-output cache of $HIERAMAS_HOME is copied in when present, with its sha256
+# index, and checked as always) and a copy of the HumanEval+ data. Exits non-zero if any fails.
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
@@ -16,11 +16,16 @@ fi
 exes=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do exes+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
-data="${HIERAMAS_DATA_DIR:?set HIERAMAS_DATA_DIR to the datasets folder}"
+data_src="${HIERAMAS_DATA_DIR:?set HIERAMAS_DATA_DIR to the datasets folder}"
 
 work="$(mktemp -d /tmp/hieramas-nobody.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/bin" "$work/home"
+mkdir -p "$work/bin" "$work/home" "$work/data"
+# The data is copied too: the checkout's parents (a clone under /root, say) may not be
+# traversable by nobody.
+cp -r "$data_src/humaneval_plus" "$work/data/"
+chmod -R a+rX "$work/data"
+data="$work/data"
 for exe in "${exes[@]}"; do
     install -m 0755 "$exe" "$work/bin/"
 done

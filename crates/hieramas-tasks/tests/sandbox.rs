@@ -64,7 +64,20 @@ fn marker(what: &str) -> String {
 
 /// Processes of the sandboxes: the runner's text is in their command line (forks keep it),
 /// exec'd helpers carry "hieramas-escape", and as root they run as uids from 0x7e000000.
+/// Processes of a sandbox still on the host, after giving the kernel up to 5 s to finish tearing
+/// down killed namespaces (a killed process can stay visible for a moment on a loaded machine).
 fn sandbox_processes() -> Vec<String> {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = sandbox_processes_now();
+        if found.is_empty() || Instant::now() > until {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sandbox_processes_now() -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let path = entry.path();
