@@ -62,8 +62,14 @@ pub fn run(root: &Path, machine: &str, date: &str) -> Result<()> {
     }
     let labels = |set: &str| -> Vec<(String, bool)> {
         match set {
-            "MATH" => math.iter().map(|p: &MathPair| (p.id.clone(), p.correct)).collect(),
-            _ => mmlu.iter().map(|p: &MmluPair| (p.id.clone(), p.correct)).collect(),
+            "MATH" => math
+                .iter()
+                .map(|p: &MathPair| (p.id.clone(), p.correct))
+                .collect(),
+            _ => mmlu
+                .iter()
+                .map(|p: &MmluPair| (p.id.clone(), p.correct))
+                .collect(),
         }
     };
     let mut theirs = Vec::new();
@@ -98,8 +104,16 @@ pub fn run(root: &Path, machine: &str, date: &str) -> Result<()> {
         let ids = |a: &Agreement| -> Vec<String> {
             a.disagreements.iter().map(|d| d.id.clone()).collect()
         };
-        println!("  hieramas ({}): {}", o.disagreements.len(), ids(o).join(" "));
-        println!("  math-verify ({}): {}", m.disagreements.len(), ids(m).join(" "));
+        println!(
+            "  hieramas ({}): {}",
+            o.disagreements.len(),
+            ids(o).join(" ")
+        );
+        println!(
+            "  math-verify ({}): {}",
+            m.disagreements.len(),
+            ids(m).join(" ")
+        );
         for d in &o.disagreements {
             println!(
                 "    hieramas {}: label {} graded {} (read {:?})",

@@ -97,7 +97,10 @@ impl Agreement {
         }
     }
 
-    fn score<T>(items: &[T], mut judge: impl FnMut(&T) -> (String, bool, bool, Option<String>)) -> Agreement {
+    fn score<T>(
+        items: &[T],
+        mut judge: impl FnMut(&T) -> (String, bool, bool, Option<String>),
+    ) -> Agreement {
         let mut a = Agreement::default();
         let mut total = 0.0;
         for item in items {
@@ -118,7 +121,11 @@ impl Agreement {
                 });
             }
         }
-        a.mean_micros = if a.pairs == 0 { 0.0 } else { total / a.pairs as f64 };
+        a.mean_micros = if a.pairs == 0 {
+            0.0
+        } else {
+            total / a.pairs as f64
+        };
         a
     }
 }
