@@ -212,66 +212,6 @@ fn balanced(s: &str) -> bool {
     d == 0
 }
 
-/// Agreement with a labelled set of (gold, response, correct) pairs, one JSON object a line:
-/// `HIERAMAS_MATH_PAIRS=path cargo test -p hieramas-tasks --test math -- --ignored --nocapture`.
-/// Prints the agreement and every disagreeing pair.
-#[test]
-#[ignore = "needs HIERAMAS_MATH_PAIRS"]
-fn fixture_agreement() {
-    let Ok(path) = std::env::var("HIERAMAS_MATH_PAIRS") else {
-        return;
-    };
-    let text = std::fs::read_to_string(&path).unwrap();
-    let (mut n, mut agree) = (0, 0);
-    let mut slowest = (Duration::ZERO, String::new());
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let r: serde_json::Value = serde_json::from_str(line).unwrap();
-        let (gold, resp) = (r["gold"].as_str().unwrap(), r["response"].as_str().unwrap());
-        let label = r["correct"].as_bool().unwrap();
-        let t = thread_cpu();
-        let v = grade(resp, gold);
-        let took = thread_cpu().saturating_sub(t);
-        if took > slowest.0 {
-            slowest = (took, r["id"].to_string());
-        }
-        n += 1;
-        if v.correct == label {
-            agree += 1;
-        } else {
-            println!(
-                "DISAGREE {} label={} got={} gold={:?} extracted={:?} why={:?}",
-                r["id"], label, v.correct, gold, v.extracted, r["why"]
-            );
-        }
-    }
-    println!(
-        "agreement {agree}/{n} = {:.4}; slowest grade {:?} CPU ({})",
-        f64::from(agree) / f64::from(n.max(1)),
-        slowest.0,
-        slowest.1
-    );
-}
-
-#[test]
-#[ignore = "debugging aid: MATH_TSV=file of pred<TAB>gold lines"]
-fn debug_pairs() {
-    let Ok(path) = std::env::var("MATH_TSV") else {
-        return;
-    };
-    for line in std::fs::read_to_string(path).unwrap().lines() {
-        let Some((p, g)) = line.split_once('\t') else {
-            continue;
-        };
-        println!(
-            "{:5} {p:?} ~ {g:?}  [{:?} | {:?}] extracted {:?}",
-            equivalent(p, g),
-            normalize(p),
-            normalize(g),
-            extract_answer(p)
-        );
-    }
-}
-
 #[test]
 fn extraction_of_every_common_format() {
     let cases: &[(&str, &str)] = &[
@@ -755,66 +695,6 @@ proptest! {
     }
 }
 
-#[test]
-#[ignore = "timing probe"]
-fn probe_timing() {
-    for s in [
-        "√".repeat(5000),
-        "\\sqrt ".repeat(5000),
-        "a".repeat(30000),
-        "-".repeat(10000),
-    ] {
-        let t = Instant::now();
-        let n = normalize(&s);
-        println!("normalize {} -> {} in {:?}", s.len(), n.len(), t.elapsed());
-        let t = Instant::now();
-        let _ = extract_answer(&s);
-        println!("extract in {:?}", t.elapsed());
-        let t = Instant::now();
-        let _ = eval_number(&s);
-        println!("eval_number in {:?}", t.elapsed());
-        let t = Instant::now();
-        let _ = equivalent(&s, &s);
-        println!("equivalent in {:?}", t.elapsed());
-        let t = Instant::now();
-        let _ = grade(&s, &s);
-        println!("grade in {:?}", t.elapsed());
-    }
-}
-
-/// MATH-500's golds pairwise: the pairs the grader calls equivalent though their normalised
-/// spellings differ (each should be a real equivalence), and its solutions with their boxes
-/// unwrapped (how well the fallbacks find the answer).
-#[test]
-#[ignore = "probe on the MATH data"]
-fn probe_math500() {
-    let Some(d) = hieramas_tasks::data::DataDir::for_tests() else {
-        return;
-    };
-    let ps = d.math500().unwrap();
-    let mut n_eq = 0;
-    for (i, a) in ps.iter().enumerate() {
-        for b in &ps[i + 1..] {
-            if normalize(&a.answer) != normalize(&b.answer) && equivalent(&a.answer, &b.answer) {
-                n_eq += 1;
-                println!("EQ {:?} ~ {:?}", a.answer, b.answer);
-            }
-        }
-    }
-    println!("{n_eq} equivalent pairs of differently spelled golds");
-    let mut ok = 0;
-    for p in &ps {
-        let unboxed = p.solution.replace("\\boxed", "");
-        let v = grade(&unboxed, &p.answer);
-        if v.correct {
-            ok += 1;
-        } else {
-            println!("UNBOXED {} gold={:?} got={:?}", p.id, p.answer, v.extracted);
-        }
-    }
-    println!("unboxed solutions graded correct: {ok}/{}", ps.len());
-}
-
 /// Every MATH-500 gold written in each common final-answer format grades correct against
 /// itself, and wrong against the next problem's (different) gold.
 #[test]
@@ -830,23 +710,6 @@ fn golds_in_every_format_grade_correct() {
         bad.len(),
         bad.join("\n")
     );
-}
-
-/// The same on MATH-train's 7498 golds (slow in debug builds).
-#[test]
-#[ignore = "probe on the MATH training data"]
-fn probe_train_golds_in_every_format() {
-    let Some(d) = hieramas_tasks::data::DataDir::for_tests() else {
-        return;
-    };
-    let golds: Vec<String> = d
-        .math_train()
-        .unwrap()
-        .into_iter()
-        .map(|p| p.answer)
-        .collect();
-    let bad = formats_failures(&golds);
-    println!("{} failures:\n{}", bad.len(), bad.join("\n"));
 }
 
 fn formats_failures(golds: &[String]) -> Vec<String> {
@@ -878,35 +741,4 @@ fn formats_failures(golds: &[String]) -> Vec<String> {
         }
     }
     bad
-}
-
-/// MATH golds with one digit changed, or the order of a tuple reversed: each must grade wrong.
-#[test]
-#[ignore = "probe on the MATH data"]
-fn probe_perturbed_golds() {
-    let Some(d) = hieramas_tasks::data::DataDir::for_tests() else {
-        return;
-    };
-    let mut golds: Vec<String> = d.math500().unwrap().into_iter().map(|p| p.answer).collect();
-    golds.extend(d.math_train().unwrap().into_iter().map(|p| p.answer));
-    let (mut n, mut bad) = (0, 0);
-    for g in &golds {
-        let cs: Vec<char> = g.chars().collect();
-        // Each digit position in turn, bumped by one (9 → 0 is skipped: `10` → `00`).
-        for (k, c) in cs.iter().enumerate() {
-            let Some(dg) = c.to_digit(10) else { continue };
-            if dg == 9 {
-                continue;
-            }
-            let mut w = cs.clone();
-            w[k] = char::from_digit(dg + 1, 10).unwrap();
-            let w: String = w.into_iter().collect();
-            n += 1;
-            if equivalent(&w, g) {
-                bad += 1;
-                println!("SAME {w:?} ~ {g:?}");
-            }
-        }
-    }
-    println!("{bad} of {n} one-digit changes graded equivalent");
 }
