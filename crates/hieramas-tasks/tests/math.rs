@@ -476,6 +476,13 @@ fn grading_whole_responses() {
         ("The answer is π/3.", "\\frac{\\pi}{3}", true),
         ("**Answer:** 1,024", "1024", true),
         ("So it is 1023.", "1024", false),
+        // Unicode numbers in plain text, outside math mode.
+        ("so sin 60° = √3/2", "\\frac{\\sqrt{3}}{2}", true),
+        ("so sin 60° = √3/2", "\\frac{3}{2}", false),
+        ("The side is 2√13", "2\\sqrt{13}", true),
+        ("The area is 3π", "3\\pi", true),
+        ("the difference is −4", "-4", true),
+        ("half of it: ½", "\\frac12", true),
     ];
     for (resp, gold, want) in cases {
         let v = grade(resp, gold);

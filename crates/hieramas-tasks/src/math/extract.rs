@@ -146,7 +146,13 @@ static FILLER: LazyLock<Regex> = LazyLock::new(|| {
         r"^(?i:(?:therefore|thus|then|hence|so|simply|just|clearly|exactly|equal to|given by|approximately|about|indeed)\s*,?\s+)+",
     )
 });
-static NUMBER: LazyLock<Regex> = LazyLock::new(|| re(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+"));
+/// A number in plain text: `-12`, `1,200`, `3/4`, `.5`, and the Unicode forms models write
+/// outside math mode (`√3/2`, `2√13`, `3π`, `−4`, `½`).
+static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"[-−]?(?:\d[\d,]*(?:\.\d+)?\s?)?(?:√\s?(?:\d+(?:\.\d+)?|\([^()\n]{1,40}\))|π)(?:\s?/\s?\d+)?|[-−]?\d[\d,]*(?:\.\d+)?(?:/\d+)?|[-−]?\.\d+|[½⅓⅔¼¾⅕⅖⅗⅘⅙⅚⅛⅜⅝⅞]",
+    )
+});
 static BOLD: LazyLock<Regex> = LazyLock::new(|| re(r"\*\*([^*\n]{1,200})\*\*"));
 static DIGIT: LazyLock<Regex> = LazyLock::new(|| re(r"\d"));
 static LABEL_LINE: LazyLock<Regex> =
