@@ -2,7 +2,7 @@
 //! committed labelled agreement sets (`crates/hieramas-tasks/tests/fixtures/`).
 //!
 //! math-verify is installed into `target/graders-venv` on first use (PyPI; never a runtime
-//! dependency of hieramas) and driven by `xtask/graders/math_verify.py`. Both graders see the
+//! dependency of hieramas) and driven by `xtask/graders/grade_with_math_verify.py`. Both graders see the
 //! same pairs; the table printed at the end is what `benchmarks/graders.md` records.
 
 use std::collections::HashMap;
@@ -16,9 +16,9 @@ use hieramas_tasks::agreement::{
 use serde::Deserialize;
 
 /// The math-verify release measured; bump it deliberately and re-record.
-const MATH_VERIFY: &str = "math-verify[antlr4_13_2]==0.8.0";
+const MATH_VERIFY: &str = "math-verify==0.9.0";
 
-/// One line of `math_verify.py`'s output.
+/// One line of `grade_with_math_verify.py`'s output.
 #[derive(Deserialize)]
 struct MvVerdict {
     set: String,
@@ -42,22 +42,23 @@ pub fn run(root: &Path, machine: &str, date: &str) -> Result<()> {
         crate::run(Command::new(venv.join("bin/pip")).args(["install", "-q", MATH_VERIFY]))?;
     }
     let out = Command::new(&python)
-        .arg(root.join("xtask/graders/math_verify.py"))
+        .arg(root.join("xtask/graders/grade_with_math_verify.py"))
         .arg(dir.join("math_pairs.jsonl"))
         .arg(dir.join("mmlu_pairs.jsonl"))
         .output()
         .with_context(|| format!("running {}", python.display()))?;
     if !out.status.success() {
         bail!(
-            "math_verify.py failed ({}): {}",
+            "grade_with_math_verify.py failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
     }
     let mut verdicts: HashMap<(String, String), MvVerdict> = HashMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let v: MvVerdict = serde_json::from_str(line)
-            .with_context(|| format!("math_verify.py wrote an unreadable line: {line}"))?;
+        let v: MvVerdict = serde_json::from_str(line).with_context(|| {
+            format!("grade_with_math_verify.py wrote an unreadable line: {line}")
+        })?;
         verdicts.insert((v.set.clone(), v.id.clone()), v);
     }
     let labels = |set: &str| -> Vec<(String, bool)> {
@@ -78,9 +79,9 @@ pub fn run(root: &Path, machine: &str, date: &str) -> Result<()> {
         let mut a = Agreement::default();
         let mut total = 0.0;
         for (id, label) in labels(set) {
-            let v = verdicts
-                .get(&(key.clone(), id.clone()))
-                .with_context(|| format!("math_verify.py gave no verdict for {set} pair {id}"))?;
+            let v = verdicts.get(&(key.clone(), id.clone())).with_context(|| {
+                format!("grade_with_math_verify.py gave no verdict for {set} pair {id}")
+            })?;
             a.pairs += 1;
             total += v.micros;
             a.max_micros = a.max_micros.max(v.micros);
@@ -140,6 +141,9 @@ pub fn run(root: &Path, machine: &str, date: &str) -> Result<()> {
             m.max_micros / 1e3,
         );
     }
-    println!("\nrecord the table in benchmarks/graders.md");
+    println!(
+        "\nMMLU with math-verify: its StringExtractionConfig (letters A-D), for reference; it is not built for chat-style letter answers."
+    );
+    println!("record the table in benchmarks/graders.md");
     Ok(())
 }

@@ -429,11 +429,32 @@ impl Grader {
         samples: &[(String, String)],
         on_done: &(dyn Fn(usize) + Sync),
     ) -> Vec<Result<Outcome, TasksError>> {
-        parallel_map(samples, self.opts.parallelism, |(id, code)| {
+        // Longest first (by the canonical solution's run time, known once its expected outputs
+        // are): a long task started last would leave the other workers idle at the end.
+        let cost = |id: &str| {
+            self.lock()
+                .get(id)
+                .map_or(f64::INFINITY, |r| r.times.iter().flatten().sum::<f64>())
+        };
+        let mut order: Vec<usize> = (0..samples.len()).collect();
+        order.sort_by(|&a, &b| cost(&samples[b].0).total_cmp(&cost(&samples[a].0)));
+        let results = parallel_map(&order, self.opts.parallelism, |&i| {
+            let (id, code) = &samples[i];
             let r = self.grade(id, code);
             on_done(1);
             r
-        })
+        });
+        let mut by_input: Vec<Option<Result<Outcome, TasksError>>> =
+            samples.iter().map(|_| None).collect();
+        for (i, r) in order.into_iter().zip(results) {
+            by_input[i] = Some(r);
+        }
+        by_input
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(TasksError::Sandbox("a sample was not graded".into())))
+            })
+            .collect()
     }
 
     fn limit(&self, t: f64) -> f64 {

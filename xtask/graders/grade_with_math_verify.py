@@ -1,6 +1,6 @@
 """Grades the labelled agreement sets with HF math-verify, for `cargo xtask bench graders`.
 
-Usage: python math_verify.py MATH_PAIRS.jsonl MMLU_PAIRS.jsonl
+Usage: python grade_with_math_verify.py MATH_PAIRS.jsonl MMLU_PAIRS.jsonl
 Writes one JSON line per pair to stdout: {"set": "math"|"mmlu", "id", "correct", "error",
 "micros"}. math-verify is used as its README and lighteval use it: the gold wrapped in `$...$`
 and parsed with the default configs, the response parsed with the default configs (LaTeX and
