@@ -200,18 +200,21 @@ fn an_identical_program_is_run_once_and_keeps_its_verdict() {
     assert_eq!(g.sandbox_runs(), runs + 2);
 }
 
+/// HumanEval/13 alone (a grader over one task prepares in a moment).
+fn only_task_13(dir: &DataDir) -> Vec<hieramas_tasks::data::HumanEvalTask> {
+    dir.humaneval_plus()
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.task_id == "HumanEval/13")
+        .collect()
+}
+
 #[test]
 fn a_tampered_cache_is_recomputed() {
     let Some(dir) = DataDir::for_tests() else {
         return;
     };
-    let tasks = || -> Vec<_> {
-        dir.humaneval_plus()
-            .unwrap()
-            .into_iter()
-            .filter(|t| t.task_id == "HumanEval/13")
-            .collect()
-    };
+    let tasks = || only_task_13(&dir);
     let home = tempfile::tempdir().unwrap();
     let cache = home.path().join("humaneval-plus");
     let g = || Grader::new(tasks(), &cache, SandboxOptions::default());
@@ -250,13 +253,7 @@ fn without_bubblewrap_the_grader_refuses_unless_allowed() {
     let Some(dir) = DataDir::for_tests() else {
         return;
     };
-    let tasks = || -> Vec<_> {
-        dir.humaneval_plus()
-            .unwrap()
-            .into_iter()
-            .filter(|t| t.task_id == "HumanEval/13")
-            .collect()
-    };
+    let tasks = || only_task_13(&dir);
     let t = tasks().remove(0);
     let right = format!("{}{}", t.prompt, t.canonical_solution);
     let home = tempfile::tempdir().unwrap();

@@ -7,24 +7,6 @@ use regex::Regex;
 use super::latex::has_variables;
 use super::{caps, re};
 
-/// Where each `{` closes (by position in `cs`), in one pass.
-fn brace_partners(cs: &[char]) -> Vec<Option<usize>> {
-    let mut partner = vec![None; cs.len()];
-    let mut open = Vec::new();
-    for (i, &c) in cs.iter().enumerate() {
-        match c {
-            '{' => open.push(i),
-            '}' => {
-                if let Some(o) = open.pop() {
-                    partner[o] = Some(i);
-                }
-            }
-            _ => {}
-        }
-    }
-    partner
-}
-
 fn starts_with_at(cs: &[char], i: usize, pat: &str) -> bool {
     (i..).zip(pat.chars()).all(|(k, p)| cs.get(k) == Some(&p))
 }
@@ -32,7 +14,7 @@ fn starts_with_at(cs: &[char], i: usize, pat: &str) -> bool {
 /// Where the contents of every closed `\boxed{…}` / `\fbox{…}` (balanced braces) and unbraced
 /// `\boxed 5` (to the next `$` or line end) lie in `cs`, in order of where they start.
 fn box_spans(cs: &[char]) -> Vec<(usize, usize)> {
-    let partner = brace_partners(cs);
+    let partner = super::partners(cs, '{', '}');
     let mut out = Vec::new();
     for i in 0..cs.len() {
         if cs[i] != '\\' {

@@ -42,6 +42,22 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+/// Where each `open` closes (by position in `cs`), in one pass; unmatched ones are `None`.
+fn partners(cs: &[char], open: char, close: char) -> Vec<Option<usize>> {
+    let mut partner = vec![None; cs.len()];
+    let mut stack = Vec::new();
+    for (i, &c) in cs.iter().enumerate() {
+        if c == open {
+            stack.push(i);
+        } else if c == close {
+            if let Some(o) = stack.pop() {
+                partner[o] = Some(i);
+            }
+        }
+    }
+    partner
+}
+
 pub use equiv::equivalent;
 pub use extract::{extract_answer, is_placeholder, last_boxed};
 

@@ -8,19 +8,7 @@ pub(crate) fn to_latex(s: &str) -> String {
     }
     let cs: Vec<char> = s.chars().collect();
     // The `)` matching each `(`, so that `√(…)` becomes `\sqrt{…}` in one pass.
-    let mut close_of = vec![None; cs.len()];
-    let mut open = Vec::new();
-    for (j, &c) in cs.iter().enumerate() {
-        match c {
-            '(' => open.push(j),
-            ')' => {
-                if let Some(o) = open.pop() {
-                    close_of[o] = Some(j);
-                }
-            }
-            _ => {}
-        }
-    }
+    let close_of = super::partners(&cs, '(', ')');
     let mut closes_brace = vec![false; cs.len()];
     let mut out = String::with_capacity(s.len() + 16);
     let mut i = 0;
