@@ -238,13 +238,13 @@ impl OpenAiClient {
                     usage = Some(u);
                 }
                 if let Some(choice) = v["choices"].get(0) {
-                    if let Some(delta) = choice["delta"]["content"].as_str() {
-                        if !delta.is_empty() {
-                            text.push_str(delta);
-                            if let Some(sink) = sink.as_mut() {
-                                sink(delta);
-                                delivered = true;
-                            }
+                    if let Some(delta) = choice["delta"]["content"].as_str()
+                        && !delta.is_empty()
+                    {
+                        text.push_str(delta);
+                        if let Some(sink) = sink.as_mut() {
+                            sink(delta);
+                            delivered = true;
                         }
                     }
                     if let Some(f) = choice["finish_reason"].as_str() {

@@ -183,7 +183,7 @@ impl Gemma {
     }
 
     fn is_global(&self, layer: usize) -> bool {
-        (layer + 1) % self.config.swa_pattern == 0
+        (layer + 1).is_multiple_of(self.config.swa_pattern)
     }
 
     /// Runs one chunk of new tokens per sequence; returns each sequence's next-token logits

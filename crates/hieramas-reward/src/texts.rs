@@ -283,14 +283,14 @@ impl MetadataCache {
             detail: format!("metadata cache {}: {e}", path.display()),
         };
         let p = self.path(model.id(), task);
-        if let Ok(text) = std::fs::read_to_string(&p) {
-            if let Ok(meta) = serde_json::from_str::<TaskMeta>(&text) {
-                return Ok(Fetched {
-                    meta,
-                    source: MetaSource::Cache,
-                    cost: hieramas_llm::Usd::ZERO,
-                });
-            }
+        if let Ok(text) = std::fs::read_to_string(&p)
+            && let Ok(meta) = serde_json::from_str::<TaskMeta>(&text)
+        {
+            return Ok(Fetched {
+                meta,
+                source: MetaSource::Cache,
+                cost: hieramas_llm::Usd::ZERO,
+            });
         }
         let prompt: MetadataPrompt = toml::from_str(METADATA)
             .map_err(|e| io(std::path::Path::new("texts/metadata.toml"), e.to_string()))?;

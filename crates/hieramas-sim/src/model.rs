@@ -434,11 +434,11 @@ impl ChatModel for SimModel {
         let mut completion =
             ((self.spec.typical_completion(kind) as f64) * scale * jitter).round() as u64;
         let mut finish = FinishReason::Stop;
-        if let Some(max) = req.max_tokens {
-            if completion > u64::from(max) {
-                completion = u64::from(max);
-                finish = FinishReason::Length;
-            }
+        if let Some(max) = req.max_tokens
+            && completion > u64::from(max)
+        {
+            completion = u64::from(max);
+            finish = FinishReason::Length;
         }
         let text = render(kind, answer.as_deref(), &what, &self.name, completion);
         // A quoted simulated output stands for the whole text its model was billed for.

@@ -709,11 +709,11 @@ impl Reader<'_> {
         let Some(t) = self.tok(j) else {
             return After::Plain;
         };
-        if let Kind::Punct(c) = t.kind {
-            if is_math_operator(c) {
-                // A variable in a formula: "A = 5", "A ∪ B".
-                return After::Reject;
-            }
+        if let Kind::Punct(c) = t.kind
+            && is_math_operator(c)
+        {
+            // A variable in a formula: "A = 5", "A ∪ B".
+            return After::Reject;
         }
         if t.kind != Kind::Word {
             return After::Plain;
@@ -1534,10 +1534,11 @@ impl Reader<'_> {
 
     fn short_text(&self, mentions: &[usize]) -> Option<char> {
         let short = self.toks.iter().filter(|t| t.kind == Kind::Word).count() <= 60;
-        if short && mentions.is_empty() {
-            if let [ci] = self.text_hits((0, self.toks.len()), false)[..] {
-                return letter_char(ci);
-            }
+        if short
+            && mentions.is_empty()
+            && let [ci] = self.text_hits((0, self.toks.len()), false)[..]
+        {
+            return letter_char(ci);
         }
         None
     }

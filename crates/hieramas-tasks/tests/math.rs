@@ -187,7 +187,7 @@ fn thousands(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -640,10 +640,10 @@ static RESPONSES: LazyLock<Vec<String>> = LazyLock::new(|| {
     .iter()
     .map(|s| (*s).to_string())
     .collect();
-    if let Some(d) = hieramas_tasks::data::DataDir::for_tests() {
-        if let Ok(ps) = d.math500() {
-            out.extend(ps.into_iter().map(|p| p.solution));
-        }
+    if let Some(d) = hieramas_tasks::data::DataDir::for_tests()
+        && let Ok(ps) = d.math500()
+    {
+        out.extend(ps.into_iter().map(|p| p.solution));
     }
     out
 });

@@ -460,13 +460,13 @@ async fn handle(
     let key = state.options.api_key.as_deref();
     Ok(match api {
         Api::OpenAiChat | Api::OpenAiEmbeddings => {
-            if let Some(key) = key {
-                if recorded.header("authorization") != Some(&format!("Bearer {key}")) {
-                    return Ok(openai_error(
-                        StatusCode::UNAUTHORIZED,
-                        "Incorrect API key provided",
-                    ));
-                }
+            if let Some(key) = key
+                && recorded.header("authorization") != Some(&format!("Bearer {key}"))
+            {
+                return Ok(openai_error(
+                    StatusCode::UNAUTHORIZED,
+                    "Incorrect API key provided",
+                ));
             }
             if api == Api::OpenAiChat {
                 openai_chat(&recorded.body, fault_for_answer)
@@ -475,13 +475,13 @@ async fn handle(
             }
         }
         Api::Anthropic => {
-            if let Some(key) = key {
-                if recorded.header("x-api-key") != Some(key) {
-                    return Ok(anthropic_error(
-                        StatusCode::UNAUTHORIZED,
-                        "invalid x-api-key",
-                    ));
-                }
+            if let Some(key) = key
+                && recorded.header("x-api-key") != Some(key)
+            {
+                return Ok(anthropic_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid x-api-key",
+                ));
             }
             if recorded.header("anthropic-version").is_none() {
                 return Ok(anthropic_error(

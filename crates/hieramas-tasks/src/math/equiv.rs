@@ -255,10 +255,11 @@ impl Cx {
             return false;
         }
         // An option letter followed by the option's text: "(C) Plane" for "C".
-        if g.len() == 1 && g.chars().all(|c| c.is_ascii_alphabetic()) {
-            if let Some(c) = caps(&CHOICE, p) {
-                return c[1].eq_ignore_ascii_case(g);
-            }
+        if g.len() == 1
+            && g.chars().all(|c| c.is_ascii_alphabetic())
+            && let Some(c) = caps(&CHOICE, p)
+        {
+            return c[1].eq_ignore_ascii_case(g);
         }
         // A number in a base: its digits and base; without a base its digits alone (`52` for
         // `52_{8}`), but two different bases differ.
@@ -402,15 +403,18 @@ impl Cx {
             });
         }
         if po.iter().all(|o| *o == "=") && go.iter().all(|o| *o == "=") {
-            if let (Some(pv), Some(gv)) = (assign(&pp, &po), assign(&gp, &go)) {
-                if name_lhs(&pp) && name_lhs(&gp) && pp[0] == gp[0] {
-                    return Some(self.any(&pv, &gv, depth + 1));
-                }
+            if let (Some(pv), Some(gv)) = (assign(&pp, &po), assign(&gp, &go))
+                && name_lhs(&pp)
+                && name_lhs(&gp)
+                && pp[0] == gp[0]
+            {
+                return Some(self.any(&pv, &gv, depth + 1));
             }
-            if pp.len() == 2 && gp.len() == 2 {
-                if let Some(r) = self.equation(&pp[0], &pp[1], &gp[0], &gp[1]) {
-                    return Some(r);
-                }
+            if pp.len() == 2
+                && gp.len() == 2
+                && let Some(r) = self.equation(&pp[0], &pp[1], &gp[0], &gp[1])
+            {
+                return Some(r);
             }
             return Some(
                 pp.len() == gp.len() && pp.iter().zip(&gp).all(|(a, b)| self.any(a, b, depth + 1)),
@@ -600,10 +604,10 @@ impl Cx {
 
 /// A set written as the only item of a list stands for its items (`\{1, 2\}` vs `1, 2`).
 fn unpack_set(xs: Vec<String>) -> Vec<String> {
-    if xs.len() == 1 {
-        if let Some(Shape::Set(items)) = shape(&xs[0]) {
-            return items;
-        }
+    if xs.len() == 1
+        && let Some(Shape::Set(items)) = shape(&xs[0])
+    {
+        return items;
     }
     xs
 }
@@ -744,12 +748,12 @@ fn numbers_match(a: C, b: C, p: &str, g: &str) -> bool {
     }
     // Only for two or more places: a gold `4.5` is as often exact as rounded (and `2\sqrt5`
     // is not 4.5).
-    if let Some(gd) = caps(&DECIMAL, g).map(|c| c[1].len()).filter(|&d| d >= 2) {
-        if !literal(p) {
-            #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
-            let half_ulp = 0.5 * 10f64.powi(-(gd.min(300) as i32));
-            return (x - y).abs() <= half_ulp * (1.0 + 1e-9);
-        }
+    if let Some(gd) = caps(&DECIMAL, g).map(|c| c[1].len()).filter(|&d| d >= 2)
+        && !literal(p)
+    {
+        #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
+        let half_ulp = 0.5 * 10f64.powi(-(gd.min(300) as i32));
+        return (x - y).abs() <= half_ulp * (1.0 + 1e-9);
     }
     false
 }

@@ -382,7 +382,7 @@ fn pow_mod(mut b: u64, mut e: u64, p: u64) -> u64 {
 }
 
 fn inv_mod(b: u64, p: u64) -> Option<u64> {
-    (b % p != 0).then(|| pow_mod(b, p - 2, p))
+    (!b.is_multiple_of(p)).then(|| pow_mod(b, p - 2, p))
 }
 
 /// A literal's digits as a rational modulo `p`.

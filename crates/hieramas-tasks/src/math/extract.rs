@@ -156,12 +156,12 @@ pub fn extract_answer(response: &str) -> Option<String> {
         return Some(b);
     }
     // "# Answer" on a line of its own, the answer below it.
-    if let Some(m) = HEADING.find_iter(text).last() {
-        if let Some(a) = text.get(m.end()..).and_then(first_nonempty_line) {
-            let a = clean(&a);
-            if !a.is_empty() && !is_placeholder(&a) {
-                return Some(a);
-            }
+    if let Some(m) = HEADING.find_iter(text).last()
+        && let Some(a) = text.get(m.end()..).and_then(first_nonempty_line)
+    {
+        let a = clean(&a);
+        if !a.is_empty() && !is_placeholder(&a) {
+            return Some(a);
         }
     }
     // Answer phrases, last first; each one's answer ends where the next phrase begins.
@@ -425,23 +425,23 @@ fn last_math_or_number(text: &str) -> Option<String> {
     let mut out_len = 0usize;
     let mut i = 0;
     while i < cs.len() {
-        if cs[i] == '$' || (cs[i] == '\\' && matches!(cs.get(i + 1), Some('(' | '['))) {
-            if let Some((seg, next)) = math_segment_at(&cs, i) {
-                let relation = RELATION.is_match(&seg);
-                let seg = rhs_of_last_eq(&seg);
-                outside.push(' ');
-                out_len += 1;
-                if !seg.trim().is_empty() && !is_placeholder(&seg) {
-                    let slot = if relation {
-                        &mut last_rel
-                    } else {
-                        &mut last_seg
-                    };
-                    *slot = Some((seg.trim().to_string(), out_len));
-                }
-                i = next;
-                continue;
+        if (cs[i] == '$' || (cs[i] == '\\' && matches!(cs.get(i + 1), Some('(' | '['))))
+            && let Some((seg, next)) = math_segment_at(&cs, i)
+        {
+            let relation = RELATION.is_match(&seg);
+            let seg = rhs_of_last_eq(&seg);
+            outside.push(' ');
+            out_len += 1;
+            if !seg.trim().is_empty() && !is_placeholder(&seg) {
+                let slot = if relation {
+                    &mut last_rel
+                } else {
+                    &mut last_seg
+                };
+                *slot = Some((seg.trim().to_string(), out_len));
             }
+            i = next;
+            continue;
         }
         outside.push(cs[i]);
         out_len += 1;

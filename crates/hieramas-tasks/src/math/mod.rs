@@ -49,10 +49,10 @@ fn partners(cs: &[char], open: char, close: char) -> Vec<Option<usize>> {
     for (i, &c) in cs.iter().enumerate() {
         if c == open {
             stack.push(i);
-        } else if c == close {
-            if let Some(o) = stack.pop() {
-                partner[o] = Some(i);
-            }
+        } else if c == close
+            && let Some(o) = stack.pop()
+        {
+            partner[o] = Some(i);
         }
     }
     partner
