@@ -182,20 +182,34 @@ pub fn read_estimates(dir: &Path, since: SystemTime) -> Result<BTreeMap<String, 
             if !fresh {
                 continue;
             }
-            let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p)?)
-                .with_context(|| format!("{}", p.display()))?;
+            let meta: CriterionBenchmark = serde_json::from_str(&std::fs::read_to_string(&p)?)
+                .with_context(|| format!("{}: not a criterion benchmark.json", p.display()))?;
             let est_path = p.with_file_name("estimates.json");
-            let est: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&est_path)?)
-                .with_context(|| format!("{}", est_path.display()))?;
-            if let (Some(id), Some(mean)) = (
-                meta["full_id"].as_str(),
-                est["mean"]["point_estimate"].as_f64(),
-            ) {
-                out.insert(id.to_string(), mean);
-            }
+            let est: CriterionEstimates =
+                serde_json::from_str(&std::fs::read_to_string(&est_path)?).with_context(|| {
+                    format!("{}: not a criterion estimates.json", est_path.display())
+                })?;
+            out.insert(meta.full_id, est.mean.point_estimate);
         }
     }
     Ok(out)
+}
+
+/// What xtask reads of criterion's `new/benchmark.json`.
+#[derive(serde::Deserialize)]
+struct CriterionBenchmark {
+    full_id: String,
+}
+
+/// What xtask reads of criterion's `new/estimates.json`.
+#[derive(serde::Deserialize)]
+struct CriterionEstimates {
+    mean: CriterionEstimate,
+}
+
+#[derive(serde::Deserialize)]
+struct CriterionEstimate {
+    point_estimate: f64,
 }
 
 #[cfg(test)]

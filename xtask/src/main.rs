@@ -275,10 +275,10 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
     sandbox_tools()?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace"]).args(args);
-    if std::env::var_os("HIERAMAS_DATA_DIR").is_none() {
-        if let Ok(d) = data_dir_or_default(root, None) {
-            cmd.env("HIERAMAS_DATA_DIR", d);
-        }
+    if std::env::var_os("HIERAMAS_DATA_DIR").is_none()
+        && let Ok(d) = data_dir_or_default(root, None)
+    {
+        cmd.env("HIERAMAS_DATA_DIR", d);
     }
     run(&mut cmd)
 }
@@ -563,12 +563,12 @@ fn target_dir(root: &Path) -> Result<PathBuf> {
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .output()
         .context("cannot run cargo metadata")?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("reading cargo metadata")?;
-    v["target_directory"]
-        .as_str()
-        .map(PathBuf::from)
-        .context("cargo metadata names no target directory")
+    #[derive(serde::Deserialize)]
+    struct Metadata {
+        target_directory: PathBuf,
+    }
+    let v: Metadata = serde_json::from_slice(&out.stdout).context("reading cargo metadata")?;
+    Ok(v.target_directory)
 }
 
 fn print_pool(pool: &hieramas_llm::Pool) {

@@ -1,36 +1,38 @@
 //! The report of `cargo xtask reproduce`: reads what the steps left (stage-1 curves, stage-2 data,
-//! the classifier's report, the eval logs and summaries) and writes `REPORT.md`, `results.json`,
-//! `results.csv`, the cost–accuracy Pareto plots and learning curves (`figures/`, SVG via
-//! plotters) and the chosen topologies (`topologies/`).
+//! the classifier's report, the eval logs and summaries — each as its typed record of
+//! `hieramas::records`) and writes `REPORT.md`, `results.json` ([`Results`]), `results.csv`,
+//! the cost–accuracy Pareto plots and learning curves (`figures/`, SVG via plotters) and the
+//! chosen topologies (`topologies/`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use hieramas::records::{
+    CurveRow, FitOutput, PlanRecord, Record, Summary, TaskRecord, Validation, read_json, read_jsonl,
+};
 use plotters::prelude::*;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use crate::reproduce::{Options, Outcome, Part, Profile, bench_dir, eval_log};
 
 const PAPER: &str = include_str!("../paper.toml");
 
-/// Lines of a JSONL file; a torn last line (a crash mid-write) is left out.
-fn jsonl(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .map(|t| {
-            t.lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect()
-        })
-        .unwrap_or_default()
+/// The records of a JSONL file that a step has not written yet are none; one that does not
+/// parse is an error (a renamed field must not read as nothing).
+fn lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    Ok(read_jsonl(path)?)
 }
 
-fn json_file(path: &Path) -> Option<Value> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
-}
-
-fn pico(v: &Value) -> u64 {
-    v.as_u64().unwrap_or(0)
+/// A JSON record a step may not have written yet.
+fn record<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(read_json(path)?))
 }
 
 /// What training one benchmark of a part cost and showed.
@@ -39,64 +41,61 @@ struct Training {
     /// Stage 1: iterations run, and their cost incl. validations (pico-USD).
     iterations: usize,
     stage1_pico: u64,
-    curve: Vec<Value>,
-    last_validation: Option<Value>,
+    curve: Vec<CurveRow>,
+    last_validation: Option<Validation>,
     /// Stage-2 data: tasks, runs, positives, cost.
     tasks: usize,
     runs: usize,
     positives: usize,
     data_pico: u64,
     /// The classifier's report.json.
-    classifier: Option<Value>,
+    classifier: Option<FitOutput>,
 }
 
-fn training(dir: &Path) -> Training {
+fn training(dir: &Path) -> Result<Training> {
     let mut t = Training::default();
     let s1 = dir.join("stage1");
-    t.curve = jsonl(&s1.join("curve.jsonl"));
-    t.last_validation = json_file(&s1.join("validation.json"));
-    let val_queries = t
-        .last_validation
-        .as_ref()
-        .and_then(|v| v["queries"].as_f64())
-        .unwrap_or(0.0);
+    t.curve = lines(&s1.join("curve.jsonl"))?;
+    t.last_validation = record(&s1.join("validation.json"))?;
+    let val_queries = t.last_validation.as_ref().map_or(0, |v| v.queries) as f64;
     t.iterations = t.curve.len();
     for l in &t.curve {
-        t.stage1_pico += pico(&l["cost_pico"]) + pico(&l["metadata_cost_pico"]);
-        if let Some(c) = l["val_cost_usd"].as_f64() {
+        t.stage1_pico += l.cost_pico + l.metadata_cost_pico;
+        if let Some(c) = l.val_cost_usd {
             t.stage1_pico += (c * val_queries * 1e12).round() as u64;
         }
     }
-    for task in jsonl(&dir.join("stage2-data").join("tasks.jsonl")) {
+    let tasks: Vec<TaskRecord> = lines(&dir.join("stage2-data").join("tasks.jsonl"))?;
+    for task in &tasks {
         t.tasks += 1;
-        for r in task["runs"].as_array().into_iter().flatten() {
+        for r in &task.runs {
             t.runs += 1;
-            t.positives += usize::from(r["label"].as_bool() == Some(true));
-            t.data_pico += pico(&r["cost_pico"]);
+            t.positives += usize::from(r.label);
+            t.data_pico += r.cost_pico;
         }
     }
-    t.classifier = json_file(&dir.join("classifier").join("report.json"));
-    t
+    t.classifier = record(&dir.join("classifier").join("report.json"))?;
+    Ok(t)
 }
 
 /// What one method's eval left.
 struct Evaluated {
     method: String,
-    summary: Option<Value>,
+    summary: Option<Summary>,
     /// Spent by every record of the log (pico-USD).
     spent_pico: u64,
-    records: Vec<Value>,
+    records: Vec<Record>,
 }
 
-fn evaluated(run: &Path, part: &str, benchmark: &str, method: &str) -> Evaluated {
+fn evaluated(run: &Path, part: &str, benchmark: &str, method: &str) -> Result<Evaluated> {
     let log = eval_log(run, part, benchmark, method);
-    let records = jsonl(&log);
-    Evaluated {
+    let records: Vec<Record> = lines(&log)?;
+    Ok(Evaluated {
         method: method.to_string(),
-        summary: json_file(&log.with_extension("summary.json")),
-        spent_pico: records.iter().map(|r| pico(&r["cost_pico"])).sum(),
+        summary: record(&log.with_extension("summary.json"))?,
+        spent_pico: records.iter().map(|r| r.cost_pico).sum(),
         records,
-    }
+    })
 }
 
 /// The eval methods of a part (with `hieramas@unseen` for MMLU when it runs).
@@ -114,30 +113,123 @@ pub fn spent_usd(run: &Path, profile: &Profile) -> Result<f64> {
     let mut total = 0u64;
     for part in &profile.part {
         for b in &part.benchmarks {
-            let t = training(&bench_dir(run, &part.name, b));
+            let t = training(&bench_dir(run, &part.name, b))?;
             total += t.stage1_pico + t.data_pico;
             for m in methods(part, b) {
-                total += evaluated(run, &part.name, b, &m).spent_pico;
+                total += evaluated(run, &part.name, b, &m)?.spent_pico;
             }
         }
     }
     Ok(total as f64 / 1e12)
 }
 
+/// `results.json`: the run, written by [`write`] and read back by [`track`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Results {
+    pub profile: String,
+    pub description: String,
+    pub machine: Machine,
+    pub wall_s: f64,
+    pub paper: PaperNumbers,
+    pub parts: Vec<PartResult>,
+    pub steps: Vec<Outcome>,
+}
+
+/// Date, commit and machine of a run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Machine {
+    pub date: Option<String>,
+    pub commit: Option<String>,
+    pub description: String,
+}
+
+/// The published numbers (percent) by column, and where they are from.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PaperNumbers {
+    pub source: String,
+    pub hieramas: BTreeMap<String, f64>,
+}
+
+/// One part of the run.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PartResult {
+    pub name: String,
+    pub title: String,
+    pub simulated: bool,
+    pub pool: PathBuf,
+    pub settings: Part,
+    pub benchmarks: BTreeMap<String, BenchResult>,
+}
+
+/// One benchmark of a part.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BenchResult {
+    pub stage1: Stage1Result,
+    pub stage2_data: DataResult,
+    pub classifier: Option<ClassifierResult>,
+    pub methods: BTreeMap<String, MethodResult>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Stage1Result {
+    pub iterations: usize,
+    pub cost_usd: f64,
+    pub last_validation: Option<ValidationResult>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ValidationResult {
+    pub accuracy: f64,
+    pub queries: usize,
+    pub cost_usd: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DataResult {
+    pub tasks: usize,
+    pub runs: usize,
+    pub positives: usize,
+    pub cost_usd: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClassifierResult {
+    pub best_epoch: usize,
+    pub epochs: usize,
+    pub best_selection: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MethodResult {
+    pub summary: Option<Summary>,
+    pub spent_usd: f64,
+    pub records: usize,
+}
+
+/// `datasets/splits.toml`, as far as the report reads it.
+#[derive(Deserialize)]
+struct SplitsToml {
+    splits: Vec<SplitEntry>,
+}
+
+#[derive(Deserialize)]
+struct SplitEntry {
+    benchmark: String,
+    split: String,
+    records: usize,
+}
+
 /// Records per split of `benchmark` (`datasets/splits.toml`).
 fn split_size(root: &Path, benchmark: &str, split: &str) -> Result<usize> {
     let path = root.join("datasets").join("splits.toml");
-    let v: toml::Value = toml::from_str(
+    let v: SplitsToml = toml::from_str(
         &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
     )
     .with_context(|| format!("{}", path.display()))?;
-    v["splits"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|s| s["benchmark"].as_str() == Some(benchmark) && s["split"].as_str() == Some(split))
-        .and_then(|s| s["records"].as_integer())
-        .map(|n| n as usize)
+    v.splits
+        .iter()
+        .find(|s| s.benchmark == benchmark && s.split == split)
+        .map(|s| s.records)
         .with_context(|| format!("no {benchmark}/{split} in {}", path.display()))
 }
 
@@ -151,7 +243,7 @@ pub fn estimate(o: &Options, sim_run: &Path) -> Result<Option<String>> {
     for part in &o.profile.part {
         for b in &part.benchmarks {
             let dir = bench_dir(sim_run, "sim", b);
-            let t = training(&dir);
+            let t = training(&dir)?;
             if t.iterations == 0 {
                 return Ok(None);
             }
@@ -182,7 +274,7 @@ pub fn estimate(o: &Options, sim_run: &Path) -> Result<Option<String>> {
                 } else {
                     queries
                 };
-                match per_query(&[evaluated(sim_run, "sim", b, &m)], &m) {
+                match per_query(&evaluated(sim_run, "sim", b, &m)?) {
                     Some(c) => usd += c * n as f64,
                     None => missing.push(m),
                 }
@@ -226,20 +318,51 @@ fn bench_title(b: &str) -> &str {
     }
 }
 
-/// The published numbers (percent) by method and column.
+/// The published numbers (percent) by column, and where they are from (`xtask/paper.toml`).
 fn paper() -> Result<(String, BTreeMap<String, f64>)> {
-    let v: toml::Value = toml::from_str(PAPER).context("xtask/paper.toml")?;
-    let source = v["source"].as_str().unwrap_or_default().to_string();
-    let mut m = BTreeMap::new();
-    if let Some(t) = v.get("hieramas").and_then(|t| t.as_table()) {
-        for (k, x) in t {
-            if let Some(f) = x.as_float() {
-                m.insert(k.clone(), f);
-            }
-        }
-    }
-    Ok((source, m))
+    let p: PaperNumbers = toml::from_str(PAPER).context("xtask/paper.toml")?;
+    Ok((p.source, p.hieramas))
 }
+
+/// What the steps of one part left, per benchmark.
+struct Gathered {
+    trained: BTreeMap<String, Training>,
+    evals: BTreeMap<String, Vec<Evaluated>>,
+}
+
+impl Gathered {
+    fn of(run: &Path, part: &Part) -> Result<Gathered> {
+        let mut trained = BTreeMap::new();
+        let mut evals = BTreeMap::new();
+        for b in &part.benchmarks {
+            trained.insert(b.clone(), training(&bench_dir(run, &part.name, b))?);
+            evals.insert(
+                b.clone(),
+                methods(part, b)
+                    .iter()
+                    .map(|m| evaluated(run, &part.name, b, m))
+                    .collect::<Result<Vec<_>>>()?,
+            );
+        }
+        Ok(Gathered { trained, evals })
+    }
+
+    fn eval(&self, b: &str, m: &str) -> Option<&Evaluated> {
+        self.evals.get(b)?.iter().find(|e| e.method == m)
+    }
+
+    /// Accuracy (percent) and queries of `m` on `b`.
+    fn acc(&self, b: &str, m: &str) -> Option<(f64, usize)> {
+        let s = self.eval(b, m)?.summary.as_ref()?;
+        Some((s.accuracy, s.queries))
+    }
+}
+
+fn sim_label(part: &Part) -> &'static str {
+    if part.simulated { "SIMULATED " } else { "" }
+}
+
+const CSV_HEADER: &str = "part,simulated,benchmark,method,split,queries,correct,accuracy,cost_usd,cost_per_query_usd,prompt_tokens,completion_tokens\n";
 
 pub fn write(o: &Options, outcomes: &[Outcome], wall_s: f64) -> Result<()> {
     let run = &o.run_dir;
@@ -249,8 +372,49 @@ pub fn write(o: &Options, outcomes: &[Outcome], wall_s: f64) -> Result<()> {
     std::fs::create_dir_all(&topo_dir)?;
     let meta = machine();
     let (paper_source, paper) = paper()?;
-    let ran = |s: &str| outcomes.iter().filter(|x| x.status == s).count();
+    let mut md = header(o, outcomes, wall_s, &meta);
+    let mut parts = Vec::new();
+    let mut csv = String::from(CSV_HEADER);
+    for part in &o.profile.part {
+        let g = Gathered::of(run, part)?;
+        md.push_str(&part_intro(o, part));
+        md.push_str(&accuracy_table(part, &g, &paper, &paper_source));
+        md.push_str(&cost_tables(part, &g));
+        md.push_str(&pareto_section(part, &g, &figures)?);
+        md.push_str(&curves_section(part, &g, &figures)?);
+        md.push_str(&topologies_section(part, &g, &topo_dir)?);
+        csv.push_str(&csv_rows(part, &g));
+        parts.push(part_result(o, part, g));
+    }
+    md.push_str(&steps_table(outcomes));
+    std::fs::write(run.join("REPORT.md"), md)?;
+    std::fs::write(run.join("results.csv"), csv)?;
+    let results = Results {
+        profile: o.profile_name.clone(),
+        description: crate::reproduce::one_line(&o.profile.description),
+        machine: meta,
+        wall_s: wall_s.round(),
+        paper: PaperNumbers {
+            source: paper_source,
+            hieramas: paper,
+        },
+        parts,
+        steps: outcomes.to_vec(),
+    };
+    std::fs::write(
+        run.join("results.json"),
+        serde_json::to_string_pretty(&results)? + "\n",
+    )?;
+    println!(
+        "\nreport: {}\n        results.csv · results.json · figures/ · topologies/",
+        run.join("REPORT.md").display()
+    );
+    Ok(())
+}
 
+/// The title and what this invocation did.
+fn header(o: &Options, outcomes: &[Outcome], wall_s: f64, meta: &Machine) -> String {
+    let ran = |s: &str| outcomes.iter().filter(|x| x.status == s).count();
     let mut md = format!(
         "# hieramas reproduce — profile `{}`\n\n{}\n\n",
         o.profile_name,
@@ -258,9 +422,9 @@ pub fn write(o: &Options, outcomes: &[Outcome], wall_s: f64) -> Result<()> {
     );
     md.push_str(&format!(
         "- Date: {} · commit {} · machine: {}\n- This invocation: {:.0} s; {} steps ran, {} were finished earlier (kept), {} failed, {} blocked by a failed input; the steps themselves took {:.0} s in all\n- Data: {}\n\n",
-        meta["date"].as_str().unwrap_or("?"),
-        meta["commit"].as_str().unwrap_or("?"),
-        meta["description"].as_str().unwrap_or("?"),
+        meta.date.as_deref().unwrap_or("?"),
+        meta.commit.as_deref().unwrap_or("?"),
+        meta.description,
         wall_s,
         ran("ran"),
         ran("cached"),
@@ -269,407 +433,434 @@ pub fn write(o: &Options, outcomes: &[Outcome], wall_s: f64) -> Result<()> {
         outcomes.iter().map(|x| x.wall_s).sum::<f64>(),
         o.data_dir.display()
     ));
+    md
+}
 
-    let mut parts_json = Vec::new();
-    let mut csv = String::from(
-        "part,simulated,benchmark,method,split,queries,correct,accuracy,cost_usd,cost_per_query_usd,prompt_tokens,completion_tokens\n",
-    );
-    for part in &o.profile.part {
-        let label = if part.simulated { "SIMULATED " } else { "" };
-        let pool = o
-            .pool
-            .clone()
-            .or_else(|| part.pool.clone())
-            .unwrap_or_else(|| PathBuf::from("pools/local.toml (embedded default)"));
-        md.push_str(&format!("## Part `{}` — {}\n\n", part.name, part.title));
-        if part.simulated {
-            md.push_str(
-                "**Everything in this part is SIMULATED** (`hieramas-sim`: calibrated stand-ins for the paper's pool that look up the gold answer and are right with a calibrated probability; costs exact for the simulated token counts). It exercises the method at scale; it is not a result of real LLMs. What the simulator cannot show: its models have no content-dependent skill (a task's difficulty is a hash, not its text), so the classifier can learn only structure and unseen MMLU subjects are no harder than seen ones; how answers flow along edges is assumed, not fitted (`benchmarks/simulator.md`).\n\n",
-            );
-        } else {
-            md.push_str(
-                "Every number in this part comes from real model calls and real graders.\n\n",
-            );
-        }
-        md.push_str(&format!(
-            "Pool `{}`; decision node and baselines: {}; answers ≤ {} tokens; stage 1 {}; stage-2 data: {} train tasks × {} DAGs; test: {}.\n\n",
-            pool.display(),
-            part.decision.as_deref().unwrap_or("the pool's first model"),
-            part.max_tokens,
-            if part.stage1.iterations.is_none() && part.stage1.batch_size.is_none() {
-                "at the official settings".to_string()
-            } else {
+/// The pool a part ran.
+fn part_pool(o: &Options, part: &Part) -> PathBuf {
+    o.pool
+        .clone()
+        .or_else(|| part.pool.clone())
+        .unwrap_or_else(|| PathBuf::from("pools/local.toml (embedded default)"))
+}
+
+/// A part's heading: SIMULATED or real, its pool and sizes.
+fn part_intro(o: &Options, part: &Part) -> String {
+    let mut md = format!("## Part `{}` — {}\n\n", part.name, part.title);
+    if part.simulated {
+        md.push_str(
+            "**Everything in this part is SIMULATED** (`hieramas-sim`: calibrated stand-ins for the paper's pool that look up the gold answer and are right with a calibrated probability; costs exact for the simulated token counts). It exercises the method at scale; it is not a result of real LLMs. What the simulator cannot show: its models have no content-dependent skill (a task's difficulty is a hash, not its text), so the classifier can learn only structure and unseen MMLU subjects are no harder than seen ones; how answers flow along edges is assumed, not fitted (`benchmarks/simulator.md`).\n\n",
+        );
+    } else {
+        md.push_str("Every number in this part comes from real model calls and real graders.\n\n");
+    }
+    let official = |n: Option<usize>| n.map_or("official".into(), |n| n.to_string());
+    let stage1 = if part.stage1.iterations.is_none() && part.stage1.batch_size.is_none() {
+        "at the official settings".to_string()
+    } else {
+        format!(
+            "reduced ({} iterations × batch {}, W = {}, {} validation queries)",
+            official(part.stage1.iterations),
+            official(part.stage1.batch_size),
+            official(part.stage1.width),
+            part.stage1.val_limit.map_or("50".into(), |n| n.to_string())
+        )
+    };
+    let per_bench = |n: &dyn Fn(&str) -> Option<usize>| {
+        part.benchmarks
+            .iter()
+            .map(|b| {
                 format!(
-                    "reduced ({} iterations × batch {}, W = {}, {} validation queries)",
-                    part.stage1.iterations.map_or("official".into(), |n| n.to_string()),
-                    part.stage1.batch_size.map_or("official".into(), |n| n.to_string()),
-                    part.stage1.width.map_or("official".into(), |n| n.to_string()),
-                    part.stage1.val_limit.map_or("50".into(), |n| n.to_string())
-                )
-            },
-            part.stage2_tasks
-                .as_ref()
-                .map_or("all".into(), |t| part
-                    .benchmarks
-                    .iter()
-                    .map(|b| format!("{} {}", bench_title(b), t.get(b).map_or("all".into(), |n| n.to_string())))
-                    .collect::<Vec<_>>()
-                    .join(", ")),
-            part.graphs.unwrap_or(5),
-            part.benchmarks
-                .iter()
-                .map(|b| format!(
                     "{} {}",
                     bench_title(b),
-                    o.limit
-                        .or_else(|| part.test.as_ref().and_then(|t| t.get(b)))
-                        .map_or("all".into(), |n| n.to_string())
-                ))
+                    n(b).map_or("all".into(), |n| n.to_string())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let stage2 = match &part.stage2_tasks {
+        Some(t) => per_bench(&|b| t.get(b)),
+        None => "all".into(),
+    };
+    let test = per_bench(&|b| {
+        o.limit
+            .or_else(|| part.test.as_ref().and_then(|t| t.get(b)))
+    });
+    md.push_str(&format!(
+        "Pool `{}`; decision node and baselines: {}; answers ≤ {} tokens; stage 1 {stage1}; stage-2 data: {stage2} train tasks × {} DAGs; test: {test}.\n\n",
+        part_pool(o, part).display(),
+        part.decision.as_deref().unwrap_or("the pool's first model"),
+        part.max_tokens,
+        part.graphs.unwrap_or(5),
+    ));
+    md
+}
+
+fn has_unseen(part: &Part) -> bool {
+    part.benchmarks.iter().any(|b| b == "mmlu") && part.unseen.is_some()
+}
+
+/// Accuracy per method and benchmark, the paper's row first.
+fn accuracy_table(
+    part: &Part,
+    g: &Gathered,
+    paper: &BTreeMap<String, f64>,
+    paper_source: &str,
+) -> String {
+    let label = sim_label(part);
+    let unseen = has_unseen(part);
+    let mut md = format!("### Accuracy ({label}test split; queries in brackets)\n\n| method |");
+    for b in &part.benchmarks {
+        md.push_str(&format!(" {} |", bench_title(b)));
+    }
+    md.push_str(" average |");
+    if unseen {
+        md.push_str(" MMLU unseen |");
+    }
+    md.push_str("\n|---|");
+    for _ in 0..part.benchmarks.len() + 1 + usize::from(unseen) {
+        md.push_str("---:|");
+    }
+    md.push('\n');
+    if !paper.is_empty() {
+        md.push_str("| *HieraMAS, paper (reported)* |");
+        let mut sum = Vec::new();
+        for b in &part.benchmarks {
+            match paper.get(b.as_str()) {
+                Some(v) => {
+                    sum.push(*v);
+                    md.push_str(&format!(" *{v:.1}* |"));
+                }
+                None => md.push_str(" |"),
+            }
+        }
+        md.push_str(&avg_cell(&sum, part.benchmarks.len()));
+        if unseen {
+            md.push_str(
+                &paper
+                    .get("mmlu-unseen")
+                    .map_or(" |".into(), |v| format!(" *{v:.1}* |")),
+            );
+        }
+        md.push('\n');
+    }
+    for m in &part.methods {
+        md.push_str(&format!("| {label}{m} |"));
+        let mut sum = Vec::new();
+        for b in &part.benchmarks {
+            match g.acc(b, m) {
+                Some((a, n)) => {
+                    sum.push(a);
+                    md.push_str(&format!(" {a:.1} ({n}) |"));
+                }
+                None => md.push_str(" — |"),
+            }
+        }
+        md.push_str(&avg_cell(&sum, part.benchmarks.len()));
+        if unseen {
+            md.push_str(&match (m.as_str(), g.acc("mmlu", "hieramas@unseen")) {
+                ("hieramas", Some((a, n))) => format!(" {a:.1} ({n}) |"),
+                _ => " |".into(),
+            });
+        }
+        md.push('\n');
+    }
+    md.push_str(&format!(
+        "\nPaper numbers: {paper_source}. With n test queries one standard error is about √(p(1−p)/n): ±3 points at 90% and n = 100.\n\n"
+    ));
+    md
+}
+
+/// What training and each method cost, in all and per query.
+fn cost_tables(part: &Part, g: &Gathered) -> String {
+    let label = sim_label(part);
+    let mut md = format!("### Cost ({label}USD)\n\n| |");
+    for b in &part.benchmarks {
+        md.push_str(&format!(" {} |", bench_title(b)));
+    }
+    md.push_str(" total |\n|---|");
+    for _ in 0..=part.benchmarks.len() {
+        md.push_str("---:|");
+    }
+    md.push('\n');
+    let row = |name: String, f: &dyn Fn(&str) -> Option<u64>| {
+        let mut line = format!("| {name} |");
+        let mut total = 0;
+        for b in &part.benchmarks {
+            match f(b) {
+                Some(p) => {
+                    total += p;
+                    line.push_str(&format!(" {} |", usd(p)));
+                }
+                None => line.push_str(" — |"),
+            }
+        }
+        line.push_str(&format!(" {} |\n", usd(total)));
+        line
+    };
+    let trained = |b: &str| g.trained.get(b);
+    md.push_str(&row("training: stage 1 (incl. validation)".into(), &|b| {
+        trained(b).map(|t| t.stage1_pico)
+    }));
+    md.push_str(&row("training: stage-2 data".into(), &|b| {
+        trained(b).map(|t| t.data_pico)
+    }));
+    md.push_str(&row("**training total**".into(), &|b| {
+        trained(b).map(|t| t.stage1_pico + t.data_pico)
+    }));
+    let mut all_methods: Vec<String> = part.methods.clone();
+    if has_unseen(part) && part.methods.iter().any(|m| m == "hieramas") {
+        all_methods.push("hieramas@unseen".into());
+    }
+    for m in &all_methods {
+        md.push_str(&row(format!("inference: {m} (all queries)"), &|b| {
+            g.eval(b, m).map(|e| e.spent_pico)
+        }));
+    }
+    md.push_str("\nPer query (inference, USD):\n\n| method |");
+    for b in &part.benchmarks {
+        md.push_str(&format!(" {} |", bench_title(b)));
+    }
+    md.push_str("\n|---|");
+    for _ in &part.benchmarks {
+        md.push_str("---:|");
+    }
+    md.push('\n');
+    for m in &part.methods {
+        md.push_str(&format!("| {m} |"));
+        for b in &part.benchmarks {
+            md.push_str(&match g.eval(b, m).and_then(per_query) {
+                Some(c) => format!(" {c:.6} |"),
+                None => " — |".into(),
+            });
+        }
+        md.push('\n');
+    }
+    md.push('\n');
+    md
+}
+
+/// Cost against accuracy per benchmark, with the Pareto front.
+fn pareto_section(part: &Part, g: &Gathered, figures: &Path) -> Result<String> {
+    let label = sim_label(part);
+    let mut md = String::from("### Cost–accuracy (Pareto front)\n\n");
+    for b in &part.benchmarks {
+        let points: Vec<(String, f64, f64)> = part
+            .methods
+            .iter()
+            .filter_map(|m| Some((m.clone(), per_query(g.eval(b, m)?)?, g.acc(b, m)?.0)))
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        let file = format!("pareto-{}-{b}.svg", part.name);
+        let title = format!("{label}{} — cost vs accuracy", bench_title(b));
+        std::fs::write(figures.join(&file), pareto_svg(&title, &points)?)?;
+        md.push_str(&format!("![{title}](figures/{file})\n\n"));
+        let front = pareto_front(&points);
+        md.push_str(&format!(
+            "{}: on the front (no method both cheaper and at least as accurate): {}.\n\n",
+            bench_title(b),
+            front
+                .iter()
+                .map(|i| format!("`{}`", points[*i].0))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
+    }
+    Ok(md)
+}
 
-        // Gather.
-        let mut trained: BTreeMap<String, Training> = BTreeMap::new();
-        let mut evals: BTreeMap<String, Vec<Evaluated>> = BTreeMap::new();
-        for b in &part.benchmarks {
-            trained.insert(b.clone(), training(&bench_dir(run, &part.name, b)));
-            evals.insert(
-                b.clone(),
-                methods(part, b)
-                    .iter()
-                    .map(|m| evaluated(run, &part.name, b, m))
-                    .collect(),
-            );
+/// Stage 1 and classifier learning curves per benchmark.
+fn curves_section(part: &Part, g: &Gathered, figures: &Path) -> Result<String> {
+    let label = sim_label(part);
+    let mut md = String::from("### Learning curves\n\n");
+    for b in &part.benchmarks {
+        let Some(t) = g.trained.get(b) else { continue };
+        if t.curve.is_empty() && t.classifier.is_none() {
+            continue;
         }
-        let acc = |b: &str, m: &str| -> Option<(f64, usize)> {
-            let e = evals.get(b)?.iter().find(|e| e.method == m)?;
-            let s = e.summary.as_ref()?;
-            Some((s["accuracy"].as_f64()?, s["queries"].as_u64()? as usize))
-        };
-
-        // Main table.
-        let has_unseen = part.benchmarks.iter().any(|b| b == "mmlu") && part.unseen.is_some();
+        let file = format!("curves-{}-{b}.svg", part.name);
+        let title = format!("{label}{}", bench_title(b));
+        std::fs::write(figures.join(&file), curves_svg(&title, t)?)?;
+        md.push_str(&format!("![{title} learning curves](figures/{file})\n\n"));
         md.push_str(&format!(
-            "### Accuracy ({label}test split; queries in brackets)\n\n| method |"
+            "- {}: stage 1 ran {} iterations",
+            bench_title(b),
+            t.iterations
         ));
-        for b in &part.benchmarks {
-            md.push_str(&format!(" {} |", bench_title(b)));
-        }
-        md.push_str(" average |");
-        if has_unseen {
-            md.push_str(" MMLU unseen |");
-        }
-        md.push_str("\n|---|");
-        for _ in 0..part.benchmarks.len() + 1 + usize::from(has_unseen) {
-            md.push_str("---:|");
-        }
-        md.push('\n');
-        if !paper.is_empty() {
-            md.push_str("| *HieraMAS, paper (reported)* |");
-            let mut sum = Vec::new();
-            for b in &part.benchmarks {
-                match paper.get(b.as_str()) {
-                    Some(v) => {
-                        sum.push(*v);
-                        md.push_str(&format!(" *{v:.1}* |"));
-                    }
-                    None => md.push_str(" |"),
-                }
-            }
-            md.push_str(&avg_cell(&sum, part.benchmarks.len()));
-            if has_unseen {
-                md.push_str(
-                    &paper
-                        .get("mmlu-unseen")
-                        .map_or(" |".into(), |v| format!(" *{v:.1}* |")),
-                );
-            }
-            md.push('\n');
-        }
-        for m in &part.methods {
-            md.push_str(&format!("| {label}{m} |"));
-            let mut sum = Vec::new();
-            for b in &part.benchmarks {
-                match acc(b, m) {
-                    Some((a, n)) => {
-                        sum.push(a);
-                        md.push_str(&format!(" {a:.1} ({n}) |"));
-                    }
-                    None => md.push_str(" — |"),
-                }
-            }
-            md.push_str(&avg_cell(&sum, part.benchmarks.len()));
-            if has_unseen {
-                md.push_str(&match (m.as_str(), acc("mmlu", "hieramas@unseen")) {
-                    ("hieramas", Some((a, n))) => format!(" {a:.1} ({n}) |"),
-                    _ => " |".into(),
-                });
-            }
-            md.push('\n');
-        }
-        md.push_str(&format!(
-            "\nPaper numbers: {paper_source}. With n test queries one standard error is about √(p(1−p)/n): ±3 points at 90% and n = 100.\n\n"
-        ));
-
-        // Cost table.
-        md.push_str(&format!("### Cost ({label}USD)\n\n| |"));
-        for b in &part.benchmarks {
-            md.push_str(&format!(" {} |", bench_title(b)));
-        }
-        md.push_str(" total |\n|---|");
-        for _ in 0..=part.benchmarks.len() {
-            md.push_str("---:|");
-        }
-        md.push('\n');
-        let row = |name: String, f: &dyn Fn(&str) -> Option<u64>| {
-            let mut line = format!("| {name} |");
-            let mut total = 0;
-            for b in &part.benchmarks {
-                match f(b) {
-                    Some(p) => {
-                        total += p;
-                        line.push_str(&format!(" {} |", usd(p)));
-                    }
-                    None => line.push_str(" — |"),
-                }
-            }
-            line.push_str(&format!(" {} |\n", usd(total)));
-            line
-        };
-        md.push_str(&row("training: stage 1 (incl. validation)".into(), &|b| {
-            Some(trained[b].stage1_pico)
-        }));
-        md.push_str(&row("training: stage-2 data".into(), &|b| {
-            Some(trained[b].data_pico)
-        }));
-        md.push_str(&row("**training total**".into(), &|b| {
-            Some(trained[b].stage1_pico + trained[b].data_pico)
-        }));
-        let mut all_methods: Vec<String> = part.methods.clone();
-        if has_unseen && part.methods.iter().any(|m| m == "hieramas") {
-            all_methods.push("hieramas@unseen".into());
-        }
-        for m in &all_methods {
-            md.push_str(&row(format!("inference: {m} (all queries)"), &|b| {
-                evals[b]
-                    .iter()
-                    .find(|e| &e.method == m)
-                    .map(|e| e.spent_pico)
-            }));
-        }
-        md.push_str("\nPer query (inference, USD):\n\n| method |");
-        for b in &part.benchmarks {
-            md.push_str(&format!(" {} |", bench_title(b)));
-        }
-        md.push_str("\n|---|");
-        for _ in &part.benchmarks {
-            md.push_str("---:|");
-        }
-        md.push('\n');
-        for m in &part.methods {
-            md.push_str(&format!("| {m} |"));
-            for b in &part.benchmarks {
-                md.push_str(&match per_query(&evals[b], m) {
-                    Some(c) => format!(" {c:.6} |"),
-                    None => " — |".into(),
-                });
-            }
-            md.push('\n');
-        }
-        md.push('\n');
-
-        // Figures.
-        md.push_str("### Cost–accuracy (Pareto front)\n\n");
-        for b in &part.benchmarks {
-            let points: Vec<(String, f64, f64)> = part
-                .methods
-                .iter()
-                .filter_map(|m| Some((m.clone(), per_query(&evals[b], m)?, acc(b, m)?.0)))
-                .collect();
-            if points.is_empty() {
-                continue;
-            }
-            let file = format!("pareto-{}-{b}.svg", part.name);
-            let title = format!("{label}{} — cost vs accuracy", bench_title(b));
-            std::fs::write(figures.join(&file), pareto_svg(&title, &points)?)?;
-            md.push_str(&format!("![{title}](figures/{file})\n\n"));
-            let front = pareto_front(&points);
+        if let Some(v) = &t.last_validation {
             md.push_str(&format!(
-                "{}: on the front (no method both cheaper and at least as accurate): {}.\n\n",
-                bench_title(b),
-                front
-                    .iter()
-                    .map(|i| format!("`{}`", points[*i].0))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "; last validation {:.1}% of {} at ${:.6}/query",
+                v.accuracy * 100.0,
+                v.queries,
+                v.cost_usd
             ));
         }
-        md.push_str("### Learning curves\n\n");
-        for b in &part.benchmarks {
-            let t = &trained[b];
-            if t.curve.is_empty() && t.classifier.is_none() {
-                continue;
-            }
-            let file = format!("curves-{}-{b}.svg", part.name);
-            let title = format!("{label}{}", bench_title(b));
-            std::fs::write(figures.join(&file), curves_svg(&title, t)?)?;
-            md.push_str(&format!("![{title} learning curves](figures/{file})\n\n"));
-            md.push_str(&format!(
-                "- {}: stage 1 ran {} iterations",
-                bench_title(b),
-                t.iterations
-            ));
-            if let Some(v) = &t.last_validation {
+        md.push_str(&format!(
+            ". Stage-2 data: {} tasks, {} runs, {} positive.",
+            t.tasks, t.runs, t.positives
+        ));
+        if let Some(c) = &t.classifier {
+            let f = &c.fit;
+            if let Some(e) = f.epochs.get(f.best_epoch.saturating_sub(1)) {
                 md.push_str(&format!(
-                    "; last validation {:.1}% of {} at ${:.6}/query",
-                    v["accuracy"].as_f64().unwrap_or(0.0) * 100.0,
-                    v["queries"],
-                    v["cost_usd"].as_f64().unwrap_or(0.0)
+                    " Classifier: best epoch {} of {}, validation per-task ROC-AUC {}, top-1 hit {} (random {}).",
+                    f.best_epoch,
+                    f.epochs.len(),
+                    f3(e.valid.task_auc),
+                    f3(e.valid.top1_hit),
+                    f3(e.valid.top1_random)
                 ));
             }
-            md.push_str(&format!(
-                ". Stage-2 data: {} tasks, {} runs, {} positive.",
-                t.tasks, t.runs, t.positives
-            ));
-            if let Some(c) = &t.classifier {
-                let f = &c["fit"];
-                let best = f["best_epoch"].as_u64().unwrap_or(0) as usize;
-                let e = f["epochs"]
-                    .as_array()
-                    .and_then(|e| e.get(best.saturating_sub(1)));
-                if let Some(e) = e {
-                    md.push_str(&format!(
-                        " Classifier: best epoch {best} of {}, validation per-task ROC-AUC {}, top-1 hit {} (random {}).",
-                        f["epochs"].as_array().map_or(0, Vec::len),
-                        f3(&e["valid"]["task_auc"]),
-                        f3(&e["valid"]["top1_hit"]),
-                        f3(&e["valid"]["top1_random"])
-                    ));
-                }
-            }
-            md.push_str("\n\n");
         }
+        md.push_str("\n\n");
+    }
+    Ok(md)
+}
 
-        // Chosen topologies.
-        md.push_str("### Topologies HieraMAS chose\n\n");
-        for b in &part.benchmarks {
-            let Some(e) = evals[b].iter().find(|e| e.method == "hieramas") else {
+/// The topologies HieraMAS chose most, drawn.
+fn topologies_section(part: &Part, g: &Gathered, topo_dir: &Path) -> Result<String> {
+    let label = sim_label(part);
+    let mut md = String::from("### Topologies HieraMAS chose\n\n");
+    for b in &part.benchmarks {
+        let Some(e) = g.eval(b, "hieramas") else {
+            continue;
+        };
+        let mut counts: BTreeMap<Vec<(usize, usize)>, usize> = BTreeMap::new();
+        for r in &e.records {
+            let Some(plan) = PlanRecord::of(r) else {
                 continue;
             };
-            let mut counts: BTreeMap<Vec<(usize, usize)>, usize> = BTreeMap::new();
-            for r in &e.records {
-                let Some(edges) = r["trace"]["plan"]["edges"].as_array() else {
-                    continue;
-                };
-                let mut es: Vec<(usize, usize)> = edges
-                    .iter()
-                    .filter_map(|x| Some((x[0].as_u64()? as usize, x[1].as_u64()? as usize)))
-                    .collect();
-                es.sort_unstable();
-                *counts.entry(es).or_default() += 1;
-            }
-            let n: usize = counts.values().sum();
-            if n == 0 {
-                continue;
-            }
-            let mut ranked: Vec<(&Vec<(usize, usize)>, &usize)> = counts.iter().collect();
-            ranked.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-            let roles = hieramas_topology::roleset::RoleSet::builtin(b)?.names();
-            let edges: usize = counts.iter().map(|(e, c)| e.len() * c).sum();
-            md.push_str(&format!(
-                "- {}: {} distinct topologies over {n} queries (candidates are drawn per query), {:.1} edges on average; {}:\n\n",
+            let mut es: Vec<(usize, usize)> = plan.edges.iter().map(|&[s, d]| (s, d)).collect();
+            es.sort_unstable();
+            *counts.entry(es).or_default() += 1;
+        }
+        let n: usize = counts.values().sum();
+        if n == 0 {
+            continue;
+        }
+        let mut ranked: Vec<(&Vec<(usize, usize)>, &usize)> = counts.iter().collect();
+        ranked.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let roles = hieramas_topology::roleset::RoleSet::builtin(b)?.names();
+        let edges: usize = counts.iter().map(|(e, c)| e.len() * c).sum();
+        md.push_str(&format!(
+            "- {}: {} distinct topologies over {n} queries (candidates are drawn per query), {:.1} edges on average; {}:\n\n",
+            bench_title(b),
+            counts.len(),
+            edges as f64 / n as f64,
+            if counts.len() == n { "two of them" } else { "the most chosen" }
+        ));
+        for (k, (edges, c)) in ranked.iter().take(2).enumerate() {
+            let t = hieramas_topology::Topology::new(roles.clone(), edges)
+                .with_context(|| format!("a chosen {b} topology"))?;
+            let file = format!("{}-{b}-chosen-{}.svg", part.name, k + 1);
+            let title = format!(
+                "{label}{} · chosen for {c} of {n} queries · {} edges",
                 bench_title(b),
-                counts.len(),
-                edges as f64 / n as f64,
-                if counts.len() == n { "two of them" } else { "the most chosen" }
-            ));
-            for (k, (edges, c)) in ranked.iter().take(2).enumerate() {
-                let t = hieramas_topology::Topology::new(roles.clone(), edges)
-                    .with_context(|| format!("a chosen {b} topology"))?;
-                let file = format!("{}-{b}-chosen-{}.svg", part.name, k + 1);
-                let title = format!(
-                    "{label}{} · chosen for {c} of {n} queries · {} edges",
-                    bench_title(b),
-                    t.edge_count()
-                );
-                std::fs::write(topo_dir.join(&file), t.to_svg(&title))?;
-                md.push_str(&format!("  ![{title}](topologies/{file})\n\n"));
-            }
-        }
-        md.push('\n');
-
-        // JSON + CSV.
-        let mut benches = serde_json::Map::new();
-        for b in &part.benchmarks {
-            let t = &trained[b];
-            let mut ms = serde_json::Map::new();
-            for e in &evals[b] {
-                ms.insert(
-                    e.method.clone(),
-                    json!({
-                        "summary": e.summary,
-                        "spent_usd": e.spent_pico as f64 / 1e12,
-                        "records": e.records.len(),
-                    }),
-                );
-                if let Some(s) = &e.summary {
-                    let q = s["queries"].as_f64().unwrap_or(0.0);
-                    let cost = s["cost_pico"].as_f64().unwrap_or(0.0) / 1e12;
-                    csv.push_str(&format!(
-                        "{},{},{b},{},{},{},{},{},{:.12},{},{},{}\n",
-                        part.name,
-                        part.simulated,
-                        e.method.trim_end_matches("@unseen"),
-                        s["split"].as_str().unwrap_or(""),
-                        s["queries"],
-                        s["correct"],
-                        s["accuracy"],
-                        cost,
-                        if q > 0.0 {
-                            format!("{:.12}", cost / q)
-                        } else {
-                            String::new()
-                        },
-                        s["prompt_tokens"],
-                        s["completion_tokens"],
-                    ));
-                }
-            }
-            benches.insert(
-                b.clone(),
-                json!({
-                    "stage1": {
-                        "iterations": t.iterations,
-                        "cost_usd": t.stage1_pico as f64 / 1e12,
-                        "last_validation": t.last_validation.as_ref().map(|v| json!({
-                            "accuracy": v["accuracy"], "queries": v["queries"], "cost_usd": v["cost_usd"],
-                        })),
-                    },
-                    "stage2_data": {
-                        "tasks": t.tasks, "runs": t.runs, "positives": t.positives,
-                        "cost_usd": t.data_pico as f64 / 1e12,
-                    },
-                    "classifier": t.classifier.as_ref().map(|c| json!({
-                        "best_epoch": c["fit"]["best_epoch"],
-                        "epochs": c["fit"]["epochs"].as_array().map_or(0, Vec::len),
-                        "best_selection": c["fit"]["best_selection"],
-                    })),
-                    "methods": ms,
-                }),
+                t.edge_count()
             );
+            std::fs::write(topo_dir.join(&file), t.to_svg(&title))?;
+            md.push_str(&format!("  ![{title}](topologies/{file})\n\n"));
         }
-        parts_json.push(json!({
-            "name": part.name,
-            "title": part.title,
-            "simulated": part.simulated,
-            "pool": pool,
-            "settings": part,
-            "benchmarks": benches,
-        }));
     }
+    md.push('\n');
+    Ok(md)
+}
 
-    md.push_str("## Steps\n\nEach step is one resumable `hieramas` command (outputs under this folder; `steps/<id>.json` marks a finished one):\n\n| step | this invocation | wall (s, when it ran) | command |\n|---|---|---:|---|\n");
+/// A CSV row per method with a summary.
+fn csv_rows(part: &Part, g: &Gathered) -> String {
+    let mut csv = String::new();
+    for b in &part.benchmarks {
+        for e in g.evals.get(b).into_iter().flatten() {
+            let Some(s) = &e.summary else { continue };
+            let cost = s.cost_pico as f64 / 1e12;
+            csv.push_str(&format!(
+                "{},{},{b},{},{},{},{},{},{:.12},{},{},{}\n",
+                part.name,
+                part.simulated,
+                e.method.trim_end_matches("@unseen"),
+                s.split,
+                s.queries,
+                s.correct,
+                s.accuracy,
+                cost,
+                if s.queries > 0 {
+                    format!("{:.12}", cost / s.queries as f64)
+                } else {
+                    String::new()
+                },
+                s.prompt_tokens,
+                s.completion_tokens,
+            ));
+        }
+    }
+    csv
+}
+
+/// A part as `results.json` keeps it.
+fn part_result(o: &Options, part: &Part, g: Gathered) -> PartResult {
+    let mut benchmarks = BTreeMap::new();
+    let Gathered { trained, mut evals } = g;
+    for (b, t) in trained {
+        let methods = evals
+            .remove(&b)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| {
+                (
+                    e.method,
+                    MethodResult {
+                        summary: e.summary,
+                        spent_usd: e.spent_pico as f64 / 1e12,
+                        records: e.records.len(),
+                    },
+                )
+            })
+            .collect();
+        benchmarks.insert(
+            b,
+            BenchResult {
+                stage1: Stage1Result {
+                    iterations: t.iterations,
+                    cost_usd: t.stage1_pico as f64 / 1e12,
+                    last_validation: t.last_validation.map(|v| ValidationResult {
+                        accuracy: v.accuracy,
+                        queries: v.queries,
+                        cost_usd: v.cost_usd,
+                    }),
+                },
+                stage2_data: DataResult {
+                    tasks: t.tasks,
+                    runs: t.runs,
+                    positives: t.positives,
+                    cost_usd: t.data_pico as f64 / 1e12,
+                },
+                classifier: t.classifier.map(|c| ClassifierResult {
+                    best_epoch: c.fit.best_epoch,
+                    epochs: c.fit.epochs.len(),
+                    best_selection: c.fit.best_selection,
+                }),
+                methods,
+            },
+        );
+    }
+    PartResult {
+        name: part.name.clone(),
+        title: part.title.clone(),
+        simulated: part.simulated,
+        pool: part_pool(o, part),
+        settings: part.clone(),
+        benchmarks,
+    }
+}
+
+/// Every step of the profile and how this invocation found or left it.
+fn steps_table(outcomes: &[Outcome]) -> String {
+    let mut md = String::from(
+        "## Steps\n\nEach step is one resumable `hieramas` command (outputs under this folder; `steps/<id>.json` marks a finished one):\n\n| step | this invocation | wall (s, when it ran) | command |\n|---|---|---:|---|\n",
+    );
     for x in outcomes {
         md.push_str(&format!(
             "| {} | {}{} | {:.0} | `{}` |\n",
@@ -680,29 +871,11 @@ pub fn write(o: &Options, outcomes: &[Outcome], wall_s: f64) -> Result<()> {
             crate::reproduce::command_line(&x.step.args).replace('|', "\\|")
         ));
     }
-    std::fs::write(run.join("REPORT.md"), md)?;
-    std::fs::write(run.join("results.csv"), csv)?;
-    std::fs::write(
-        run.join("results.json"),
-        serde_json::to_string_pretty(&json!({
-            "profile": o.profile_name,
-            "description": crate::reproduce::one_line(&o.profile.description),
-            "machine": meta,
-            "wall_s": wall_s.round(),
-            "paper": {"source": paper_source, "hieramas": paper},
-            "parts": parts_json,
-            "steps": outcomes,
-        }))? + "\n",
-    )?;
-    println!(
-        "\nreport: {}\n        results.csv · results.json · figures/ · topologies/",
-        run.join("REPORT.md").display()
-    );
-    Ok(())
+    md
 }
 
 /// Date, commit and machine, for the report.
-fn machine() -> Value {
+fn machine() -> Machine {
     let out = |cmd: &str, args: &[&str]| {
         std::process::Command::new(cmd)
             .args(args)
@@ -720,19 +893,23 @@ fn machine() -> Value {
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
-    json!({
-        "date": out("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
-        "commit": out("git", &["rev-parse", "--short", "HEAD"]).map(|c| {
+    Machine {
+        date: out("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        commit: out("git", &["rev-parse", "--short", "HEAD"]).map(|c| {
             let dirty = out("git", &["status", "--porcelain", "--untracked-files=no"])
                 .is_some_and(|s| !s.is_empty());
-            if dirty { format!("{c} + uncommitted changes") } else { c }
+            if dirty {
+                format!("{c} + uncommitted changes")
+            } else {
+                c
+            }
         }),
-        "description": format!("{}, {mem_gib:.0} GiB", crate::machine()),
-    })
+        description: format!("{}, {mem_gib:.0} GiB", crate::machine()),
+    }
 }
 
-fn f3(v: &Value) -> String {
-    v.as_f64().map_or("—".into(), |x| format!("{x:.3}"))
+fn f3(v: Option<f64>) -> String {
+    v.map_or("—".into(), |x| format!("{x:.3}"))
 }
 
 fn avg_cell(values: &[f64], of: usize) -> String {
@@ -743,15 +920,10 @@ fn avg_cell(values: &[f64], of: usize) -> String {
     }
 }
 
-/// Mean cost per query (USD) of `method` by its summary.
-fn per_query(evals: &[Evaluated], method: &str) -> Option<f64> {
-    let s = evals
-        .iter()
-        .find(|e| e.method == method)?
-        .summary
-        .as_ref()?;
-    let q = s["queries"].as_f64().filter(|q| *q > 0.0)?;
-    Some(s["cost_pico"].as_f64()? / 1e12 / q)
+/// Mean cost per query (USD) of an eval by its summary.
+fn per_query(e: &Evaluated) -> Option<f64> {
+    let s = e.summary.as_ref()?;
+    (s.queries > 0).then(|| s.cost_pico as f64 / 1e12 / s.queries as f64)
 }
 
 /// Indices of the points no other point dominates (cheaper or equal and at least as accurate,
@@ -835,8 +1007,11 @@ fn curves_svg(title: &str, t: &Training) -> Result<String> {
         root.fill(&WHITE)?;
         let (left, right) = root.split_horizontally(480);
         // Stage 1: training accuracy and system reward per iteration, validation accuracy.
-        let it = |l: &Value| l["iteration"].as_f64().unwrap_or(0.0);
-        let n = t.curve.iter().map(it).fold(1.0, f64::max);
+        let n = t
+            .curve
+            .iter()
+            .map(|l| l.iteration as f64)
+            .fold(1.0, f64::max);
         let mut c = ChartBuilder::on(&left)
             .caption(format!("{title} · stage 1 (selector)"), ("sans-serif", 15))
             .margin(12)
@@ -847,18 +1022,20 @@ fn curves_svg(title: &str, t: &Training) -> Result<String> {
             .x_desc("iteration")
             .y_desc("share / reward")
             .draw()?;
-        let series = |key: &str| -> Vec<(f64, f64)> {
+        let series = |f: fn(&CurveRow) -> Option<f64>| -> Vec<(f64, f64)> {
             t.curve
                 .iter()
-                .filter_map(|l| Some((it(l), l[key].as_f64()?)))
+                .filter_map(|l| Some((l.iteration as f64, f(l)?)))
                 .collect()
         };
-        for (key, label, color) in [
-            ("accuracy", "train batch solved", BLUE),
-            ("system_reward", "system reward", GREEN),
-            ("val_accuracy", "validation solved", RED),
-        ] {
-            let s = series(key);
+        type Row = fn(&CurveRow) -> Option<f64>;
+        let stage1: [(&str, RGBColor, Row); 3] = [
+            ("train batch solved", BLUE, |l| Some(l.accuracy)),
+            ("system reward", GREEN, |l| Some(l.system_reward)),
+            ("validation solved", RED, |l| l.val_accuracy),
+        ];
+        for (label, color, f) in stage1 {
+            let s = series(f);
             c.draw_series(LineSeries::new(s.clone(), color.stroke_width(2)))?
                 .label(label)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
@@ -870,11 +1047,7 @@ fn curves_svg(title: &str, t: &Training) -> Result<String> {
             .border_style(BLACK)
             .draw()?;
         // Stage 2: validation per-task ROC-AUC, top-1 hit (and its random expectation), loss.
-        let epochs: Vec<Value> = t
-            .classifier
-            .as_ref()
-            .and_then(|c| c["fit"]["epochs"].as_array().cloned())
-            .unwrap_or_default();
+        let epochs = t.classifier.as_ref().map_or(&[][..], |c| &c.fit.epochs[..]);
         let m = epochs.len().max(1) as f64;
         let mut c = ChartBuilder::on(&right)
             .caption(
@@ -889,30 +1062,18 @@ fn curves_svg(title: &str, t: &Training) -> Result<String> {
             .x_desc("epoch")
             .y_desc("validation")
             .draw()?;
-        let ep = |f: &dyn Fn(&Value) -> Option<f64>| -> Vec<(f64, f64)> {
-            epochs
+        type Of = fn(&hieramas::records::Epoch) -> Option<f64>;
+        let stage2: [(&str, RGBColor, Of); 4] = [
+            ("per-task ROC-AUC", BLUE, |e| e.valid.task_auc),
+            ("top-1 hit", RED, |e| e.valid.top1_hit),
+            ("top-1 hit, random", MAGENTA, |e| e.valid.top1_random),
+            ("train loss", BLACK, |e| Some(e.loss.min(1.05))),
+        ];
+        for (label, color, f) in stage2 {
+            let s: Vec<(f64, f64)> = epochs
                 .iter()
-                .filter_map(|e| Some((e["epoch"].as_f64()?, f(e)?)))
-                .collect()
-        };
-        for (label, color, s) in [
-            (
-                "per-task ROC-AUC",
-                BLUE,
-                ep(&|e| e["valid"]["task_auc"].as_f64()),
-            ),
-            ("top-1 hit", RED, ep(&|e| e["valid"]["top1_hit"].as_f64())),
-            (
-                "top-1 hit, random",
-                MAGENTA,
-                ep(&|e| e["valid"]["top1_random"].as_f64()),
-            ),
-            (
-                "train loss",
-                BLACK,
-                ep(&|e| e["loss"].as_f64().map(|l| l.min(1.05))),
-            ),
-        ] {
+                .filter_map(|e| Some((e.epoch as f64, f(e)?)))
+                .collect();
             c.draw_series(LineSeries::new(s, color.stroke_width(2)))?
                 .label(label)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
@@ -927,25 +1088,42 @@ fn curves_svg(title: &str, t: &Training) -> Result<String> {
     Ok(svg)
 }
 
+/// `benchmarks/reproduce-baseline.json`: the SIMULATED results a later run is compared with.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Baseline {
+    pub note: String,
+    pub profile: String,
+    pub date: Option<String>,
+    pub commit: Option<String>,
+    /// By `part/benchmark/method`.
+    pub rows: BTreeMap<String, BaselineRow>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BaselineRow {
+    /// Percent.
+    pub accuracy: f64,
+    pub cost_per_query_usd: f64,
+    pub queries: usize,
+}
+
 /// The SIMULATED parts' accuracy and cost per query, by `part/benchmark/method`.
-fn tracked(results: &Value) -> BTreeMap<String, (f64, f64, u64)> {
+fn tracked(results: &Results) -> BTreeMap<String, BaselineRow> {
     let mut rows = BTreeMap::new();
-    for part in results["parts"].as_array().into_iter().flatten() {
-        if part["simulated"].as_bool() != Some(true) {
-            continue;
-        }
-        let name = part["name"].as_str().unwrap_or("?");
-        for (b, v) in part["benchmarks"].as_object().into_iter().flatten() {
-            for (m, e) in v["methods"].as_object().into_iter().flatten() {
-                let s = &e["summary"];
-                let (Some(acc), Some(q), Some(c)) = (
-                    s["accuracy"].as_f64(),
-                    s["queries"].as_u64().filter(|q| *q > 0),
-                    s["cost_pico"].as_f64(),
-                ) else {
+    for part in results.parts.iter().filter(|p| p.simulated) {
+        for (b, v) in &part.benchmarks {
+            for (m, e) in &v.methods {
+                let Some(s) = e.summary.as_ref().filter(|s| s.queries > 0) else {
                     continue;
                 };
-                rows.insert(format!("{name}/{b}/{m}"), (acc, c / 1e12 / q as f64, q));
+                rows.insert(
+                    format!("{}/{b}/{m}", part.name),
+                    BaselineRow {
+                        accuracy: s.accuracy,
+                        cost_per_query_usd: s.cost_pico as f64 / 1e12 / s.queries as f64,
+                        queries: s.queries,
+                    },
+                );
             }
         }
     }
@@ -956,27 +1134,18 @@ fn tracked(results: &Value) -> BTreeMap<String, (f64, f64, u64)> {
 /// simulator is seeded, so they do not depend on the machine): fails when a method's accuracy
 /// fell by more than two standard errors (at least 2 points) or its cost per query rose by
 /// more than 10%. `record` writes the run's results as the baseline instead.
-pub fn track(root: &Path, run: &Path, profile: &str, record: bool) -> Result<()> {
-    let results: Value = json_file(&run.join("results.json")).context("no results.json")?;
+pub fn track(root: &Path, run: &Path, profile: &str, record_baseline: bool) -> Result<()> {
+    let results: Results = read_json(&run.join("results.json"))?;
     let now = tracked(&results);
     let path = root.join("benchmarks").join("reproduce-baseline.json");
-    if record {
-        let rows: serde_json::Map<String, Value> = now
-            .iter()
-            .map(|(k, (a, c, q))| {
-                (
-                    k.clone(),
-                    json!({"accuracy": a, "cost_per_query_usd": c, "queries": q}),
-                )
-            })
-            .collect();
-        let v = json!({
-            "note": "SIMULATED results of `cargo xtask reproduce` (hieramas-sim), tracked for regressions",
-            "profile": profile,
-            "date": results["machine"]["date"],
-            "commit": results["machine"]["commit"],
-            "rows": rows,
-        });
+    if record_baseline {
+        let v = Baseline {
+            note: "SIMULATED results of `cargo xtask reproduce` (hieramas-sim), tracked for regressions".into(),
+            profile: profile.into(),
+            date: results.machine.date.clone(),
+            commit: results.machine.commit.clone(),
+            rows: now,
+        };
         std::fs::write(&path, serde_json::to_string_pretty(&v)? + "\n")?;
         println!(
             "recorded the simulated results as the baseline in {}",
@@ -984,17 +1153,17 @@ pub fn track(root: &Path, run: &Path, profile: &str, record: bool) -> Result<()>
         );
         return Ok(());
     }
-    let Some(base) = json_file(&path) else {
+    let Some(base) = record::<Baseline>(&path)? else {
         println!(
             "no {} yet: nothing to compare (--record-baseline writes one)",
             path.display()
         );
         return Ok(());
     };
-    if base["profile"].as_str() != Some(profile) {
+    if base.profile != profile {
         println!(
             "the tracked baseline is of profile {}, not {profile}: not compared",
-            base["profile"]
+            base.profile
         );
         return Ok(());
     }
@@ -1002,30 +1171,42 @@ pub fn track(root: &Path, run: &Path, profile: &str, record: bool) -> Result<()>
     println!(
         "\nSIMULATED results against {} (commit {}):\n  {:<40} {:>14} {:>22}",
         path.display(),
-        base["commit"].as_str().unwrap_or("?"),
+        base.commit.as_deref().unwrap_or("?"),
         "row",
         "accuracy",
         "cost/query (USD)"
     );
-    for (k, b) in base["rows"].as_object().into_iter().flatten() {
-        let (Some(ba), Some(bc)) = (b["accuracy"].as_f64(), b["cost_per_query_usd"].as_f64())
-        else {
-            continue;
-        };
-        let Some((a, c, q)) = now.get(k) else {
+    for (k, b) in &base.rows {
+        let Some(n) = now.get(k) else {
             println!("  {k:<40} not run this time");
             continue;
         };
+        let (ba, bc, a, c) = (
+            b.accuracy,
+            b.cost_per_query_usd,
+            n.accuracy,
+            n.cost_per_query_usd,
+        );
         let p = (ba / 100.0).clamp(0.01, 0.99);
-        let allowed = (2.0 * (p * (1.0 - p) / *q as f64).sqrt() * 100.0).max(2.0);
-        let flag = if ba - a > allowed || *c > bc * 1.10 {
+        let allowed = (2.0 * (p * (1.0 - p) / n.queries as f64).sqrt() * 100.0).max(2.0);
+        let flag = if ba - a > allowed || c > bc * 1.10 {
             worse.push(k.clone());
             "  <- regression"
         } else {
             ""
         };
-        println!("  {k:<40} {ba:>6.1} → {a:>5.1} {bc:>10.6} → {c:>9.6}{flag}");
+        let same = if b == n { "  (identical)" } else { "" };
+        println!("  {k:<40} {ba:>6.1} → {a:>5.1} {bc:>10.6} → {c:>9.6}{flag}{same}");
     }
+    let identical = base
+        .rows
+        .iter()
+        .filter(|(k, b)| now.get(*k) == Some(b))
+        .count();
+    println!(
+        "  {identical} of {} rows identical to the baseline",
+        base.rows.len()
+    );
     if !worse.is_empty() {
         anyhow::bail!(
             "{} simulated result(s) regressed against {}: {} (accuracy down by more than two standard errors, or cost per query up by more than 10%)",
@@ -1039,7 +1220,9 @@ pub fn track(root: &Path, run: &Path, profile: &str, record: bool) -> Result<()>
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_pareto_front_keeps_only_undominated_points_by_cost() {
@@ -1064,13 +1247,32 @@ mod tests {
         ];
         let svg = pareto_svg("t", &pts).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("hieramas") && svg.contains("Pareto"));
+        let row: CurveRow = serde_json::from_value(json!({
+            "iteration": 1, "temperature": 10.0, "lr": 0.002, "loss": 0.3, "grad_norm": 1.0,
+            "system_reward": 0.4, "accuracy": 0.5, "node_accuracy": 0.5, "cost_pico": 1,
+            "cost_usd": 1e-12, "metadata_cost_pico": 0, "variant": "Fixed", "credit": "multi",
+            "simulated": true, "val_accuracy": 0.6, "val_cost_usd": 0.001
+        }))
+        .unwrap();
+        let fit: hieramas::records::FitReport = serde_json::from_value(json!({
+            "train_tasks": [], "valid_tasks": [], "train_samples": 0, "pos_weight": 1.0,
+            "epochs": [{"epoch": 1, "loss": 0.7, "lr": 0.001, "selection": 0.6, "valid":
+                {"tasks": 2, "samples": 10, "task_auc": 0.6, "auc_tasks": 2, "pooled_auc": 0.6,
+                 "accuracy": 0.5, "top1_hit": 0.5, "top1_random": 0.4, "hit_tasks": 2}}],
+            "best_epoch": 1, "best_selection": 0.6, "stopped_early": false
+        }))
+        .unwrap();
         let t = Training {
-            curve: vec![
-                json!({"iteration": 1, "accuracy": 0.5, "system_reward": 0.4, "val_accuracy": 0.6}),
-            ],
-            classifier: Some(
-                json!({"fit": {"epochs": [{"epoch": 1, "loss": 0.7, "valid": {"task_auc": 0.6, "top1_hit": 0.5, "top1_random": 0.4}}]}}),
-            ),
+            curve: vec![row],
+            classifier: Some(FitOutput {
+                simulated: true,
+                benchmark: "math".into(),
+                settings: hieramas::records::Stage2Config::builtin("math").unwrap(),
+                direction: hieramas::records::Direction::Successors,
+                fit,
+                cost_model: hieramas::records::CostModel::default(),
+                test: None,
+            }),
             ..Training::default()
         };
         let svg = curves_svg("t", &t).unwrap();
@@ -1083,28 +1285,92 @@ mod tests {
         let (root, run) = (dir.path(), dir.path().join("run"));
         std::fs::create_dir_all(root.join("benchmarks")).unwrap();
         std::fs::create_dir_all(&run).unwrap();
+        let part = crate::reproduce::profile("default").unwrap().part[0].clone();
         let results = |acc: f64, cost_pico: u64| {
-            json!({
-                "machine": {"date": "d", "commit": "c"},
-                "parts": [
-                    {"name": "sim", "simulated": true, "benchmarks": {"math": {"methods": {
-                        "hieramas": {"summary": {"accuracy": acc, "queries": 100, "cost_pico": cost_pico}}
-                    }}}},
-                    {"name": "local", "simulated": false, "benchmarks": {"math": {"methods": {
-                        "single": {"summary": {"accuracy": 0.0, "queries": 2, "cost_pico": 0}}
-                    }}}}
-                ]
-            })
+            let summary = |accuracy: f64, queries: usize, cost_pico: u64| Summary {
+                benchmark: "math".into(),
+                split: "test".into(),
+                method: "hieramas".into(),
+                model: "m".into(),
+                config_hash: "h".into(),
+                queries,
+                correct: 0,
+                accuracy,
+                base_accuracy: None,
+                cost_pico,
+                cost: String::new(),
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                latency_ms_p50: 0,
+                latency_ms_p90: 0,
+                latency_ms_p99: 0,
+            };
+            let bench = |m: &str, s: Summary| {
+                let methods = BTreeMap::from([(
+                    m.to_string(),
+                    MethodResult {
+                        summary: Some(s),
+                        spent_usd: 0.0,
+                        records: 0,
+                    },
+                )]);
+                BTreeMap::from([(
+                    "math".to_string(),
+                    BenchResult {
+                        stage1: Stage1Result {
+                            iterations: 0,
+                            cost_usd: 0.0,
+                            last_validation: None,
+                        },
+                        stage2_data: DataResult {
+                            tasks: 0,
+                            runs: 0,
+                            positives: 0,
+                            cost_usd: 0.0,
+                        },
+                        classifier: None,
+                        methods,
+                    },
+                )])
+            };
+            let part_result = |name: &str, simulated: bool, benchmarks| PartResult {
+                name: name.into(),
+                title: String::new(),
+                simulated,
+                pool: PathBuf::new(),
+                settings: part.clone(),
+                benchmarks,
+            };
+            Results {
+                profile: "default".into(),
+                description: String::new(),
+                machine: Machine {
+                    date: Some("d".into()),
+                    commit: Some("c".into()),
+                    description: String::new(),
+                },
+                wall_s: 0.0,
+                paper: PaperNumbers {
+                    source: String::new(),
+                    hieramas: BTreeMap::new(),
+                },
+                parts: vec![
+                    part_result("sim", true, bench("hieramas", summary(acc, 100, cost_pico))),
+                    part_result("local", false, bench("single", summary(0.0, 2, 0))),
+                ],
+                steps: Vec::new(),
+            }
         };
-        let write = |v: Value| std::fs::write(run.join("results.json"), v.to_string()).unwrap();
+        let write = |v: Results| {
+            std::fs::write(run.join("results.json"), serde_json::to_string(&v).unwrap()).unwrap()
+        };
         write(results(90.0, 100_000_000));
         // Nothing recorded yet: nothing to compare.
         track(root, &run, "default", false).unwrap();
         track(root, &run, "default", true).unwrap();
-        let base = json_file(&root.join("benchmarks/reproduce-baseline.json")).unwrap();
-        let rows = base["rows"].as_object().unwrap();
-        assert_eq!(rows.len(), 1, "only simulated rows: {rows:?}");
-        assert_eq!(rows["sim/math/hieramas"]["cost_per_query_usd"], 1e-6);
+        let base: Baseline = read_json(&root.join("benchmarks/reproduce-baseline.json")).unwrap();
+        assert_eq!(base.rows.len(), 1, "only simulated rows: {:?}", base.rows);
+        assert_eq!(base.rows["sim/math/hieramas"].cost_per_query_usd, 1e-6);
         // Within noise (2 SE at 90%, n = 100: 6 points) and a cheaper run pass.
         write(results(85.0, 90_000_000));
         track(root, &run, "default", false).unwrap();

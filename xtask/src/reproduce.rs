@@ -45,8 +45,8 @@ pub struct Part {
     pub name: String,
     pub title: String,
     /// Its pool has SIMULATED models: every number of the part is labelled so. Set from the
-    /// pool when the run starts, not read from the profile.
-    #[serde(skip_deserializing)]
+    /// pool when the run starts (what a profile says is overwritten).
+    #[serde(default)]
     pub simulated: bool,
     /// The pool file (absent: the embedded local pool, `pools/local.toml`).
     pub pool: Option<PathBuf>,
@@ -181,12 +181,12 @@ pub struct Done {
 }
 
 /// A step, and how this invocation found or left it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Outcome {
     pub step: Step,
     /// `ran`, `cached` (a finished step of an earlier invocation), `failed` or `blocked` (an
     /// input step failed).
-    pub status: &'static str,
+    pub status: String,
     /// How long the step ran (in the earlier invocation when cached).
     pub wall_s: f64,
     pub error: Option<String>,
@@ -457,7 +457,7 @@ pub fn run(o: &Options, bin: &Path, first_model: &dyn Fn(&Part) -> Result<String
             println!("{header}: done earlier ({:.0} s), kept", d.wall_s);
             outcomes.push(Outcome {
                 step,
-                status: "cached",
+                status: "cached".into(),
                 wall_s: d.wall_s,
                 error: None,
             });
@@ -466,13 +466,13 @@ pub fn run(o: &Options, bin: &Path, first_model: &dyn Fn(&Part) -> Result<String
         if let Some(bad) = step.after.iter().find(|a| {
             outcomes
                 .iter()
-                .any(|o| &o.step.id == *a && matches!(o.status, "failed" | "blocked"))
+                .any(|o| &o.step.id == *a && matches!(o.status.as_str(), "failed" | "blocked"))
         }) {
             println!("{header}: skipped, {bad} did not finish");
             outcomes.push(Outcome {
                 error: Some(format!("{bad} did not finish")),
                 step,
-                status: "blocked",
+                status: "blocked".into(),
                 wall_s: 0.0,
             });
             continue;
@@ -514,7 +514,7 @@ pub fn run(o: &Options, bin: &Path, first_model: &dyn Fn(&Part) -> Result<String
                 .with_context(|| format!("writing {}", mark.display()))?;
             outcomes.push(Outcome {
                 step,
-                status: "ran",
+                status: "ran".into(),
                 wall_s,
                 error: None,
             });
@@ -522,7 +522,7 @@ pub fn run(o: &Options, bin: &Path, first_model: &dyn Fn(&Part) -> Result<String
             eprintln!("{header}: hieramas exited with {status}");
             outcomes.push(Outcome {
                 step,
-                status: "failed",
+                status: "failed".into(),
                 wall_s,
                 error: Some(format!("hieramas exited with {status}")),
             });
@@ -532,7 +532,7 @@ pub fn run(o: &Options, bin: &Path, first_model: &dyn Fn(&Part) -> Result<String
     crate::report::write(o, &outcomes, wall)?;
     let failed: Vec<&str> = outcomes
         .iter()
-        .filter(|x| matches!(x.status, "failed" | "blocked"))
+        .filter(|x| matches!(x.status.as_str(), "failed" | "blocked"))
         .map(|x| x.step.id.as_str())
         .collect();
     if !failed.is_empty() {

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::log::Record;
 
 /// Totals over the records of one configuration.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Summary {
     pub benchmark: String,
     pub split: String,

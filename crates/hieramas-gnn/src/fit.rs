@@ -9,7 +9,6 @@ use candle_core::{DType, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use serde::{Deserialize, Serialize};
 
 use crate::GnnError;
 use crate::config::Stage2Config;
@@ -23,30 +22,7 @@ type Sample<'a> = (&'a [[usize; 2]], &'a [f32], bool);
 /// A copy of every parameter's value.
 type Weights = Vec<(Var, Tensor)>;
 
-/// One epoch of training.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Epoch {
-    pub epoch: usize,
-    pub loss: f64,
-    pub lr: f64,
-    pub valid: Metrics,
-    /// The value model selection compares (validation per-task ROC-AUC, else pooled, else ½).
-    pub selection: f64,
-}
-
-/// What a finished training reports.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct FitReport {
-    pub train_tasks: Vec<String>,
-    pub valid_tasks: Vec<String>,
-    pub train_samples: usize,
-    pub pos_weight: f64,
-    pub epochs: Vec<Epoch>,
-    /// The epoch whose weights the classifier holds at the end (1-based; 0: none improved).
-    pub best_epoch: usize,
-    pub best_selection: f64,
-    pub stopped_early: bool,
-}
+pub use crate::report::{Epoch, FitReport};
 
 /// ReduceLROnPlateau in max mode (PyTorch defaults: relative threshold 1e-4, no cooldown).
 #[derive(Clone, Debug)]

@@ -54,6 +54,7 @@ pub mod metrics;
 #[cfg(feature = "classifier")]
 pub mod model;
 pub mod record;
+pub mod report;
 pub mod select;
 
 /// What can go wrong in stage 2.

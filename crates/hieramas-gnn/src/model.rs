@@ -22,16 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::GnnError;
 
-/// Which neighbours a node averages over (besides itself).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Direction {
-    /// Official: itself and its successors (messages run against execution).
-    #[default]
-    Successors,
-    /// Itself and its predecessors (messages follow execution).
-    Predecessors,
-}
+pub use crate::report::Direction;
 
 /// Shapes and settings of a classifier.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

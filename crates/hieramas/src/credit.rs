@@ -1,4 +1,4 @@
-//! `hieramas experiment credit`: the credit-assignment experiment of the paper, on a SIMULATED
+//! The credit-assignment experiment of the paper, on a SIMULATED
 //! pool whose best model per role is known by construction (`pools/sim-credit.toml`: the
 //! strongest model overall is the worst Inspector).
 //!
@@ -12,45 +12,65 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
 use hieramas_sim::{Catalogue, Kind};
+use hieramas_tasks::splits::Benchmark;
 use hieramas_topology::roleset::RoleSet;
+use serde::{Deserialize, Serialize};
 
-use crate::train::{CreditMode, SystemArgs, TrainArgs, Validation};
+use crate::error::{Context, Result, ensure};
+use crate::progress::{Progress, Silent};
+use crate::records::{CreditMode, Validation};
+use crate::stage1::{Stage1Config, SystemConfig};
 
-#[derive(clap::Args)]
-pub struct CreditArgs {
+/// The credit experiment's settings; `Default` is what the report in `docs/` ran.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CreditConfig {
     /// Seeds per estimator.
-    #[arg(long, default_value_t = 10)]
-    seeds: usize,
-    /// Iterations per run (the official 12 are too few to move the selector much; see the report).
-    #[arg(long, default_value_t = 48)]
-    iterations: usize,
+    pub seeds: usize,
+    /// Iterations per run (the official 12 are too few to move the selector much).
+    pub iterations: usize,
     /// Learning rate (default: the official 2e-3 of MATH).
-    #[arg(long)]
-    lr: Option<f64>,
+    pub lr: Option<f64>,
     /// Entropy bonus coefficient (default: the official 1.0).
-    #[arg(long)]
-    entropy_coef: Option<f64>,
+    pub entropy_coef: Option<f64>,
     /// Queries per iteration (default: the official 6 of MATH).
-    #[arg(long)]
-    batch_size: Option<usize>,
-    /// Train on the first N MATH train queries (shared by all runs, so embeddings are computed once).
-    #[arg(long, default_value_t = 200)]
-    train_limit: usize,
+    pub batch_size: Option<usize>,
+    /// Train on the first N MATH train queries (shared by all runs, so embeddings are computed
+    /// once).
+    pub train_limit: usize,
     /// Validation queries (the first N of MATH valid).
-    #[arg(long, default_value_t = 100)]
-    val_limit: usize,
+    pub val_limit: usize,
     /// A SIMULATED pool with per-role fitness.
-    #[arg(long, default_value = "pools/sim-credit.toml")]
-    pool: PathBuf,
-    #[arg(long, default_value = "results/credit-experiment")]
-    out: PathBuf,
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    pub pool: PathBuf,
+    pub out: PathBuf,
+    pub data_dir: Option<PathBuf>,
     /// Start every run over.
-    #[arg(long)]
-    fresh: bool,
+    pub fresh: bool,
+}
+
+impl Default for CreditConfig {
+    fn default() -> Self {
+        CreditConfig {
+            seeds: 10,
+            iterations: 48,
+            lr: None,
+            entropy_coef: None,
+            batch_size: None,
+            train_limit: 200,
+            val_limit: 100,
+            pool: PathBuf::from("pools/sim-credit.toml"),
+            out: PathBuf::from("results/credit-experiment"),
+            data_dir: None,
+            fresh: false,
+        }
+    }
+}
+
+/// What the experiment leaves: the report (also `<out>/REPORT.md`).
+pub struct CreditOutcome {
+    pub report_md: String,
+    pub report_path: PathBuf,
 }
 
 /// One estimator.
@@ -124,11 +144,13 @@ fn mean_sd(xs: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
-pub async fn credit(a: CreditArgs) -> Result<()> {
+/// Runs the credit experiment (every run resumes like stage 1), reporting each run to
+/// `progress`; writes `REPORT.md`, `credit.svg` and `results.json` under `a.out`.
+pub async fn run(a: &CreditConfig, progress: &mut dyn Progress) -> Result<CreditOutcome> {
     let roles = RoleSet::builtin("math")?;
     let names = roles.names();
-    let pool = crate::mas::load_pool(&a.pool)?;
-    anyhow::ensure!(
+    let pool = crate::models::load_pool(&a.pool)?;
+    ensure!(
         crate::sim::uses_sim(&pool),
         "{}: the credit experiment needs a SIMULATED pool (its optimum must be known)",
         a.pool.display()
@@ -158,8 +180,8 @@ pub async fn credit(a: CreditArgs) -> Result<()> {
             best_judge = k;
         }
     }
-    eprintln!("{}", crate::sim::BANNER);
-    eprintln!(
+    progress.note(crate::sim::BANNER);
+    progress.note(&format!(
         "credit experiment: {} estimators x {} seeds, {} iterations each; optimum: {}",
         ARMS.len(),
         a.seeds,
@@ -170,21 +192,19 @@ pub async fn credit(a: CreditArgs) -> Result<()> {
             .map(|(r, (k, p))| format!("{r} -> {} ({p:.2})", ids[*k].id))
             .collect::<Vec<_>>()
             .join(", ")
-    );
+    ));
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let bar = indicatif::ProgressBar::new((ARMS.len() * a.seeds) as u64).with_style(
-        indicatif::ProgressStyle::with_template(
-            "SIMULATED credit experiment [{bar:30}] {pos}/{len} runs {elapsed_precise} eta {eta} {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    progress.start((ARMS.len() * a.seeds) as u64, 0, "runs");
     let mut results: Vec<RunResult> = Vec::new();
     for arm in &ARMS {
         for seed in 0..a.seeds as u64 {
-            bar.set_message(format!("{} seed {seed}", arm.name));
-            let outcome = crate::train::run(TrainArgs {
-                system: SystemArgs {
-                    benchmark: "math".into(),
+            progress.message(&format!(
+                "SIMULATED credit experiment: {} seed {seed}",
+                arm.name
+            ));
+            let cfg = Stage1Config {
+                system: SystemConfig {
+                    benchmark: Benchmark::Math,
                     pool: a.pool.clone(),
                     decision: None,
                     max_tokens: 2048, // the official agent calls
@@ -194,8 +214,7 @@ pub async fn credit(a: CreditArgs) -> Result<()> {
                     embedder_pool: None,
                     embeddings: Some(a.out.join("embeddings")),
                     data_dir: a.data_dir.clone(),
-                    quiet: true,
-                    budget_usd: None,
+                    budget: None,
                 },
                 faithful: arm.faithful,
                 credit: arm.credit,
@@ -210,9 +229,10 @@ pub async fn credit(a: CreditArgs) -> Result<()> {
                 out: Some(a.out.join(arm.slug).join(format!("seed{seed}"))),
                 fresh: a.fresh,
                 stop_after: None,
-            })
-            .await
-            .with_context(|| format!("{} seed {seed}", arm.name))?;
+            };
+            let outcome = crate::stage1::train(&cfg, &mut Silent)
+                .await
+                .with_context(|| format!("{} seed {seed}", arm.name))?;
             let v: Validation = outcome.validation.context("the run left no validation")?;
             results.push(RunResult {
                 arm: arm.name,
@@ -244,10 +264,10 @@ pub async fn credit(a: CreditArgs) -> Result<()> {
                 accuracy: v.accuracy,
                 cost_usd: v.cost_usd,
             });
-            bar.inc(1);
+            progress.advance(1);
         }
     }
-    bar.finish_and_clear();
+    progress.finish();
 
     // The table.
     let options = ids.len() + 1;
@@ -389,9 +409,10 @@ pub async fn credit(a: CreditArgs) -> Result<()> {
         }))?,
     )
     .context("writing results.json")?;
-    println!("{md}");
-    eprintln!("report: {}", a.out.join("REPORT.md").display());
-    Ok(())
+    Ok(CreditOutcome {
+        report_md: md,
+        report_path: a.out.join("REPORT.md"),
+    })
 }
 
 /// Grouped bars: per role, one bar per estimator (mean P(optimal), ± sd), chance dashed.

@@ -1,75 +1,19 @@
-//! `hieramas run`: one query through a HieraMAS multi-agent system — the benchmark's role set
-//! on a topology, pool models at every position, the decision node — printing the answer and
-//! optionally writing the trace.
+//! The pool → models factory: every provider a pool file can name (HTTP, local in-process,
+//! SIMULATED) becomes an `Arc<dyn ChatModel>`, one shared instance per id, charged to a budget
+//! when one is set. [`load_pool`] reads a pool file or a built-in pool by its conventional path.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use hieramas_bench::query::Query;
 use hieramas_llm::{Budget, Budgeted, ChatModel, Env, Limited, ModelSpec, Pool, Provider};
 use hieramas_local::engine::EngineOptions;
 use hieramas_local::pool::{LocalModels, local_pool};
-use hieramas_supernode::{Members, Sampling};
+use hieramas_tasks::data::DataDir;
 use hieramas_tasks::splits::Benchmark;
-use hieramas_topology::roleset::RoleSet;
-use hieramas_topology::schedule::{Extractor, Plan, run_query};
-use hieramas_topology::{Topology, generate, shapes};
 
-#[derive(clap::Args)]
-pub struct RunArgs {
-    /// The role set: math, mmlu or humaneval-plus.
-    #[arg(long)]
-    benchmark: String,
-    /// A pool TOML file; `pools/local.toml` and `pools/paper.toml` name the built-in pools.
-    #[arg(long, default_value = "pools/local.toml")]
-    pool: PathBuf,
-    #[command(flatten)]
-    mas: MasArgs,
-    /// Seed of `--topology random` and `--assign random`, and of sampling.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    #[arg(long, default_value_t = 0.0)]
-    temperature: f32,
-    /// Write the trace (JSON) here.
-    #[arg(long)]
-    trace: Option<PathBuf>,
-    /// The query.
-    query: String,
-}
-
-/// The flags that define a multi-agent system, shared by `hieramas run` and `hieramas eval
-/// --method mas`.
-#[derive(clap::Args)]
-pub struct MasArgs {
-    /// full, chain, star, empty, random (seeded, density 0.3-0.7), or a .json/.dot file.
-    #[arg(long, default_value = "full")]
-    pub topology: String,
-    /// round-robin (pool models in turn over every position), random (seeded) or fixed:MODEL.
-    #[arg(long, default_value = "round-robin")]
-    pub assign: String,
-    /// The decision node's model (default: the pool's first).
-    #[arg(long)]
-    pub decision: Option<String>,
-    /// The official execution: config order, backward edges unused.
-    #[arg(long)]
-    pub faithful: bool,
-    /// Most tokens per call (mas, moa, debate: default 256; the baselines: default from the
-    /// prompts file).
-    #[arg(long)]
-    pub max_tokens: Option<u32>,
-    /// Turn off the consensus override (method §3.3: when every supernode's extracted
-    /// prediction agrees, it is the answer, whatever the decision node says).
-    #[arg(long)]
-    pub no_consensus: bool,
-}
-
-impl MasArgs {
-    /// Most tokens per call of a multi-agent system.
-    pub fn max_tokens(&self) -> u32 {
-        self.max_tokens.unwrap_or(256)
-    }
-}
+use crate::error::{Context, Result, bail};
 
 /// A pool file, or one of the built-in pools by its conventional path.
 pub fn load_pool(path: &Path) -> Result<Pool> {
@@ -126,6 +70,33 @@ impl Models {
         self.sim = Some((book, settings));
     }
 
+    /// Gives the pool's SIMULATED models the answers of `queries`, if it has any; whether it
+    /// did (every output of such a run must say SIMULATED: [`crate::sim::BANNER`]).
+    pub fn simulate_queries(
+        &mut self,
+        data: &DataDir,
+        benchmark: Benchmark,
+        queries: &[&Query],
+        seed: u64,
+    ) -> Result<bool> {
+        if !self.uses_sim() {
+            return Ok(false);
+        }
+        self.simulate(
+            crate::sim::book(data, benchmark, queries)?,
+            hieramas_sim::Settings {
+                seed,
+                ..hieramas_sim::Settings::default()
+            },
+        );
+        Ok(true)
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// Whether any model of the pool is simulated.
     pub fn uses_sim(&self) -> bool {
         crate::sim::uses_sim(&self.pool)
@@ -177,7 +148,7 @@ impl Models {
             Arc::new(Limited::new(Arc::new(m), spec.max_concurrency))
         } else if spec.provider == Provider::Sim {
             let (book, settings) = self.sim.clone().with_context(|| {
-                format!("{id} is SIMULATED; only `hieramas eval` and `hieramas train` can run it (they give it the tasks' answers)")
+                format!("{id} is SIMULATED: it answers only the tasks it is given (Models::simulate_queries)")
             })?;
             let catalogue = hieramas_sim::Catalogue::builtin()?;
             let m = hieramas_sim::SimModel::new(
@@ -205,173 +176,37 @@ impl Models {
     }
 }
 
-/// The model id at every position: `[role][0..W]` proposers, then the synthesiser.
-pub fn assignment(
-    assign: &str,
-    ids: &[String],
-    roles: usize,
-    width: usize,
+/// The model `id` alone (a baseline's): in-process when it is a local model, SIMULATED when
+/// `pool` says so (answering `queries`), else a client from `pool` (default: the paper's).
+/// Also its pool entry.
+pub fn single(
+    id: &str,
+    pool: Option<&Path>,
+    data: &DataDir,
+    benchmark: Benchmark,
+    queries: &[&Query],
     seed: u64,
-) -> Result<Vec<Vec<String>>> {
-    if ids.is_empty() {
-        bail!("the pool has no selectable models");
+) -> Result<(ModelSpec, Arc<dyn ChatModel>)> {
+    if let Some(spec) = local_pool()?.get(id).cloned() {
+        let m = LocalModels::from_env()?
+            .chat(&spec, EngineOptions::default())
+            .with_context(|| format!("loading {id}"))?;
+        return Ok((spec, Arc::new(m)));
     }
-    let slots = width + 1;
-    Ok(match assign {
-        "round-robin" => (0..roles)
-            .map(|r| {
-                (0..slots)
-                    .map(|p| ids[(r * slots + p) % ids.len()].clone())
-                    .collect()
-            })
-            .collect(),
-        "random" => {
-            use rand::{Rng, SeedableRng};
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-            (0..roles)
-                .map(|_| {
-                    (0..slots)
-                        .map(|_| ids[rng.random_range(0..ids.len())].clone())
-                        .collect()
-                })
-                .collect()
-        }
-        other => match other.strip_prefix("fixed:") {
-            Some(m) if ids.iter().any(|i| i == m) => vec![vec![m.to_string(); slots]; roles],
-            Some(m) => bail!("--assign fixed:{m}: not in the pool ({})", ids.join(", ")),
-            None => bail!("--assign {other:?}: use round-robin, random or fixed:MODEL"),
-        },
-    })
-}
-
-/// A topology over `names` by shape name, or from a .json/.dot file.
-pub fn topology(spec: &str, names: Vec<String>, seed: u64) -> Result<Topology> {
-    Ok(match spec {
-        "full" => shapes::full(names)?,
-        "chain" => shapes::chain(names)?,
-        "star" => shapes::star(names)?,
-        "empty" => shapes::empty(names)?,
-        "random" => generate::random_dag(&names, 0.3, 0.7, seed)?,
-        path => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("--topology {path}: not a shape (full, chain, star, empty, random) nor a readable file"))?;
-            let t = if path.ends_with(".dot") || path.ends_with(".gv") {
-                Topology::from_dot(&text)
-            } else {
-                Topology::from_json(&text)
-            }
-            .with_context(|| path.to_string())?;
-            if t.roles() != names.as_slice() {
-                bail!(
-                    "{path}: its roles {:?} are not the role set's {:?} (same names, same order)",
-                    t.roles(),
-                    names
-                );
-            }
-            t
-        }
-    })
-}
-
-/// A multi-agent system ready to run, and what defines it (for config hashes and reports).
-pub struct Mas {
-    pub topology: Topology,
-    pub consensus: Option<Extractor>,
-    pub roles: RoleSet,
-    pub members: Vec<Members>,
-    pub decision: Arc<dyn ChatModel>,
-    pub description: serde_json::Value,
-}
-
-/// The benchmark's role set on `topology`, pool models placed by `assign`, the decision model.
-pub fn build(benchmark: &str, args: &MasArgs, models: &mut Models, seed: u64) -> Result<Mas> {
-    let roles = RoleSet::builtin(benchmark)?;
-    let topology = topology(&args.topology, roles.names(), seed)?;
-    let ids = models.ids();
-    let slots = assignment(&args.assign, &ids, roles.roles.len(), roles.width, seed)?;
-    let mut members = Vec::with_capacity(slots.len());
-    for role_slots in &slots {
-        let (synth, proposers) = role_slots.split_last().context("empty assignment")?;
-        members.push(Members {
-            proposers: proposers
-                .iter()
-                .map(|id| models.get(id).map(Some))
-                .collect::<Result<_>>()?,
-            synthesizer: Some(models.get(synth)?),
-        });
-    }
-    let decision_id = args.decision.clone().unwrap_or_else(|| ids[0].clone());
-    // Everything that decides the answers: prompts, topology, who sits where, and what each
-    // model id is (provider, model, price), so an edited role set or a repriced pool is a new
-    // configuration.
-    let specs = models.specs(slots.iter().flatten().chain([&decision_id]))?;
-    let description = serde_json::json!({
-        "benchmark": benchmark,
-        "roles": serde_json::to_value(&roles)?,
-        "topology": serde_json::from_str::<serde_json::Value>(&topology.to_json())?,
-        "assignment": slots,
-        "decision": decision_id,
-        "models": specs,
-        "faithful": args.faithful,
-        "max_tokens": args.max_tokens(),
-        "consensus": !args.no_consensus,
-    });
-    let consensus = match benchmark.parse::<Benchmark>() {
-        Ok(b) if !args.no_consensus => Some(hieramas_bench::prediction_extractor(b)),
-        _ => None,
+    let pool = match pool {
+        Some(p) => load_pool(p)?,
+        None => Pool::paper(),
     };
-    Ok(Mas {
-        decision: models.get(&decision_id)?,
-        consensus,
-        topology,
-        roles,
-        members,
-        description,
-    })
-}
-
-pub async fn run(a: RunArgs) -> Result<()> {
-    let mut models = Models::new(load_pool(&a.pool)?, None);
-    let mas = build(&a.benchmark, &a.mas, &mut models, a.seed)?;
-    let topology = mas.topology;
-    let plan = Plan {
-        topology: &topology,
-        roles: &mas.roles,
-        members: mas.members,
-        decision: mas.decision,
-        sampling: Sampling {
-            temperature: Some(a.temperature),
-            max_tokens: a.mas.max_tokens(),
-            seed: Some(a.seed),
-        },
-        faithful: a.mas.faithful,
-        consensus: mas.consensus,
-    };
-    let started = std::time::Instant::now();
-    let trace = run_query(&plan, &a.query).await?;
-    println!("{}", trace.answer.trim());
-    if let Some(p) = &trace.consensus {
-        eprintln!("[consensus override: every supernode predicted {p:?}]");
+    let spec = pool.require(id)?.clone();
+    if spec.provider == Provider::Sim {
+        let mut models = Models::new(pool, None);
+        models.simulate_queries(data, benchmark, queries, seed)?;
+        let m = models.get(id)?;
+        return Ok((spec, m));
     }
-    eprintln!(
-        "[{} roles, {} edges ({}), {} calls, {} tokens, ${:.6} (exact: {} pico-USD), {:.1} s]",
-        topology.len(),
-        topology.edge_count(),
-        if a.mas.faithful {
-            "faithful config order"
-        } else {
-            "topological order"
-        },
-        trace.calls.len(),
-        trace.total_tokens,
-        trace.total_cost_usd,
-        trace.total_cost_pico,
-        started.elapsed().as_secs_f64()
-    );
-    if let Some(path) = &a.trace {
-        std::fs::write(path, trace.to_json() + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("trace: {}", path.display());
+    if spec.provider == Provider::Local {
+        bail!("{id} is a local model but not in pools/local.toml");
     }
-    Ok(())
+    let m = spec.connect(&Env::process(), &hieramas_llm::http_client()?)?;
+    Ok((spec, m))
 }

@@ -1,10 +1,10 @@
-//! SIMULATED pools in the CLI: the gold book a simulated model looks answers up in, built from
-//! the queries of the run, and the banner every command prints when it uses one.
+//! SIMULATED pools: the gold book a simulated model looks answers up in, built from the queries
+//! of the run, the banner every output of such a run carries, and the seeded query selection.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Result};
 use hieramas_bench::query::{Gold, Query};
 use hieramas_llm::pool::{Pool, Provider};
 use hieramas_sim::{Answer, GoldBook, GoldTask, Kind};
@@ -16,7 +16,7 @@ pub fn uses_sim(pool: &Pool) -> bool {
     pool.models.iter().any(|m| m.provider == Provider::Sim)
 }
 
-/// The line printed (stderr) and recorded by every run that uses simulated models.
+/// The line every run that uses simulated models shows and records.
 pub const BANNER: &str = "SIMULATED: this run uses simulated models (hieramas-sim), calibrated to published accuracies; its numbers are not results of real models";
 
 pub fn kind(b: Benchmark) -> Kind {

@@ -1,4 +1,4 @@
-//! `hieramas train stage1`: trains the LLM selector with multi-level reward attribution
+//! Stage 1: trains the LLM selector with multi-level reward attribution
 //! (method §5) on a benchmark's train split, over real multi-agent runs.
 //!
 //! Each iteration takes `batch_size` training queries; for each, a random DAG of the stage-1
@@ -6,28 +6,27 @@
 //! pool's models, then `skip`), one run of the system, every supernode's own output and the final
 //! answer graded by the deterministic graders, each call's own cost — then the credit, the
 //! REINFORCE loss and one clipped Adam step. A learning-curve line per iteration goes to
-//! `<out>/curve.jsonl`; checkpoints (verified safetensors) to `<out>/`. Every `eval_every`
+//! `<out>/curve.jsonl` ([`CurveRow`]); checkpoints (verified safetensors) to `<out>/`. Every `eval_every`
 //! iterations and at the end, the selector is validated (method §5.5): argmax choices over the
-//! full graph on the first `--val-limit` queries of the valid split; `best.safetensors` keeps the
-//! best validation accuracy, `validation.json` the last validation with the policy per role.
+//! full graph on the first `val_limit` queries of the valid split; `best.safetensors` keeps the
+//! best validation accuracy, `validation.json` the last validation ([`Validation`]) with the policy per role.
 //! After every iteration the weights, the optimiser's moments, the data order and the random
 //! state are saved, so a rerun of the same command after a crash continues exactly where it
-//! stopped (`--fresh` starts over).
+//! stopped (`fresh` starts over).
 //!
-//! With a SIMULATED pool (`pools/sim-paper.toml`, `pools/sim-credit.toml`) every line, file and
-//! summary says so.
+//! With a SIMULATED pool (`pools/sim-paper.toml`, `pools/sim-credit.toml`) every note, file and
+//! record says so.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use hieramas_bench::query::Query;
 use hieramas_bench::{Checker, prediction_extractor};
 use hieramas_llm::{ChatModel, Embedder, Price};
 use hieramas_local::pool::LocalModels;
-use hieramas_reward::config::Stage1Config;
+use hieramas_reward::config::Stage1Config as Settings;
 use hieramas_reward::reward::{NodeResult, credit, system_only};
 use hieramas_reward::schedule::{learning_rate, temperature};
 use hieramas_reward::selector::{self, Masks, Selector, SelectorConfig, argmax, mask_logits};
@@ -41,106 +40,115 @@ use hieramas_topology::schedule::{Plan, run_query};
 use hieramas_topology::{Topology, generate, shapes};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
 
-/// Which credit each supernode's choices get (method §5.4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CreditMode {
-    /// `R̃_i = α·R_i + (1−α)·R_F`: the supernode's own reward mixed with the system's.
-    Multi,
-    /// Every supernode gets the system reward `R_F` (the ablation).
-    System,
-}
+use crate::error::{Context, Result, bail};
+use crate::progress::Progress;
+use crate::records::{CreditMode, CurveRow, Loss, RolePolicy, Validation};
 
 /// The system a stage trains or runs: benchmark, pool, decision model, selector inputs.
-#[derive(clap::Args, Clone)]
-pub struct SystemArgs {
-    /// math, mmlu or humaneval-plus.
-    #[arg(long)]
-    pub benchmark: String,
-    /// The pool whose models the selector chooses among (`pools/local.toml`, `pools/paper.toml`,
-    /// `pools/sim-paper.toml` (SIMULATED) or a file).
-    #[arg(long, default_value = "pools/local.toml")]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SystemConfig {
+    pub benchmark: Benchmark,
+    /// The pool whose models the selector chooses among: a pool file, or a built-in pool by its
+    /// conventional path (`pools/local.toml`, `pools/paper.toml`, `pools/sim-paper.toml`,
+    /// `pools/sim-credit.toml`; the last two SIMULATED).
     pub pool: PathBuf,
     /// The decision node's model (default: the pool's first; the paper uses gpt-5-mini).
-    #[arg(long)]
     pub decision: Option<String>,
     /// Most tokens per call.
-    #[arg(long, default_value_t = 256)]
     pub max_tokens: u32,
-    #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// What embeds the selector's texts: `local` (all-MiniLM-L6-v2, in-process) or the id of an
-    /// OpenAI-compatible `/v1/embeddings` model in --embedder-pool — e.g. gte-large-en-v1.5, the
-    /// paper's embedder, served by text-embeddings-inference or vLLM (`pools/gte-large.toml`).
-    #[arg(long, default_value = "local")]
+    /// OpenAI-compatible `/v1/embeddings` model in `embedder_pool` (e.g. gte-large-en-v1.5, the
+    /// paper's embedder, `pools/gte-large.toml`).
     pub embedder: String,
-    /// Task metadata for the selector: `heuristic` (keywords) or the id of a --pool model asked
+    /// Task metadata for the selector: `heuristic` (keywords) or the id of a pool model asked
     /// for it as JSON (the paper: gpt-4o-mini), cached on disk per (model, task) under
-    /// <embeddings>/../metadata; unusable replies fall back to the heuristic.
-    #[arg(long, default_value = "heuristic")]
+    /// `<embeddings>/../metadata`; unusable replies fall back to the heuristic.
     pub metadata: String,
-    /// The pool file that holds --embedder (default: --pool).
-    #[arg(long)]
+    /// The pool file that holds `embedder` (default: `pool`).
     pub embedder_pool: Option<PathBuf>,
-    /// Where embeddings are cached (default: <out>/embeddings).
-    #[arg(long)]
+    /// Where embeddings are cached (default: `<out>/embeddings`).
     pub embeddings: Option<PathBuf>,
-    /// The benchmark files (default: $HIERAMAS_DATA_DIR).
-    #[arg(long)]
+    /// The benchmark files (default: `$HIERAMAS_DATA_DIR`).
     pub data_dir: Option<PathBuf>,
-    /// No progress bar and no line per iteration.
-    #[arg(long)]
-    pub quiet: bool,
-    /// Stop once this much has been spent on model calls (USD, e.g. 5.00): calls beyond it
-    /// fail, and so does the command (a rerun resumes where it stopped).
-    #[arg(long)]
-    pub budget_usd: Option<String>,
+    /// Stop once this much has been spent on model calls: calls beyond it fail, and so does the
+    /// step (a rerun resumes where it stopped).
+    pub budget: Option<hieramas_llm::Usd>,
 }
 
-#[derive(clap::Args, Clone)]
-pub struct TrainArgs {
-    #[command(flatten)]
-    pub system: SystemArgs,
+impl Default for SystemConfig {
+    fn default() -> Self {
+        SystemConfig {
+            benchmark: Benchmark::Math,
+            pool: PathBuf::from("pools/local.toml"),
+            decision: None,
+            max_tokens: 256,
+            seed: 0,
+            embedder: "local".into(),
+            metadata: "heuristic".into(),
+            embedder_pool: None,
+            embeddings: None,
+            data_dir: None,
+            budget: None,
+        }
+    }
+}
+
+/// Stage 1: the system, the estimator, and where the official settings
+/// (`configs/stage1.toml` of hieramas-reward) are overridden. `Default` is the paper's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Stage1Config {
+    pub system: SystemConfig,
     /// The official loss (temperature mismatch, no baseline) instead of the fixed one.
-    #[arg(long)]
     pub faithful: bool,
     /// Multi-level credit (default) or the system reward alone.
-    #[arg(long, value_enum, default_value = "multi")]
     pub credit: CreditMode,
-    /// Instead of the official settings (`configs/stage1.toml` of hieramas-reward):
-    #[arg(long)]
     pub iterations: Option<usize>,
-    #[arg(long)]
     pub batch_size: Option<usize>,
     /// Proposers per supernode.
-    #[arg(long)]
     pub width: Option<usize>,
     /// Learning rate, start and end (instead of the official `lr_start` -> `lr_end`).
-    #[arg(long)]
     pub lr: Option<f64>,
     /// Entropy bonus coefficient (instead of the official 1.0).
-    #[arg(long)]
     pub entropy_coef: Option<f64>,
     /// Validate every N iterations (and after the last).
-    #[arg(long)]
     pub eval_every: Option<usize>,
     /// Train on the first N queries of the train split only (in its seeded order).
-    #[arg(long)]
     pub train_limit: Option<usize>,
     /// Validate on the first N queries of the valid split every `eval_every` iterations and at
     /// the end (0: never; the official code uses the whole split).
-    #[arg(long, default_value_t = 50)]
     pub val_limit: usize,
-    /// Where the curve and checkpoints go (default results/stage1/<benchmark>-<pool>).
-    #[arg(long)]
+    /// Where the curve and checkpoints go (default `results/stage1/<benchmark>-<pool>`).
     pub out: Option<PathBuf>,
-    /// Start over in --out instead of resuming the run saved there.
-    #[arg(long)]
+    /// Start over in `out` instead of resuming the run saved there.
     pub fresh: bool,
     /// Stop after this many iterations as if interrupted (for tests of resuming).
-    #[arg(long, hide = true)]
     pub stop_after: Option<usize>,
+}
+
+impl Default for Stage1Config {
+    fn default() -> Self {
+        Stage1Config {
+            system: SystemConfig::default(),
+            faithful: false,
+            credit: CreditMode::Multi,
+            iterations: None,
+            batch_size: None,
+            width: None,
+            lr: None,
+            entropy_coef: None,
+            eval_every: None,
+            train_limit: None,
+            val_limit: 50,
+            out: None,
+            fresh: false,
+            stop_after: None,
+        }
+    }
 }
 
 /// What `<out>/state.json` holds after each iteration.
@@ -155,41 +163,23 @@ struct ResumeState {
     best_val: Option<f64>,
 }
 
-/// How the selector chooses at one role, over the validation queries.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct RolePolicy {
-    pub role: String,
-    /// Mean probability (softmax of the masked logits, T = 1) of each option at the proposer
-    /// positions.
-    pub proposer_prob: Vec<f64>,
-    /// Share of proposer positions whose argmax is each option.
-    pub proposer_argmax: Vec<f64>,
-    /// Share of synthesiser positions whose argmax is each option.
-    pub synth_argmax: Vec<f64>,
-}
-
-/// One validation: argmax choices over the full graph (method §5.5).
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct Validation {
-    pub simulated: bool,
-    pub iteration: usize,
-    pub queries: usize,
-    pub accuracy: f64,
-    /// Mean cost per query, USD.
-    pub cost_usd: f64,
-    /// The options in selector order (pool models, then `skip`).
-    pub options: Vec<String>,
-    pub policy: Vec<RolePolicy>,
-}
-
-/// What a finished run leaves.
-pub struct Outcome {
-    /// The last validation (none with `--val-limit 0`).
+/// What a finished (or stopped) stage 1 leaves.
+#[derive(Clone, Debug)]
+pub struct Stage1Outcome {
+    /// Where the curve and checkpoints are.
+    pub out: PathBuf,
+    /// The final selector (`<out>/selector.safetensors`; none when stopped early).
+    pub selector: Option<PathBuf>,
+    /// The last validation (none with `val_limit` 0).
     pub validation: Option<Validation>,
+    /// The best validation accuracy (`<out>/best.safetensors`).
+    pub best_accuracy: Option<f64>,
+    /// Whether the pool is SIMULATED.
+    pub simulated: bool,
 }
 
 /// A query's run, graded.
-pub(crate) struct Graded {
+pub struct Graded {
     pub results: Vec<NodeResult>,
     pub final_ok: bool,
     pub decision_cost_pico: u64,
@@ -197,7 +187,7 @@ pub(crate) struct Graded {
 }
 
 /// Everything a query needs: the selector's inputs and the system around it.
-pub(crate) struct Stage {
+pub struct Stage {
     pub benchmark: Benchmark,
     pub roles: RoleSet,
     pub names: Vec<String>,
@@ -219,7 +209,7 @@ pub(crate) struct Stage {
     pub options: Vec<String>,
     pub simulated: bool,
     pub dev: Device,
-    pub models: crate::mas::Models,
+    pub models: crate::models::Models,
     pub pool_name: String,
     /// Width of the embeddings.
     pub dim: usize,
@@ -229,7 +219,7 @@ impl Stage {
     /// The system of `sys` with `width` proposers per supernode; SIMULATED models (if the pool
     /// has them) answer the `known` queries. Embeddings are cached in `cache_dir`.
     pub async fn build(
-        sys: &SystemArgs,
+        sys: &SystemConfig,
         data: &DataDir,
         known: &[&Query],
         cache_dir: PathBuf,
@@ -237,33 +227,15 @@ impl Stage {
         clamp: Option<f64>,
         budget: Option<Arc<hieramas_llm::Budget>>,
     ) -> Result<Stage> {
-        let benchmark: Benchmark = sys.benchmark.parse()?;
+        let benchmark = sys.benchmark;
         let roles = RoleSet::builtin(benchmark.name())?;
         let names = roles.names();
         let checker = Checker::new(data, benchmark).await?;
-        let pool = crate::mas::load_pool(&sys.pool)?;
+        let pool = crate::models::load_pool(&sys.pool)?;
         let pool_name = pool.meta.name.clone();
-        let budget = match (budget, &sys.budget_usd) {
-            (Some(b), _) => Some(b),
-            (None, Some(usd)) => Some(hieramas_llm::Budget::new(
-                hieramas_llm::Usd::parse(usd).with_context(|| format!("--budget-usd {usd}"))?,
-            )),
-            (None, None) => None,
-        };
-        let mut models = crate::mas::Models::new(pool, budget);
-        let simulated = models.uses_sim();
-        if simulated {
-            if !sys.quiet {
-                eprintln!("{}", crate::sim::BANNER);
-            }
-            models.simulate(
-                crate::sim::book(data, benchmark, known)?,
-                hieramas_sim::Settings {
-                    seed: sys.seed,
-                    ..hieramas_sim::Settings::default()
-                },
-            );
-        }
+        let budget = budget.or_else(|| sys.budget.map(hieramas_llm::Budget::new));
+        let mut models = crate::models::Models::new(pool, budget);
+        let simulated = models.simulate_queries(data, benchmark, known, sys.seed)?;
         let ids = models.ids();
         if ids.is_empty() {
             bail!("{}: the pool has no selectable models", sys.pool.display());
@@ -282,16 +254,18 @@ impl Stage {
             )
         } else {
             let file = sys.embedder_pool.as_ref().unwrap_or(&sys.pool);
-            crate::mas::load_pool(file)?
+            crate::models::load_pool(file)?
                 .require(&sys.embedder)
-                .with_context(|| format!("--embedder {} in {}", sys.embedder, file.display()))?
+                .with_context(|| format!("embedder {} in {}", sys.embedder, file.display()))?
                 .connect_embedder(&hieramas_llm::Env::process(), &hieramas_llm::http_client()?)
-                .with_context(|| format!("--embedder {}", sys.embedder))?
+                .with_context(|| format!("embedder {}", sys.embedder))?
         };
         let metadata = match sys.metadata.as_str() {
             "heuristic" => None,
             id => Some((
-                models.get(id).with_context(|| format!("--metadata {id}"))?,
+                models
+                    .get(id)
+                    .with_context(|| format!("metadata model {id}"))?,
                 MetadataCache {
                     dir: cache_dir.with_file_name("metadata"),
                 },
@@ -498,13 +472,70 @@ impl Stage {
         })
     }
 
+    /// One training query (method §5.2-5.4): the selector draws every supernode's models at
+    /// temperature `t`, the system runs on `topology`, every supernode's output and the answer
+    /// are graded, and each supernode's choices get their credit. Adds to `tally`.
+    #[allow(clippy::too_many_arguments)]
+    async fn episode(
+        &self,
+        sel: &Selector,
+        q: &Query,
+        topology: &Topology,
+        settings: &Settings,
+        t: f64,
+        variant: Variant,
+        credit_mode: CreditMode,
+        shape: &hieramas_reward::reward::RewardShape,
+        rng: &mut rand_chacha::ChaCha8Rng,
+        tally: &mut Tally,
+    ) -> Result<Vec<NodeTerm>> {
+        let (role_inputs, meta, meta_cost) = self.inputs(q).await?;
+        tally.metadata_pico += meta_cost;
+        let mut logits = Vec::with_capacity(self.names.len());
+        let mut actions = Vec::with_capacity(self.names.len());
+        let mut members = Vec::with_capacity(self.names.len());
+        for role in &role_inputs {
+            let l = mask_logits(
+                &sel.logits(&self.e_llm, role, &meta, settings.width + 1)?,
+                &self.masks,
+            )?;
+            let act = draw(&l, t, variant, rng)?;
+            members.push(self.members(&act));
+            logits.push(l);
+            actions.push(act);
+        }
+        let g = self.run(q, topology, members).await?;
+        // Node accuracy over the supernodes that ran and whose output is an answer.
+        let graded = g.results.iter().filter(|r| r.answers && !r.skipped);
+        tally.node_solved += graded.clone().filter(|r| r.solved).count();
+        tally.nodes_run += graded.count();
+        let decision_cost = hieramas_llm::Usd::from_pico(g.decision_cost_pico);
+        let c = match credit_mode {
+            CreditMode::Multi => credit(shape, &g.results, g.final_ok, decision_cost),
+            CreditMode::System => system_only(shape, g.results.len(), g.final_ok, decision_cost),
+        };
+        tally.solved += usize::from(g.final_ok);
+        tally.cost_pico += g.total_cost_pico;
+        tally.reward_sum += c.system;
+        Ok(logits
+            .into_iter()
+            .zip(actions)
+            .zip(c.mixed)
+            .map(|((logits, actions), credit)| NodeTerm {
+                logits,
+                actions,
+                credit,
+            })
+            .collect())
+    }
+
     /// Argmax choices over the full graph on `queries`, and the policy per role.
     async fn validate(
         &self,
         sel: &Selector,
         queries: &[Query],
         iteration: usize,
-        bar: &indicatif::ProgressBar,
+        progress: &mut dyn Progress,
     ) -> Result<Validation> {
         let (masks, options) = (&self.masks, &self.options);
         let full = shapes::full(self.names.to_vec())?;
@@ -521,7 +552,7 @@ impl Stage {
             .collect();
         let (mut solved, mut cost) = (0usize, 0u64);
         for (done, q) in queries.iter().enumerate() {
-            bar.set_message(format!("validating {}/{}", done + 1, queries.len()));
+            progress.message(&format!("validating {}/{}", done + 1, queries.len()));
             let (roles, meta, _) = self.inputs(q).await?;
             let mut members = Vec::with_capacity(roles.len());
             for (i, role) in roles.iter().enumerate() {
@@ -566,52 +597,110 @@ impl Stage {
     }
 }
 
-pub async fn run(a: TrainArgs) -> Result<Outcome> {
-    let sys = &a.system;
-    let benchmark: Benchmark = sys.benchmark.parse()?;
-    let mut cfg = Stage1Config::builtin(benchmark.name())?;
-    if let Some(n) = a.iterations {
-        cfg.iterations = n.max(1);
+/// The official settings of the benchmark with `cfg`'s overrides.
+fn settings(cfg: &Stage1Config) -> Result<Settings> {
+    let mut s = Settings::builtin(cfg.system.benchmark.name())?;
+    if let Some(n) = cfg.iterations {
+        s.iterations = n.max(1);
     }
-    if let Some(n) = a.batch_size {
-        cfg.batch_size = n.max(1);
+    if let Some(n) = cfg.batch_size {
+        s.batch_size = n.max(1);
     }
-    if let Some(n) = a.width {
-        cfg.width = n.max(1);
+    if let Some(n) = cfg.width {
+        s.width = n.max(1);
     }
-    if let Some(lr) = a.lr {
-        cfg.lr_start = lr;
-        cfg.lr_end = lr;
+    if let Some(lr) = cfg.lr {
+        s.lr_start = lr;
+        s.lr_end = lr;
     }
-    if let Some(c) = a.entropy_coef {
-        cfg.entropy_coef = c;
+    if let Some(c) = cfg.entropy_coef {
+        s.entropy_coef = c;
     }
-    if let Some(n) = a.eval_every {
-        cfg.eval_every = n.max(1);
+    if let Some(n) = cfg.eval_every {
+        s.eval_every = n.max(1);
     }
-    let variant = if a.faithful {
+    Ok(s)
+}
+
+/// Where a stage-1 run of `cfg` keeps its files.
+pub fn out_dir(cfg: &Stage1Config) -> Result<PathBuf> {
+    if let Some(out) = &cfg.out {
+        return Ok(out.clone());
+    }
+    let pool_name = crate::models::load_pool(&cfg.system.pool)?.meta.name;
+    Ok(PathBuf::from("results/stage1").join(format!(
+        "{}-{}",
+        cfg.system.benchmark.name(),
+        pool_name.replace('/', "_")
+    )))
+}
+
+/// What `<out>/state.json` lets a rerun continue from, or none (a fresh start); refuses a
+/// state of other settings.
+fn resume_state(
+    state_path: &std::path::Path,
+    out: &std::path::Path,
+    fingerprint: &serde_json::Value,
+    fresh: bool,
+) -> Result<Option<ResumeState>> {
+    if fresh && state_path.exists() {
+        std::fs::remove_file(state_path)
+            .with_context(|| format!("removing {}", state_path.display()))?;
+    }
+    let Ok(text) = std::fs::read_to_string(state_path) else {
+        return Ok(None);
+    };
+    let st: ResumeState = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a training state", state_path.display()))?;
+    if &st.fingerprint != fingerprint {
+        bail!(
+            "{} holds a run with other settings (benchmark, pool, loss, credit, settings, seed); \
+             use another out directory (--out), or start over there (`fresh`, --fresh)",
+            out.display()
+        );
+    }
+    Ok(Some(st))
+}
+
+/// The curve file with exactly the first `keep` lines of the old one (a crash may have left a
+/// line of an iteration whose state was not saved), open for appending.
+fn open_curve(path: &std::path::Path, keep: usize) -> Result<std::fs::File> {
+    use std::io::Write;
+    let kept: Vec<String> = std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .take(keep)
+        .map(String::from)
+        .collect();
+    let mut curve = std::fs::File::create(path).context("creating curve.jsonl")?;
+    for l in &kept {
+        writeln!(curve, "{l}").context("writing curve.jsonl")?;
+    }
+    Ok(curve)
+}
+
+/// Trains the stage-1 selector (method §5) as `cfg` says, reporting to `progress`; resumes the
+/// run saved in the out directory unless `cfg.fresh`.
+pub async fn train(cfg: &Stage1Config, progress: &mut dyn Progress) -> Result<Stage1Outcome> {
+    let sys = &cfg.system;
+    let benchmark = sys.benchmark;
+    let settings = settings(cfg)?;
+    let variant = if cfg.faithful {
         Variant::Faithful
     } else {
         Variant::Fixed
     };
     let data = DataDir::resolve(sys.data_dir.as_deref())?;
-    let queries = crate::sim::select(&data, benchmark, "train", a.train_limit)?;
+    let queries = crate::sim::select(&data, benchmark, "train", cfg.train_limit)?;
     if queries.is_empty() {
         bail!("{benchmark}/train selects no queries");
     }
-    let val = if a.val_limit == 0 {
+    let val = if cfg.val_limit == 0 {
         Vec::new()
     } else {
-        crate::sim::select(&data, benchmark, "valid", Some(a.val_limit))?
+        crate::sim::select(&data, benchmark, "valid", Some(cfg.val_limit))?
     };
-    let pool_name = crate::mas::load_pool(&sys.pool)?.meta.name;
-    let out = a.out.clone().unwrap_or_else(|| {
-        PathBuf::from("results/stage1").join(format!(
-            "{}-{}",
-            benchmark.name(),
-            pool_name.replace('/', "_")
-        ))
-    });
+    let out = out_dir(cfg)?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let all: Vec<&Query> = queries.iter().chain(&val).collect();
     let cache_dir = sys
@@ -623,8 +712,11 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
     // policy freezes uniform over the clamped options (measured on pools/sim-credit.toml:
     // after 100 iterations every model's logit sits at +10). Softmax needs no clamp.
     let clamp = (variant == Variant::Faithful).then_some(10.0);
-    let stage = Stage::build(sys, &data, &all, cache_dir, cfg.width, clamp, None).await?;
+    let stage = Stage::build(sys, &data, &all, cache_dir, settings.width, clamp, None).await?;
     let (simulated, dim, dev) = (stage.simulated, stage.dim, stage.dev.clone());
+    if simulated {
+        progress.note(crate::sim::BANNER);
+    }
     let ids = stage.ids().to_vec();
     let decision_id = stage.decision_id.clone();
 
@@ -635,11 +727,11 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
         "options": ids,
         "decision": decision_id,
         "variant": format!("{variant:?}"),
-        "credit": a.credit,
-        "settings": cfg,
+        "credit": cfg.credit,
+        "settings": settings,
         "max_tokens": sys.max_tokens,
         "seed": sys.seed,
-        "train_limit": a.train_limit,
+        "train_limit": cfg.train_limit,
         "embedder": stage.embedder.id(),
         "embedding_dim": dim,
     });
@@ -647,25 +739,7 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
         fingerprint["metadata"] = sys.metadata.clone().into();
     }
     let state_path = out.join("state.json");
-    if a.fresh && state_path.exists() {
-        std::fs::remove_file(&state_path)
-            .with_context(|| format!("removing {}", state_path.display()))?;
-    }
-    let resumed: Option<ResumeState> = match std::fs::read_to_string(&state_path) {
-        Ok(text) => {
-            let st: ResumeState = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a training state", state_path.display()))?;
-            if st.fingerprint != fingerprint {
-                bail!(
-                    "{} holds a run with other settings (benchmark, pool, loss, credit, settings, seed); \
-                     use another --out, or --fresh to start over there",
-                    out.display()
-                );
-            }
-            Some(st)
-        }
-        Err(_) => None,
-    };
+    let resumed = resume_state(&state_path, &out, &fingerprint, cfg.fresh)?;
     let (varmap, sel) = match &resumed {
         Some(_) => selector::load(&out.join("last.safetensors"), &dev, DType::F32)?,
         None => {
@@ -678,11 +752,16 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
             (varmap, sel)
         }
     };
-    let mut trainer = Trainer::new(&varmap, cfg.lr_start, cfg.weight_decay, cfg.grad_clip)?;
+    let mut trainer = Trainer::new(
+        &varmap,
+        settings.lr_start,
+        settings.weight_decay,
+        settings.grad_clip,
+    )?;
     if resumed.is_some() {
         trainer.load(&out.join("last.adam.safetensors"))?;
     }
-    let shape = cfg.reward();
+    let shape = settings.reward();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(sys.seed);
     let mut order: Vec<usize> = (0..queries.len()).collect();
     order.shuffle(&mut rng);
@@ -695,205 +774,151 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
         cursor = st.cursor;
         start = st.iterations_done;
         best_val = st.best_val;
-        if !sys.quiet {
-            eprintln!(
-                "resuming {} after iteration {start} (of {})",
-                out.display(),
-                cfg.iterations
-            );
-        }
+        progress.note(&format!(
+            "resuming {} after iteration {start} (of {})",
+            out.display(),
+            settings.iterations
+        ));
     }
     let label = if simulated { "SIMULATED " } else { "" };
-    if !sys.quiet {
-        eprintln!(
-            "{label}stage 1 · {benchmark} · pool {pool_name} ({} models + skip, {decision_id} decides) · {} iterations x {} queries · W = {} · {:?} loss · {:?} credit · out {}",
-            ids.len(),
-            cfg.iterations,
-            cfg.batch_size,
-            cfg.width,
-            variant,
-            a.credit,
-            out.display()
-        );
-    }
-    let bar = if sys.quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        indicatif::ProgressBar::new((cfg.iterations * cfg.batch_size) as u64)
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:30}] {pos}/{len} queries {elapsed_precise} eta {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    // The curve keeps exactly the iterations the saved state holds (a crash may have left a
-    // line of an iteration whose state was not saved).
+    progress.note(&format!(
+        "{label}stage 1 · {benchmark} · pool {} ({} models + skip, {decision_id} decides) · {} iterations x {} queries · W = {} · {:?} loss · {:?} credit · out {}",
+        stage.pool_name,
+        ids.len(),
+        settings.iterations,
+        settings.batch_size,
+        settings.width,
+        variant,
+        cfg.credit,
+        out.display()
+    ));
     let curve_path = out.join("curve.jsonl");
-    let kept: Vec<String> = std::fs::read_to_string(&curve_path)
-        .unwrap_or_default()
-        .lines()
-        .take(start)
-        .map(String::from)
-        .collect();
-    let mut curve = std::fs::File::create(&curve_path).context("creating curve.jsonl")?;
-    {
-        use std::io::Write;
-        for l in &kept {
-            writeln!(curve, "{l}").context("writing curve.jsonl")?;
-        }
-    }
+    let mut curve = open_curve(&curve_path, start)?;
     let mut last_val: Option<Validation> = None;
-    bar.set_position((start * cfg.batch_size) as u64);
-    for it in start..cfg.iterations {
-        if a.stop_after.is_some_and(|n| it >= n) {
-            bar.finish_and_clear();
-            eprintln!("stopped after iteration {it} (--stop-after); rerun to resume");
-            return Ok(Outcome { validation: None });
+    progress.start(
+        (settings.iterations * settings.batch_size) as u64,
+        (start * settings.batch_size) as u64,
+        "queries",
+    );
+    for it in start..settings.iterations {
+        if cfg.stop_after.is_some_and(|n| it >= n) {
+            progress.finish();
+            progress.note(&format!(
+                "stopped after iteration {it} (stop_after); rerun to resume"
+            ));
+            return Ok(Stage1Outcome {
+                out,
+                selector: None,
+                validation: None,
+                best_accuracy: best_val,
+                simulated,
+            });
         }
         let t = temperature(
             it,
-            cfg.iterations,
-            cfg.temperature_start,
-            cfg.temperature_min,
+            settings.iterations,
+            settings.temperature_start,
+            settings.temperature_min,
         );
         let lr = learning_rate(
             it,
-            cfg.iterations,
-            cfg.lr_start,
-            cfg.lr_end,
-            cfg.warmup_ratio,
+            settings.iterations,
+            settings.lr_start,
+            settings.lr_end,
+            settings.warmup_ratio,
         );
         trainer.set_learning_rate(lr);
+        progress.message(&format!(
+            "{label}iter {}/{} T={t:.2}",
+            it + 1,
+            settings.iterations
+        ));
         let mut batch: Vec<Vec<NodeTerm>> = Vec::new();
-        let (mut solved, mut node_solved, mut nodes_run, mut cost_pico, mut reward_sum) =
-            (0usize, 0usize, 0usize, 0u64, 0.0);
-        let mut metadata_pico = 0u64;
-        for k in 0..cfg.batch_size {
+        let mut tally = Tally::default();
+        for k in 0..settings.batch_size {
             if cursor == order.len() {
                 order.shuffle(&mut rng);
                 cursor = 0;
             }
             let q = &queries[order[cursor]];
             cursor += 1;
-            bar.set_message(format!(
-                "{label}iter {}/{} T={t:.2}",
-                it + 1,
-                cfg.iterations
-            ));
             let topology = generate::random_dag(
                 &stage.names,
-                cfg.density[0],
-                cfg.density[1],
+                settings.density[0],
+                settings.density[1],
                 sys.seed
                     .wrapping_mul(1_000_003)
-                    .wrapping_add((it * cfg.batch_size + k) as u64),
+                    .wrapping_add((it * settings.batch_size + k) as u64),
             )?;
-            let (role_inputs, meta, meta_cost) = stage.inputs(q).await?;
-            metadata_pico += meta_cost;
-            let mut logits = Vec::with_capacity(stage.names.len());
-            let mut actions = Vec::with_capacity(stage.names.len());
-            let mut members = Vec::with_capacity(stage.names.len());
-            for role in &role_inputs {
-                let l = mask_logits(
-                    &sel.logits(&stage.e_llm, role, &meta, cfg.width + 1)?,
-                    &stage.masks,
-                )?;
-                let act = draw(&l, t, variant, &mut rng)?;
-                members.push(stage.members(&act));
-                logits.push(l);
-                actions.push(act);
-            }
-            let g = stage.run(q, &topology, members).await?;
-            // Node accuracy over the supernodes that ran and whose output is an answer.
-            let graded = g.results.iter().filter(|r| r.answers && !r.skipped);
-            node_solved += graded.clone().filter(|r| r.solved).count();
-            nodes_run += graded.count();
-            let decision_cost = hieramas_llm::Usd::from_pico(g.decision_cost_pico);
-            let c = match a.credit {
-                CreditMode::Multi => credit(&shape, &g.results, g.final_ok, decision_cost),
-                CreditMode::System => {
-                    system_only(&shape, g.results.len(), g.final_ok, decision_cost)
-                }
-            };
-            solved += usize::from(g.final_ok);
-            cost_pico += g.total_cost_pico;
-            reward_sum += c.system;
-            batch.push(
-                logits
-                    .into_iter()
-                    .zip(actions)
-                    .zip(c.mixed)
-                    .map(|((logits, actions), credit)| NodeTerm {
-                        logits,
-                        actions,
-                        credit,
-                    })
-                    .collect(),
-            );
-            bar.inc(1);
+            let terms = stage
+                .episode(
+                    &sel, q, &topology, &settings, t, variant, cfg.credit, &shape, &mut rng,
+                    &mut tally,
+                )
+                .await?;
+            batch.push(terms);
+            progress.advance(1);
         }
-        let loss = batch_loss(&batch, t, cfg.entropy_coef, variant)?;
+        let loss = batch_loss(&batch, t, settings.entropy_coef, variant)?;
         let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         let norm = trainer.step(&loss)?;
-        let n = cfg.batch_size as f64;
+        let n = settings.batch_size as f64;
         let done = it + 1;
         // Validation every `eval_every` iterations and after the last.
-        let validation =
-            if !val.is_empty() && (done % cfg.eval_every.max(1) == 0 || done == cfg.iterations) {
-                let v = stage.validate(&sel, &val, done, &bar).await?;
-                if best_val.is_none_or(|b| v.accuracy > b) {
-                    best_val = Some(v.accuracy);
-                    selector::save(&varmap, &sel.config, &out.join("best.safetensors"))?;
-                }
-                Some(v)
-            } else {
-                None
-            };
-        let mut line = serde_json::json!({
-            "iteration": done,
-            "temperature": t,
-            "lr": lr,
-            "loss": loss_value,
-            "grad_norm": norm,
-            "system_reward": reward_sum / n,
-            "accuracy": solved as f64 / n,
-            "node_accuracy": if nodes_run == 0 { 0.0 } else { node_solved as f64 / nodes_run as f64 },
-            "cost_pico": cost_pico,
-            "cost_usd": cost_pico as f64 / 1e12,
-            // Task-metadata calls (--metadata), apart from the systems' cost.
-            "metadata_cost_pico": metadata_pico,
-            "variant": format!("{variant:?}"),
-            "credit": a.credit,
-            "simulated": simulated,
-        });
-        if let Some(v) = &validation {
-            line["val_accuracy"] = v.accuracy.into();
-            line["val_cost_usd"] = v.cost_usd.into();
+        let validation = if !val.is_empty()
+            && (done % settings.eval_every.max(1) == 0 || done == settings.iterations)
+        {
+            let v = stage.validate(&sel, &val, done, progress).await?;
+            if best_val.is_none_or(|b| v.accuracy > b) {
+                best_val = Some(v.accuracy);
+                selector::save(&varmap, &sel.config, &out.join("best.safetensors"))?;
+            }
+            Some(v)
+        } else {
+            None
+        };
+        let row = CurveRow {
+            iteration: done,
+            temperature: t,
+            lr,
+            loss: loss_value,
+            grad_norm: norm,
+            system_reward: tally.reward_sum / n,
+            accuracy: tally.solved as f64 / n,
+            node_accuracy: tally.node_accuracy(),
+            cost_pico: tally.cost_pico,
+            cost_usd: tally.cost_pico as f64 / 1e12,
+            metadata_cost_pico: tally.metadata_pico,
+            variant: match variant {
+                Variant::Faithful => Loss::Faithful,
+                Variant::Fixed => Loss::Fixed,
+            },
+            credit: cfg.credit,
+            simulated,
+            val_accuracy: validation.as_ref().map(|v| v.accuracy),
+            val_cost_usd: validation.as_ref().map(|v| v.cost_usd),
+        };
+        {
+            use std::io::Write;
+            writeln!(curve, "{}", serde_json::to_string(&row)?).context("writing curve.jsonl")?;
+            curve.sync_data().ok();
         }
-        use std::io::Write;
-        writeln!(curve, "{line}").context("writing curve.jsonl")?;
-        curve.sync_data().ok();
-        if !sys.quiet {
-            bar.suspend(|| {
-                eprintln!(
-                    "{label}iter {:>2}: loss {loss_value:>8.3}  reward {:>6.3}  accuracy {:>5.1}%  node accuracy {:>5.1}%  cost ${:.6}{}",
-                    done,
-                    reward_sum / n,
-                    100.0 * solved as f64 / n,
-                    if nodes_run == 0 { 0.0 } else { 100.0 * node_solved as f64 / nodes_run as f64 },
-                    cost_pico as f64 / 1e12,
-                    validation.as_ref().map_or(String::new(), |v| format!(
-                        "  | valid {:>5.1}% of {} at ${:.6}/query",
-                        100.0 * v.accuracy,
-                        v.queries,
-                        v.cost_usd
-                    ))
-                )
-            });
-        }
+        progress.note(&format!(
+            "{label}iter {:>2}: loss {loss_value:>8.3}  reward {:>6.3}  accuracy {:>5.1}%  node accuracy {:>5.1}%  cost ${:.6}{}",
+            done,
+            row.system_reward,
+            100.0 * row.accuracy,
+            100.0 * row.node_accuracy,
+            row.cost_usd,
+            validation.as_ref().map_or(String::new(), |v| format!(
+                "  | valid {:>5.1}% of {} at ${:.6}/query",
+                100.0 * v.accuracy,
+                v.queries,
+                v.cost_usd
+            ))
+        ));
         if let Some(v) = validation {
-            write_json(&out.join("validation.json"), &v)?;
+            crate::records::write_json_atomic(&out.join("validation.json"), &v)?;
             last_val = Some(v);
         }
         // The state that lets a rerun continue exactly: weights, optimiser, data order, rng.
@@ -907,8 +932,8 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
             rng_word_pos: rng.get_word_pos(),
             best_val,
         };
-        write_json(&state_path, &st)?;
-        if done % cfg.checkpoint_every.max(1) == 0 {
+        crate::records::write_json_atomic(&state_path, &st)?;
+        if done % settings.checkpoint_every.max(1) == 0 {
             selector::save(
                 &varmap,
                 &sel.config,
@@ -916,7 +941,7 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
             )?;
         }
     }
-    bar.finish_and_clear();
+    progress.finish();
     let path = out.join("selector.safetensors");
     selector::save(&varmap, &sel.config, &path)?;
     // A finished run that was resumed has its last validation on disk.
@@ -925,23 +950,38 @@ pub async fn run(a: TrainArgs) -> Result<Outcome> {
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
     }
-    if !sys.quiet {
-        eprintln!(
-            "{label}selector: {} (+ .json); best validation: {}; curve: {}",
-            path.display(),
-            best_val.map_or("-".into(), |b| format!("{:.1}%", 100.0 * b)),
-            out.join("curve.jsonl").display()
-        );
-    }
-    Ok(Outcome {
+    progress.note(&format!(
+        "{label}selector: {} (+ .json); best validation: {}; curve: {}",
+        path.display(),
+        best_val.map_or("-".into(), |b| format!("{:.1}%", 100.0 * b)),
+        curve_path.display()
+    ));
+    Ok(Stage1Outcome {
+        out,
+        selector: Some(path),
         validation: last_val,
+        best_accuracy: best_val,
+        simulated,
     })
 }
 
-/// Writes `value` as JSON through a temporary file, so a crash never leaves half a file.
-fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_string(value)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+/// What one iteration's queries added up to.
+#[derive(Default)]
+struct Tally {
+    solved: usize,
+    node_solved: usize,
+    nodes_run: usize,
+    cost_pico: u64,
+    reward_sum: f64,
+    metadata_pico: u64,
+}
+
+impl Tally {
+    fn node_accuracy(&self) -> f64 {
+        if self.nodes_run == 0 {
+            0.0
+        } else {
+            self.node_solved as f64 / self.nodes_run as f64
+        }
+    }
 }

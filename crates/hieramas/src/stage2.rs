@@ -1,6 +1,6 @@
-//! Stage 2 (method §6): `hieramas train stage2-data` runs random topologies per task with the
-//! stage-1 selector's choices and labels them; `hieramas train stage2` trains the graph
-//! classifier on that data (and reports on a held-out dataset).
+//! Stage 2 (method §6): [`generate_data`] runs random topologies per task with the stage-1
+//! selector's choices and labels them; [`fit`] trains the graph classifier on that data (and
+//! reports on a held-out dataset); [`Hieramas`] is the trained system's test-time planner.
 //!
 //! Data generation, as the official scripts, but with two fixes (method §10): the stage-1
 //! weights are always loaded (the official MATH and MMLU scripts silently run an untrained
@@ -12,57 +12,67 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use futures_util::StreamExt;
 use hieramas_bench::query::Query;
 use hieramas_gnn::config::{Stage2Config, role_sentences};
-use hieramas_gnn::fit::{FitReport, fit, groups};
-use hieramas_gnn::metrics::{Metrics, evaluate, top1};
-use hieramas_gnn::model::{Classifier, ClassifierConfig, Direction, init};
+use hieramas_gnn::fit::{fit as gnn_fit, groups};
+use hieramas_gnn::metrics::{evaluate, top1};
+use hieramas_gnn::model::{Classifier, ClassifierConfig, init};
 use hieramas_gnn::record::{Dataset, DatasetMeta, Run, TaskRecord};
 use hieramas_gnn::select::CostModel;
 use hieramas_reward::config::Stage1Config;
 use hieramas_reward::selector::{self, Selector};
 use hieramas_supernode::Members;
 use hieramas_tasks::data::DataDir;
-use hieramas_tasks::splits::Benchmark;
 use hieramas_topology::roleset::RoleSet;
 use hieramas_topology::{Topology, generate};
+use serde::{Deserialize, Serialize};
 
-use crate::train::{Stage, SystemArgs};
+use crate::error::{Context, Result, bail};
+use crate::progress::Progress;
+use crate::records::{Ablation, Choice, Direction, FitOutput, HeldOut, PlanRecord};
+use crate::stage1::{Stage, SystemConfig};
 
-#[derive(clap::Args, Clone)]
-pub struct DataArgs {
-    #[command(flatten)]
-    pub system: SystemArgs,
-    /// The stage-1 selector checkpoint (`hieramas train stage1`: `selector.safetensors` or
-    /// `best.safetensors`).
-    #[arg(long)]
+/// Stage-2 data generation: the stage-1 system, its checkpoint, which tasks, how many DAGs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DataConfig {
+    pub system: SystemConfig,
+    /// The stage-1 selector checkpoint (`selector.safetensors` or `best.safetensors`).
     pub stage1: PathBuf,
     /// The split whose tasks are run (`train` for the classifier's data; another split gives a
     /// held-out set).
-    #[arg(long, default_value = "train")]
     pub split: String,
     /// Only the first N tasks of the split (in its seeded order).
-    #[arg(long)]
     pub limit: Option<usize>,
     /// Distinct random DAGs per task (official: 5).
-    #[arg(long)]
     pub graphs: Option<usize>,
     /// Proposers per supernode (default: the role set's).
-    #[arg(long)]
     pub width: Option<usize>,
     /// Tasks in flight at once (official: 6 for MATH and HumanEval, 8 for MMLU).
-    #[arg(long, default_value_t = 6)]
     pub concurrency: usize,
-    /// The dataset directory (default results/stage2/<benchmark>-<pool>/data-<split>).
-    #[arg(long)]
+    /// The dataset directory (default `results/stage2/<benchmark>-<pool>/data-<split>`).
     pub out: Option<PathBuf>,
-    /// Start over in --out.
-    #[arg(long)]
+    /// Start over in `out`.
     pub fresh: bool,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            system: SystemConfig::default(),
+            stage1: PathBuf::from("selector.safetensors"),
+            split: "train".into(),
+            limit: None,
+            graphs: None,
+            width: None,
+            concurrency: 6,
+            out: None,
+            fresh: false,
+        }
+    }
 }
 
 /// What a data generation leaves.
@@ -73,36 +83,36 @@ pub struct DataOutcome {
 }
 
 /// The system of stage 2: the stage-1 system and its trained selector.
-pub struct System {
+pub struct TrainedSelector {
     pub stage: Stage,
     pub selector: Selector,
 }
 
-impl System {
+impl TrainedSelector {
     /// Loads the stage-1 selector from `stage1` and builds the system of `sys` around it;
     /// SIMULATED models know the `known` queries.
     pub async fn build(
-        sys: &SystemArgs,
+        sys: &SystemConfig,
         data: &DataDir,
         known: &[&Query],
         stage1: &Path,
         width: Option<usize>,
         cache_dir: PathBuf,
         budget: Option<std::sync::Arc<hieramas_llm::Budget>>,
-    ) -> Result<System> {
-        let benchmark: Benchmark = sys.benchmark.parse()?;
+    ) -> Result<TrainedSelector> {
+        let benchmark = sys.benchmark;
         let width = width.unwrap_or(RoleSet::builtin(benchmark.name())?.width);
         let stage = Stage::build(sys, data, known, cache_dir, width, None, budget).await?;
         let (_, selector) = selector::load(stage1, &stage.dev, DType::F32).with_context(|| {
             format!(
-                "--stage1 {}: train one with `hieramas train stage1 --benchmark {}`",
+                "stage-1 checkpoint {}: train one with stage 1 (`hieramas train stage1 --benchmark {}`)",
                 stage1.display(),
                 benchmark.name()
             )
         })?;
         if selector.config.embed_dim != stage.dim {
             bail!(
-                "--stage1 {} reads {}-d embeddings, but --embedder {} gives {}-d: use the embedder it was trained with",
+                "stage-1 checkpoint {} reads {}-d embeddings, but the embedder {} gives {}-d: use the embedder it was trained with",
                 stage1.display(),
                 selector.config.embed_dim,
                 sys.embedder,
@@ -111,13 +121,13 @@ impl System {
         }
         if selector.config.max_positions < width + 1 {
             bail!(
-                "--stage1 {} has {} positions; W = {width} needs {}",
+                "stage-1 checkpoint {} has {} positions; W = {width} needs {}",
                 stage1.display(),
                 selector.config.max_positions,
                 width + 1
             );
         }
-        Ok(System { stage, selector })
+        Ok(TrainedSelector { stage, selector })
     }
 
     /// The classifier's task embedding: the task's first 2000 characters (method §4.3).
@@ -165,43 +175,30 @@ pub fn checkpoint_sha(path: &Path) -> Result<String> {
 }
 
 /// Appends each task line the stream yields to `ds` as soon as it comes (a crash loses only the
-/// tasks in flight), keeps it in `done`, and finishes the bar.
+/// tasks in flight), keeps it in `done`, and reports each to `progress`.
 pub async fn append_each(
     stream: impl futures_util::Stream<Item = Result<TaskRecord>>,
     ds: &Dataset,
     done: &mut Vec<TaskRecord>,
-    bar: &indicatif::ProgressBar,
+    progress: &mut dyn Progress,
 ) -> Result<()> {
     let mut stream = std::pin::pin!(stream);
     while let Some(r) = stream.next().await {
         let r = r?;
         ds.append(&r)?;
         done.push(r);
-        bar.inc(1);
+        progress.advance(1);
     }
-    bar.finish_and_clear();
+    progress.finish();
     Ok(())
 }
 
-pub fn progress(quiet: bool, len: usize, what: &str) -> indicatif::ProgressBar {
-    let bar = if quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        indicatif::ProgressBar::new(len as u64)
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{{msg}} [{{bar:30}}] {{pos}}/{{len}} {what} {{elapsed_precise}} eta {{eta}}"
-        ))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
-}
-
 /// `hieramas train stage2-data`.
-pub async fn data(a: DataArgs) -> Result<DataOutcome> {
+/// Generates stage-2 data (method §6.1) as `a` says, reporting to `progress`; resumes the
+/// dataset in the out directory unless `a.fresh`.
+pub async fn generate_data(a: &DataConfig, progress: &mut dyn Progress) -> Result<DataOutcome> {
     let sys = &a.system;
-    let benchmark: Benchmark = sys.benchmark.parse()?;
+    let benchmark = sys.benchmark;
     let mut cfg = Stage2Config::builtin(benchmark.name())?;
     if let Some(g) = a.graphs {
         cfg.graphs_per_task = g.max(1);
@@ -211,7 +208,7 @@ pub async fn data(a: DataArgs) -> Result<DataOutcome> {
     if queries.is_empty() {
         bail!("{benchmark}/{} selects no queries", a.split);
     }
-    let pool_name = crate::mas::load_pool(&sys.pool)?.meta.name;
+    let pool_name = crate::models::load_pool(&sys.pool)?.meta.name;
     let out = a.out.clone().unwrap_or_else(|| {
         PathBuf::from("results/stage2")
             .join(format!(
@@ -226,8 +223,12 @@ pub async fn data(a: DataArgs) -> Result<DataOutcome> {
         .embeddings
         .clone()
         .unwrap_or_else(|| out.join("embeddings"));
-    let system = System::build(sys, &data_dir, &known, &a.stage1, a.width, cache_dir, None).await?;
+    let system =
+        TrainedSelector::build(sys, &data_dir, &known, &a.stage1, a.width, cache_dir, None).await?;
     let stage = &system.stage;
+    if stage.simulated {
+        progress.note(crate::sim::BANNER);
+    }
     let ds = Dataset { dir: out.clone() };
     let sentences = role_sentences(benchmark.name(), &stage.names)?;
     let role_features = stage
@@ -268,7 +269,7 @@ pub async fn data(a: DataArgs) -> Result<DataOutcome> {
             records
         }
         Ok(_) => bail!(
-            "{} holds stage-2 data made with other settings (pool, stage-1 weights, graphs, seed); use another --out, or --fresh",
+            "{} holds stage-2 data made with other settings (pool, stage-1 weights, graphs, seed); use another out directory (--out), or start over there (`fresh`, --fresh)",
             out.display()
         ),
         Err(_) => {
@@ -287,21 +288,18 @@ pub async fn data(a: DataArgs) -> Result<DataOutcome> {
         .filter(|(_, q)| !have.contains(&q.id))
         .collect();
     let label = if stage.simulated { "SIMULATED " } else { "" };
-    if !sys.quiet {
-        eprintln!(
-            "{label}stage-2 data · {benchmark}/{} · {} tasks ({} done) x {} DAGs · density {:?} · stage 1 {} · out {}",
-            a.split,
-            queries.len(),
-            done.len(),
-            cfg.graphs_per_task,
-            cfg.density,
-            a.stage1.display(),
-            out.display()
-        );
-    }
-    let bar = progress(sys.quiet, queries.len(), "tasks");
-    bar.set_position(done.len() as u64);
-    bar.set_message(format!("{label}stage-2 data"));
+    progress.note(&format!(
+        "{label}stage-2 data · {benchmark}/{} · {} tasks ({} done) x {} DAGs · density {:?} · stage 1 {} · out {}",
+        a.split,
+        queries.len(),
+        done.len(),
+        cfg.graphs_per_task,
+        cfg.density,
+        a.stage1.display(),
+        out.display()
+    ));
+    progress.start(queries.len() as u64, done.len() as u64, "tasks");
+    progress.message(&format!("{label}stage-2 data"));
     let shape = Stage1Config::builtin(benchmark.name())?.reward();
     let names = stage.names.clone();
     let system = &system;
@@ -339,28 +337,26 @@ pub async fn data(a: DataArgs) -> Result<DataOutcome> {
                     runs,
                 };
                 r.label(cfg_ref.top);
-                anyhow::Ok(r)
+                Ok::<_, crate::error::Error>(r)
             }
         })
         .buffered(a.concurrency.max(1));
-    append_each(stream, &ds, &mut done, &bar).await?;
+    append_each(stream, &ds, &mut done, progress).await?;
     // The file may hold more tasks (an earlier, larger --limit): report and return the selected.
     let selected: std::collections::HashSet<&str> = queries.iter().map(|q| q.id.as_str()).collect();
     done.retain(|r| selected.contains(r.task_id.as_str()));
-    if !sys.quiet {
-        let runs: usize = done.iter().map(|r| r.runs.len()).sum();
-        let pos: usize = done.iter().map(TaskRecord::positives).sum();
-        let solved: usize = done
-            .iter()
-            .map(|r| r.runs.iter().filter(|x| x.solved).count())
-            .sum();
-        eprintln!(
-            "{label}stage-2 data: {} tasks, {runs} runs, {:.1}% solved, {pos} positives -> {}",
-            done.len(),
-            100.0 * solved as f64 / runs.max(1) as f64,
-            ds.tasks_path().display()
-        );
-    }
+    let runs: usize = done.iter().map(|r| r.runs.len()).sum();
+    let pos: usize = done.iter().map(TaskRecord::positives).sum();
+    let solved: usize = done
+        .iter()
+        .map(|r| r.runs.iter().filter(|x| x.solved).count())
+        .sum();
+    progress.note(&format!(
+        "{label}stage-2 data: {} tasks, {runs} runs, {:.1}% solved, {pos} positives -> {}",
+        done.len(),
+        100.0 * solved as f64 / runs.max(1) as f64,
+        ds.tasks_path().display()
+    ));
     Ok(DataOutcome {
         dataset: ds,
         records: done,
@@ -368,40 +364,23 @@ pub async fn data(a: DataArgs) -> Result<DataOutcome> {
     })
 }
 
-#[derive(clap::Args, Clone)]
-pub struct FitArgs {
-    /// A dataset of `train stage2-data`.
-    #[arg(long)]
+/// Fitting the stage-2 classifier: the data, a held-out set, and where the official settings
+/// (`configs/stage2.toml` of hieramas-gnn) are overridden.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FitConfig {
+    /// A dataset of [`generate_data`].
     pub data: PathBuf,
     /// A held-out dataset (another split, same settings) to report on.
-    #[arg(long)]
     pub test: Option<PathBuf>,
-    /// Where the classifier and its report go (default: <data>/../classifier).
-    #[arg(long)]
+    /// Where the classifier and its report go (default: `<data>/../classifier`).
     pub out: Option<PathBuf>,
-    /// Instead of the official settings (`configs/stage2.toml` of hieramas-gnn):
-    #[arg(long)]
     pub epochs: Option<usize>,
-    #[arg(long)]
     pub lr: Option<f64>,
-    #[arg(long)]
     pub batch_size: Option<usize>,
-    #[arg(long)]
     pub seed: Option<u64>,
     /// Aggregate over predecessors (execution direction) instead of the official successors.
-    #[arg(long)]
     pub predecessors: bool,
-    #[arg(long)]
-    pub quiet: bool,
-}
-
-/// How a choice rule fares on a dataset whose every candidate was run.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct Choice {
-    pub tasks: usize,
-    pub accuracy: f64,
-    /// Mean cost per query, USD.
-    pub cost_usd: f64,
 }
 
 /// The outcome of picking one run per task by `pick` (`None`: the mean over all runs, i.e. a
@@ -435,32 +414,6 @@ pub fn choice(
         accuracy: acc / n,
         cost_usd: cost / n,
     }
-}
-
-/// The classifier's results on a held-out dataset.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct HeldOut {
-    pub metrics: Metrics,
-    /// Task ROC-AUC of random scores (mean of 100 seeded draws), for reference.
-    pub random_task_auc: Option<f64>,
-    /// Running the classifier's top-1 candidate.
-    pub classifier: Choice,
-    /// A uniformly random candidate (expectation over the candidates).
-    pub random: Choice,
-    /// The best candidate by reward (what a perfect classifier would run).
-    pub oracle: Choice,
-}
-
-/// What `train stage2` writes to `report.json`.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct FitOutput {
-    pub simulated: bool,
-    pub benchmark: String,
-    pub settings: Stage2Config,
-    pub direction: Direction,
-    pub fit: FitReport,
-    pub cost_model: CostModel,
-    pub test: Option<HeldOut>,
 }
 
 /// Scores of every held-out task's candidates and how the choices fare.
@@ -498,19 +451,21 @@ pub fn held_out(cls: &Classifier, records: &[TaskRecord], seed: u64) -> Result<H
 }
 
 /// `hieramas train stage2`.
-pub fn train(a: FitArgs) -> Result<FitOutput> {
+/// Fits the stage-2 classifier (method §6.2-6.3) as `a` says, reporting each epoch to
+/// `progress`; writes `classifier.safetensors` and `report.json` ([`FitOutput`]).
+pub fn fit(a: &FitConfig, progress: &mut dyn Progress) -> Result<FitOutput> {
     let ds = Dataset {
         dir: a.data.clone(),
     };
     let meta = ds.read_meta().with_context(|| {
         format!(
-            "--data {}: make it with `hieramas train stage2-data`",
+            "stage-2 data {}: make it with stage-2 data generation (`hieramas train stage2-data`)",
             a.data.display()
         )
     })?;
     let records = ds.read_tasks()?;
     if records.is_empty() {
-        bail!("--data {} holds no tasks yet", a.data.display());
+        bail!("stage-2 data {} holds no tasks yet", a.data.display());
     }
     let mut cfg = Stage2Config::builtin(&meta.benchmark)?;
     if let Some(e) = a.epochs {
@@ -537,8 +492,8 @@ pub fn train(a: FitArgs) -> Result<FitOutput> {
     });
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let label = if meta.simulated { "SIMULATED " } else { "" };
-    if meta.simulated && !a.quiet {
-        eprintln!("{}", crate::sim::BANNER);
+    if meta.simulated {
+        progress.note(crate::sim::BANNER);
     }
     let dev = Device::Cpu;
     let varmap = VarMap::new();
@@ -558,31 +513,29 @@ pub fn train(a: FitArgs) -> Result<FitOutput> {
     init(&varmap, cfg.seed, &meta.role_features)?;
     let runs: usize = records.iter().map(|r| r.runs.len()).sum();
     let pos: usize = records.iter().map(TaskRecord::positives).sum();
-    if !a.quiet {
-        eprintln!(
-            "{label}stage 2 · {} · {} tasks, {runs} graphs, {pos} positive · up to {} epochs, batch {}, lr {} · out {}",
-            meta.benchmark,
-            records.len(),
-            cfg.epochs,
-            cfg.batch_size,
-            cfg.lr,
-            out.display()
-        );
-    }
-    let quiet = a.quiet;
-    let report = fit(&cls, &varmap, &records, &cfg, |e| {
-        if !quiet {
-            eprintln!(
-                "{label}epoch {:>2}: loss {:.4}  lr {:.2e}  valid task ROC-AUC {}  top-1 hit {} (random {})",
-                e.epoch,
-                e.loss,
-                e.lr,
-                fmt(e.valid.task_auc),
-                fmt(e.valid.top1_hit),
-                fmt(e.valid.top1_random)
-            );
-        }
+    progress.note(&format!(
+        "{label}stage 2 · {} · {} tasks, {runs} graphs, {pos} positive · up to {} epochs, batch {}, lr {} · out {}",
+        meta.benchmark,
+        records.len(),
+        cfg.epochs,
+        cfg.batch_size,
+        cfg.lr,
+        out.display()
+    ));
+    progress.start(cfg.epochs as u64, 0, "epochs");
+    let report = gnn_fit(&cls, &varmap, &records, &cfg, |e| {
+        progress.advance(1);
+        progress.note(&format!(
+            "{label}epoch {:>2}: loss {:.4}  lr {:.2e}  valid task ROC-AUC {}  top-1 hit {} (random {})",
+            e.epoch,
+            e.loss,
+            e.lr,
+            fmt(e.valid.task_auc),
+            fmt(e.valid.top1_hit),
+            fmt(e.valid.top1_random)
+        ));
     })?;
+    progress.finish();
     let cost_model = CostModel::fit(&records);
     let path = out.join("classifier.safetensors");
     hieramas_gnn::model::save(
@@ -603,7 +556,7 @@ pub fn train(a: FitArgs) -> Result<FitOutput> {
             let tmeta = t.read_meta()?;
             if tmeta.roles != meta.roles || tmeta.embedder != meta.embedder {
                 bail!(
-                    "--test {}: roles or embedder differ from --data",
+                    "held-out data {}: roles or embedder differ from the training data",
                     dir.display()
                 );
             }
@@ -614,7 +567,7 @@ pub fn train(a: FitArgs) -> Result<FitOutput> {
                 .count();
             if overlap > 0 {
                 bail!(
-                    "--test {}: {overlap} of its tasks are in --data; a held-out set must not share tasks",
+                    "held-out data {}: {overlap} of its tasks are in the training data; a held-out set must not share tasks",
                     dir.display()
                 );
             }
@@ -634,26 +587,24 @@ pub fn train(a: FitArgs) -> Result<FitOutput> {
     let json = serde_json::to_string_pretty(&output)?;
     std::fs::write(out.join("report.json"), json + "\n")
         .with_context(|| format!("writing {}", out.join("report.json").display()))?;
-    if !a.quiet {
-        eprintln!(
-            "{label}classifier: {} (best epoch {}, valid task ROC-AUC {:.3})",
-            path.display(),
-            output.fit.best_epoch,
-            output.fit.best_selection
-        );
-        if let Some(h) = &output.test {
-            eprintln!(
-                "{label}held out ({} tasks): task ROC-AUC {} (random scores {}), top-1 hit {} (random {}); accuracy {:.1}% top-1 vs {:.1}% random vs {:.1}% oracle",
-                h.metrics.tasks,
-                fmt(h.metrics.task_auc),
-                fmt(h.random_task_auc),
-                fmt(h.metrics.top1_hit),
-                fmt(h.metrics.top1_random),
-                100.0 * h.classifier.accuracy,
-                100.0 * h.random.accuracy,
-                100.0 * h.oracle.accuracy
-            );
-        }
+    progress.note(&format!(
+        "{label}classifier: {} (best epoch {}, valid task ROC-AUC {:.3})",
+        path.display(),
+        output.fit.best_epoch,
+        output.fit.best_selection
+    ));
+    if let Some(h) = &output.test {
+        progress.note(&format!(
+            "{label}held out ({} tasks): task ROC-AUC {} (random scores {}), top-1 hit {} (random {}); accuracy {:.1}% top-1 vs {:.1}% random vs {:.1}% oracle",
+            h.metrics.tasks,
+            fmt(h.metrics.task_auc),
+            fmt(h.random_task_auc),
+            fmt(h.metrics.top1_hit),
+            fmt(h.metrics.top1_random),
+            100.0 * h.classifier.accuracy,
+            100.0 * h.random.accuracy,
+            100.0 * h.oracle.accuracy
+        ));
     }
     Ok(output)
 }
@@ -686,34 +637,13 @@ pub fn load_classifier(path: &Path) -> Result<Loaded> {
     })
 }
 
-/// The ablations of method §7 that change one part of HieraMAS at test time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Ablation {
-    /// Every proposer and synthesiser is the decision model; the classifier still picks the
-    /// topology (the official `--fixed_llm`).
-    FixedLlm,
-    /// The learned model choice on one seeded random DAG per query; no classifier (the
-    /// official `--random_graph`).
-    RandomGraph,
-}
-
-impl Ablation {
-    pub fn name(self) -> &'static str {
-        match self {
-            Ablation::FixedLlm => "fixed-llm",
-            Ablation::RandomGraph => "random-graph",
-        }
-    }
-}
-
 /// HieraMAS at test time (method §6.4): per query, distinct random candidate DAGs (seeded by
 /// the seed and the query id), scored by the classifier; the top-1 (or the cost-aware choice)
 /// runs with the stage-1 selector's models chosen as the official inference does
 /// ([`test_time_choice`]: role skipping, top-N rotation). Unlike the official code the skip
 /// decision reads the task's real metadata embedding, not a zero vector (method §10).
 pub struct Hieramas {
-    pub system: System,
+    pub system: TrainedSelector,
     /// The classifier (not needed by the random-graph ablation).
     pub classifier: Option<Loaded>,
     /// One of the paper's ablations (method §7) instead of the method itself.
@@ -728,7 +658,175 @@ pub struct Hieramas {
     pub skip_roles: usize,
 }
 
+/// What a trained HieraMAS is made of: the stage-1 system and checkpoint, the stage-2
+/// classifier, and the test-time settings (the benchmark's official ones unless set).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HieramasConfig {
+    pub system: SystemConfig,
+    /// The stage-1 selector checkpoint.
+    pub stage1: PathBuf,
+    /// The stage-2 classifier (`classifier.safetensors`; not needed by the random-graph
+    /// ablation).
+    pub stage2: Option<PathBuf>,
+    /// One of the paper's ablations (method §7) instead of the method itself.
+    pub ablation: Option<Ablation>,
+    /// Candidate DAGs scored per query (default: the benchmark's official count).
+    pub candidates: Option<usize>,
+    /// Run the candidate with the best `score − λ·expected cost (USD)` instead of the top score
+    /// (the official rule).
+    pub cost_lambda: Option<f64>,
+    /// Proposers per supernode (default: the role set's).
+    pub width: Option<usize>,
+}
+
+impl Default for HieramasConfig {
+    fn default() -> Self {
+        HieramasConfig {
+            system: SystemConfig::default(),
+            stage1: PathBuf::from("selector.safetensors"),
+            stage2: None,
+            ablation: None,
+            candidates: None,
+            cost_lambda: None,
+            width: None,
+        }
+    }
+}
+
+/// A loaded HieraMAS: the planner, what defines it (for configuration hashes), and its name in
+/// reports (`hieramas:<pool>`, `SIMULATED-hieramas-fixed-llm:<pool>`, …).
+pub struct LoadedHieramas {
+    pub planner: Hieramas,
+    pub description: serde_json::Value,
+    pub name: String,
+}
+
 impl Hieramas {
+    /// Loads the trained system of `cfg`; SIMULATED models (if the pool has them) know the
+    /// `known` queries; every call is charged to `budget` when set. Notices (a SIMULATED pool,
+    /// fewer candidates than asked) go to `progress`.
+    pub async fn load(
+        cfg: &HieramasConfig,
+        data: &DataDir,
+        known: &[&Query],
+        budget: Option<std::sync::Arc<hieramas_llm::Budget>>,
+        progress: &mut dyn Progress,
+    ) -> Result<LoadedHieramas> {
+        let needs_classifier = cfg.ablation != Some(Ablation::RandomGraph);
+        if needs_classifier && cfg.stage2.is_none() {
+            bail!(
+                "HieraMAS needs the stage-2 classifier (`stage2`, --stage2; `hieramas train stage2` makes one); only the random-graph ablation does without"
+            );
+        }
+        let sys = &cfg.system;
+        let embeddings = sys
+            .embeddings
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("results/eval/embeddings"));
+        let system =
+            TrainedSelector::build(sys, data, known, &cfg.stage1, cfg.width, embeddings, budget)
+                .await?;
+        if system.stage.simulated {
+            progress.note(crate::sim::BANNER);
+        }
+        let classifier = match &cfg.stage2 {
+            Some(path) if needs_classifier => Some((path, load_classifier(path)?)),
+            _ => None,
+        };
+        if let Some((stage2, classifier)) = &classifier {
+            let c = &classifier.classifier.config;
+            if c.task_dim != system.stage.dim || c.roles != system.stage.names {
+                bail!(
+                    "stage-2 classifier {}: made for roles {:?} and {}-d task embeddings, not this system's {:?} and {}-d",
+                    stage2.display(),
+                    c.roles,
+                    c.task_dim,
+                    system.stage.names,
+                    system.stage.dim
+                );
+            }
+            if classifier.embedder != system.stage.embedder.id() {
+                bail!(
+                    "stage-2 classifier {} read {} embeddings; the embedder gives {}",
+                    stage2.display(),
+                    classifier.embedder,
+                    system.stage.embedder.id()
+                );
+            }
+            if classifier.simulated && !system.stage.simulated {
+                progress.note(&format!(
+                    "warning: the stage-2 classifier {} was trained on SIMULATED data; its choices for real models are untested",
+                    stage2.display()
+                ));
+            }
+        }
+        let settings = Stage2Config::builtin(sys.benchmark.name())?;
+        let rule = match cfg.cost_lambda {
+            Some(lambda) => hieramas_gnn::select::Rule::CostAware { lambda },
+            None => hieramas_gnn::select::Rule::Top1,
+        };
+        let mut candidates = cfg.candidates.unwrap_or(settings.candidates).max(1);
+        // A small space (MATH: 9 DAGs over 3 roles) cannot give more: score all it has.
+        let probe = generate::pool(
+            &system.stage.names,
+            candidates,
+            settings.candidate_density[0],
+            settings.candidate_density[1],
+            sys.seed,
+        )?;
+        if probe.graphs.len() < candidates {
+            progress.note(&format!(
+                "{} roles with density {:?} give {} distinct DAGs, not {candidates}: scoring all of them",
+                system.stage.names.len(),
+                settings.candidate_density,
+                probe.graphs.len()
+            ));
+            candidates = probe.graphs.len();
+        }
+        let stage = &system.stage;
+        let description = serde_json::json!({
+            "stage1": cfg.stage1,
+            "stage1_sha256": checkpoint_sha(&cfg.stage1)?,
+            "stage2": classifier.as_ref().map(|c| c.0),
+            "stage2_sha256": classifier.as_ref().map(|c| checkpoint_sha(c.0)).transpose()?,
+            "ablation": cfg.ablation,
+            "candidates": candidates,
+            "width": stage.width,
+            "density": settings.candidate_density,
+            "rule": rule,
+            "rotation": settings.rotation,
+            "skip_roles": settings.skip_roles,
+            "decision": stage.decision_id,
+            "pool": stage.models.specs(stage.ids().iter().chain([&stage.decision_id]))?,
+        });
+        let label = match cfg.ablation {
+            Some(x) => format!("hieramas-{}", x.name()),
+            None => "hieramas".to_string(),
+        };
+        let name = if stage.simulated && !stage.pool_name.contains("SIMULATED") {
+            format!("SIMULATED-{label}:{}", stage.pool_name)
+        } else {
+            format!("{label}:{}", stage.pool_name)
+        };
+        let planner = Hieramas {
+            system,
+            classifier: classifier.map(|c| c.1),
+            ablation: cfg.ablation,
+            candidates,
+            density: settings.candidate_density,
+            rule,
+            seed: sys.seed,
+            rotation: settings.rotation,
+            skip_roles: settings.skip_roles,
+        };
+        Ok(LoadedHieramas {
+            planner,
+            description,
+            name,
+        })
+    }
+
     fn query_seed(&self, q: &Query) -> u64 {
         use sha2::Digest;
         let h = sha2::Sha256::digest(q.id.as_bytes());
@@ -737,7 +835,8 @@ impl Hieramas {
         self.seed.wrapping_add(u64::from_le_bytes(b))
     }
 
-    async fn choose(&self, q: &Query) -> Result<(hieramas_bench::MasSetup, serde_json::Value)> {
+    /// The topology and models for `q`, and the record of that choice.
+    pub async fn choose(&self, q: &Query) -> Result<(hieramas_bench::MasSetup, PlanRecord)> {
         let stage = &self.system.stage;
         let random_graph = self.ablation == Some(Ablation::RandomGraph);
         let pool = generate::pool(
@@ -801,16 +900,16 @@ impl Hieramas {
             .filter(|(a, _)| a.iter().all(|&k| k == stage.ids().len()))
             .map(|(_, n)| n)
             .collect();
-        let plan = serde_json::json!({
-            "candidates": graphs.len(),
-            "chosen": k,
-            "score": score,
-            "edges": graphs[k],
-            "ablation": self.ablation,
-            "rule": self.rule,
-            "selected": Stage::selected(&members),
-            "skipped_roles": skipped,
-        });
+        let plan = PlanRecord {
+            candidates: graphs.len(),
+            chosen: k,
+            score,
+            edges: graphs[k].clone(),
+            ablation: self.ablation,
+            rule: self.rule,
+            selected: Stage::selected(&members),
+            skipped_roles: skipped.into_iter().cloned().collect(),
+        };
         let setup = hieramas_bench::MasSetup {
             topology: pool.graphs[k].clone(),
             roles: stage.roles.clone(),
@@ -830,7 +929,9 @@ impl hieramas_bench::Planner for Hieramas {
         &self,
         q: &Query,
     ) -> Result<(hieramas_bench::MasSetup, serde_json::Value), String> {
-        self.choose(q).await.map_err(|e| format!("{e:#}"))
+        let (setup, plan) = self.choose(q).await.map_err(|e| e.report())?;
+        let plan = serde_json::to_value(&plan).map_err(|e| e.to_string())?;
+        Ok((setup, plan))
     }
 }
 

@@ -1,16 +1,15 @@
-//! `hieramas experiment topology`: holistic (the stage-2 classifier, per task) against per-edge
+//! The topology experiment: holistic (the stage-2 classifier, per task) against per-edge
 //! (GPTSwarm-style REINFORCE over edge probabilities, one graph for all tasks) topology
 //! choice, with the same budget of runs, on held-out tasks; beside them a random candidate,
 //! the best candidate (oracle), and the full graph.
 //!
-//! Steps, each resumable: stage-2 data on the first `--train-limit` train tasks and on the first
-//! `--test-limit` tasks of `--test-split` → the classifier → the edge-wise policy, trained on the
+//! Steps, each resumable: stage-2 data on the first `train_limit` train tasks and on the first
+//! `test_limit` tasks of `test_split` → the classifier → the edge-wise policy, trained on the
 //! train tasks with as many runs as the classifier's data took → the full graph and the
 //! edge-wise graph run on the held-out tasks → `REPORT.md` and `results.json`.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
 use futures_util::StreamExt;
 use hieramas_bench::query::Query;
 use hieramas_gnn::config::Stage2Config;
@@ -18,39 +17,61 @@ use hieramas_gnn::edgewise::{EdgePolicy, Sampled};
 use hieramas_gnn::record::{Dataset, DatasetMeta, TaskRecord};
 use hieramas_reward::config::Stage1Config;
 use hieramas_tasks::data::DataDir;
-use hieramas_tasks::splits::Benchmark;
 use hieramas_topology::shapes;
 use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
 
-use crate::stage2::{Choice, FitArgs, FitOutput, System, choice, fmt, progress};
-use crate::train::SystemArgs;
+use crate::error::{Context, Result};
+use crate::progress::Progress;
+use crate::records::{Choice, FitOutput, HeldOut};
+use crate::stage1::SystemConfig;
+use crate::stage2::{DataConfig, FitConfig, TrainedSelector, choice, fmt};
 
-#[derive(clap::Args, Clone)]
-pub struct TopologyArgs {
-    #[command(flatten)]
-    pub system: SystemArgs,
+/// The topology experiment's settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TopologyConfig {
+    pub system: SystemConfig,
     /// The stage-1 selector checkpoint.
-    #[arg(long)]
     pub stage1: PathBuf,
     /// Train tasks for the classifier's data (and the edge-wise policy's budget).
-    #[arg(long, default_value_t = 200)]
     pub train_limit: usize,
     /// Held-out tasks.
-    #[arg(long, default_value_t = 100)]
     pub test_limit: usize,
-    #[arg(long, default_value = "test")]
     pub test_split: String,
     /// Tasks (data generation) or runs (edge-wise) in flight at once.
-    #[arg(long, default_value_t = 6)]
     pub concurrency: usize,
     /// Adam learning rate of the edge logits (GPTSwarm: 0.1).
-    #[arg(long, default_value_t = 0.1)]
     pub edge_lr: f64,
-    #[arg(long, default_value = "results/experiments/topology")]
     pub out: PathBuf,
     /// Start every step over.
-    #[arg(long)]
     pub fresh: bool,
+    /// The command that reproduces the run, for the report.
+    pub command: String,
+}
+
+impl Default for TopologyConfig {
+    fn default() -> Self {
+        TopologyConfig {
+            system: SystemConfig::default(),
+            stage1: PathBuf::from("selector.safetensors"),
+            train_limit: 200,
+            test_limit: 100,
+            test_split: "test".into(),
+            concurrency: 6,
+            edge_lr: 0.1,
+            out: PathBuf::from("results/experiments/topology"),
+            fresh: false,
+            command: String::new(),
+        }
+    }
+}
+
+/// What the experiment leaves: the report (also `<out>/REPORT.md`).
+pub struct TopologyOutcome {
+    pub report_md: String,
+    pub report_path: PathBuf,
+    pub simulated: bool,
 }
 
 /// The edge-wise policy after training, as `edgewise.json` keeps it.
@@ -87,20 +108,21 @@ struct Results {
     edgewise_curve: Vec<f64>,
 }
 
-pub async fn run(a: TopologyArgs) -> Result<()> {
+/// Runs the topology experiment (every step resumes), reporting to `progress`.
+pub async fn run(a: &TopologyConfig, progress: &mut dyn Progress) -> Result<TopologyOutcome> {
     let sys = &a.system;
-    let benchmark: Benchmark = sys.benchmark.parse()?;
+    let benchmark = sys.benchmark;
     let cfg = Stage2Config::builtin(benchmark.name())?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let embeddings = sys
         .embeddings
         .clone()
         .unwrap_or_else(|| a.out.join("embeddings"));
-    let with_cache = SystemArgs {
+    let with_cache = SystemConfig {
         embeddings: Some(embeddings.clone()),
         ..sys.clone()
     };
-    let data_args = |split: &str, limit: usize, dir: &str| crate::stage2::DataArgs {
+    let data_args = |split: &str, limit: usize, dir: &str| DataConfig {
         system: with_cache.clone(),
         stage1: a.stage1.clone(),
         split: split.into(),
@@ -112,21 +134,29 @@ pub async fn run(a: TopologyArgs) -> Result<()> {
         fresh: a.fresh,
     };
     // 1. Stage-2 data, train and held out.
-    let train = crate::stage2::data(data_args("train", a.train_limit, "data-train")).await?;
-    let test = crate::stage2::data(data_args(&a.test_split, a.test_limit, "data-test")).await?;
+    let train =
+        crate::stage2::generate_data(&data_args("train", a.train_limit, "data-train"), progress)
+            .await?;
+    let test = crate::stage2::generate_data(
+        &data_args(&a.test_split, a.test_limit, "data-test"),
+        progress,
+    )
+    .await?;
     let label = if train.simulated { "SIMULATED " } else { "" };
     // 2. The classifier.
-    let fitted = crate::stage2::train(FitArgs {
-        data: train.dataset.dir.clone(),
-        test: Some(test.dataset.dir.clone()),
-        out: Some(a.out.join("classifier")),
-        epochs: None,
-        lr: None,
-        batch_size: None,
-        seed: None,
-        predecessors: false,
-        quiet: sys.quiet,
-    })?;
+    let fitted = crate::stage2::fit(
+        &FitConfig {
+            data: train.dataset.dir.clone(),
+            test: Some(test.dataset.dir.clone()),
+            out: Some(a.out.join("classifier")),
+            epochs: None,
+            lr: None,
+            batch_size: None,
+            seed: None,
+            predecessors: false,
+        },
+        progress,
+    )?;
     let held = fitted.test.clone().context("no held-out report")?;
 
     // 3. The edge-wise policy with the same budget of runs.
@@ -134,7 +164,8 @@ pub async fn run(a: TopologyArgs) -> Result<()> {
     let train_q = crate::sim::select(&data, benchmark, "train", Some(a.train_limit))?;
     let test_q = crate::sim::select(&data, benchmark, &a.test_split, Some(a.test_limit))?;
     let known: Vec<&Query> = train_q.iter().chain(&test_q).collect();
-    let system = System::build(sys, &data, &known, &a.stage1, None, embeddings, None).await?;
+    let system =
+        TrainedSelector::build(sys, &data, &known, &a.stage1, None, embeddings, None).await?;
     let names = system.stage.names.clone();
     let shape = Stage1Config::builtin(benchmark.name())?.reward();
     let budget: usize = train.records.iter().map(|r| r.runs.len()).sum();
@@ -157,8 +188,8 @@ pub async fn run(a: TopologyArgs) -> Result<()> {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(sys.seed);
             let mut curve = Vec::new();
             let mut runs = 0usize;
-            let bar = progress(sys.quiet, budget, "runs");
-            bar.set_message(format!("{label}edge-wise REINFORCE"));
+            progress.start(budget as u64, 0, "runs");
+            progress.message(&format!("{label}edge-wise REINFORCE"));
             let per_step = cfg.graphs_per_task.max(1);
             let mut k = 0usize;
             while runs < budget && !train_q.is_empty() {
@@ -185,10 +216,10 @@ pub async fn run(a: TopologyArgs) -> Result<()> {
                     batch.push((s, r?));
                 }
                 runs += n;
-                bar.inc(n as u64);
+                progress.advance(n as u64);
                 curve.push(policy.update(&batch, a.edge_lr));
             }
-            bar.finish_and_clear();
+            progress.finish();
             let r = EdgeRun {
                 fingerprint,
                 edges: policy.best(),
@@ -221,9 +252,8 @@ pub async fn run(a: TopologyArgs) -> Result<()> {
         let have: std::collections::HashSet<String> =
             done.iter().map(|r| r.task_id.clone()).collect();
         let todo: Vec<&Query> = test_q.iter().filter(|q| !have.contains(&q.id)).collect();
-        let bar = progress(sys.quiet, test_q.len(), "held-out tasks");
-        bar.set_position(done.len() as u64);
-        bar.set_message(format!("{label}{slug} graph"));
+        progress.start(test_q.len() as u64, done.len() as u64, "held-out tasks");
+        progress.message(&format!("{label}{slug} graph"));
         let stream = futures_util::stream::iter(todo)
             .map(|q| {
                 let (system, shape, edges) = (&system, &shape, &edges);
@@ -233,7 +263,7 @@ pub async fn run(a: TopologyArgs) -> Result<()> {
                         .argmax_members(&system.selector, q, cfg.datagen_synth_skip)
                         .await?;
                     let run = system.run(q, edges, &members, shape).await?;
-                    anyhow::Ok(TaskRecord {
+                    Ok::<_, crate::error::Error>(TaskRecord {
                         task_id: q.id.clone(),
                         embedding: Vec::new(),
                         runs: vec![run],
@@ -241,7 +271,7 @@ pub async fn run(a: TopologyArgs) -> Result<()> {
                 }
             })
             .buffered(a.concurrency.max(1));
-        crate::stage2::append_each(stream, &ds, &mut done, &bar).await?;
+        crate::stage2::append_each(stream, &ds, &mut done, progress).await?;
         fixed.push(choice(&done, |_, _| Some(0)));
     }
 
@@ -280,7 +310,7 @@ pub async fn run(a: TopologyArgs) -> Result<()> {
         .iter()
         .map(|&(s, d)| [names[s].clone(), names[d].clone()])
         .collect();
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let command = a.command.clone();
     let results = Results {
         simulated: train.simulated,
         benchmark: benchmark.name().into(),
@@ -299,14 +329,14 @@ pub async fn run(a: TopologyArgs) -> Result<()> {
     )?;
     let report = report(&results, &held, cfg.graphs_per_task);
     std::fs::write(a.out.join("REPORT.md"), &report)?;
-    if !sys.quiet {
-        eprintln!("{report}");
-        eprintln!("{label}report: {}", a.out.join("REPORT.md").display());
-    }
-    Ok(())
+    Ok(TopologyOutcome {
+        report_md: report,
+        report_path: a.out.join("REPORT.md"),
+        simulated: results.simulated,
+    })
 }
 
-fn report(r: &Results, held: &crate::stage2::HeldOut, graphs: usize) -> String {
+fn report(r: &Results, held: &HeldOut, graphs: usize) -> String {
     let mut s = String::new();
     if r.simulated {
         s.push_str(&format!("> {}\n\n", crate::sim::BANNER));

@@ -1,0 +1,302 @@
+//! One multi-agent system, ready to answer: the benchmark's role set, a topology (fixed) or the
+//! trained HieraMAS planner (a topology and models chosen per query), the models at every
+//! position, the decision node, sampling, the consensus override and the faithful switch.
+
+use std::sync::Arc;
+
+use hieramas_bench::MasSetup;
+use hieramas_bench::query::Query;
+use hieramas_llm::ChatModel;
+use hieramas_supernode::{Members, Sampling};
+use hieramas_tasks::splits::Benchmark;
+use hieramas_topology::roleset::RoleSet;
+use hieramas_topology::schedule::{Extractor, Plan, Trace, run_query};
+use hieramas_topology::{Topology, generate, shapes};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Context, Result, bail};
+use crate::models::Models;
+use crate::stage2::Hieramas;
+
+/// What defines a fixed multi-agent system besides its benchmark and pool (`hieramas run`,
+/// `hieramas eval --method mas`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MasConfig {
+    /// full, chain, star, empty, random (seeded, density 0.3-0.7), or a .json/.dot file.
+    pub topology: String,
+    /// round-robin (pool models in turn over every position), random (seeded) or fixed:MODEL.
+    pub assign: String,
+    /// The decision node's model (default: the pool's first).
+    pub decision: Option<String>,
+    /// The official execution: config order, backward edges unused.
+    pub faithful: bool,
+    /// Most tokens per call (default 256).
+    pub max_tokens: Option<u32>,
+    /// The consensus override (method §3.3): when every supernode's extracted prediction
+    /// agrees, it is the answer, whatever the decision node says.
+    pub consensus: bool,
+}
+
+impl Default for MasConfig {
+    fn default() -> Self {
+        MasConfig {
+            topology: "full".into(),
+            assign: "round-robin".into(),
+            decision: None,
+            faithful: false,
+            max_tokens: None,
+            consensus: true,
+        }
+    }
+}
+
+impl MasConfig {
+    /// Most tokens per call of a multi-agent system.
+    pub fn max_tokens(&self) -> u32 {
+        self.max_tokens.unwrap_or(256)
+    }
+}
+
+/// The model id at every position: `[role][0..W]` proposers, then the synthesiser.
+pub fn assignment(
+    assign: &str,
+    ids: &[String],
+    roles: usize,
+    width: usize,
+    seed: u64,
+) -> Result<Vec<Vec<String>>> {
+    if ids.is_empty() {
+        bail!("the pool has no selectable models");
+    }
+    let slots = width + 1;
+    Ok(match assign {
+        "round-robin" => (0..roles)
+            .map(|r| {
+                (0..slots)
+                    .map(|p| ids[(r * slots + p) % ids.len()].clone())
+                    .collect()
+            })
+            .collect(),
+        "random" => {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            (0..roles)
+                .map(|_| {
+                    (0..slots)
+                        .map(|_| ids[rng.random_range(0..ids.len())].clone())
+                        .collect()
+                })
+                .collect()
+        }
+        other => match other.strip_prefix("fixed:") {
+            Some(m) if ids.iter().any(|i| i == m) => vec![vec![m.to_string(); slots]; roles],
+            Some(m) => bail!("assign fixed:{m}: not in the pool ({})", ids.join(", ")),
+            None => bail!("assign {other:?}: use round-robin, random or fixed:MODEL"),
+        },
+    })
+}
+
+/// A topology over `names` by shape name, or from a .json/.dot file.
+pub fn topology(spec: &str, names: Vec<String>, seed: u64) -> Result<Topology> {
+    Ok(match spec {
+        "full" => shapes::full(names)?,
+        "chain" => shapes::chain(names)?,
+        "star" => shapes::star(names)?,
+        "empty" => shapes::empty(names)?,
+        "random" => generate::random_dag(&names, 0.3, 0.7, seed)?,
+        path => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("topology {path}: not a shape (full, chain, star, empty, random) nor a readable file"))?;
+            let t = if path.ends_with(".dot") || path.ends_with(".gv") {
+                Topology::from_dot(&text)
+            } else {
+                Topology::from_json(&text)
+            }
+            .with_context(|| path.to_string())?;
+            if t.roles() != names.as_slice() {
+                bail!(
+                    "{path}: its roles {:?} are not the role set's {:?} (same names, same order)",
+                    t.roles(),
+                    names
+                );
+            }
+            t
+        }
+    })
+}
+
+/// How a system picks its topology and models.
+pub enum Choice {
+    /// The same topology and models for every query.
+    Fixed {
+        topology: Topology,
+        members: Vec<Members>,
+    },
+    /// HieraMAS: the stage-2 classifier picks a topology and the stage-1 selector the models,
+    /// per query (method §6.4).
+    Learned(Box<Hieramas>),
+}
+
+/// A multi-agent system ready to answer queries.
+pub struct System {
+    pub benchmark: Benchmark,
+    pub roles: RoleSet,
+    pub choice: Choice,
+    pub decision: Arc<dyn ChatModel>,
+    pub sampling: Sampling,
+    /// The official execution: config order, backward edges unused.
+    pub faithful: bool,
+    /// The consensus override's extractor (method §3.3); `None`: off.
+    pub consensus: Option<Extractor>,
+    /// Everything that decides the answers (prompts, topology, who sits where, what each model
+    /// is), for configuration hashes and reports.
+    pub description: serde_json::Value,
+}
+
+impl System {
+    /// The benchmark's role set on `cfg.topology`, pool models placed by `cfg.assign`, the
+    /// decision model; `seed` seeds random topologies, assignments and sampling.
+    pub fn fixed(
+        benchmark: Benchmark,
+        cfg: &MasConfig,
+        models: &mut Models,
+        seed: u64,
+        temperature: f32,
+    ) -> Result<System> {
+        let roles = RoleSet::builtin(benchmark.name())?;
+        let topology = topology(&cfg.topology, roles.names(), seed)?;
+        let ids = models.ids();
+        let slots = assignment(&cfg.assign, &ids, roles.roles.len(), roles.width, seed)?;
+        let mut members = Vec::with_capacity(slots.len());
+        for role_slots in &slots {
+            let (synth, proposers) = role_slots.split_last().context("empty assignment")?;
+            members.push(Members {
+                proposers: proposers
+                    .iter()
+                    .map(|id| models.get(id).map(Some))
+                    .collect::<Result<_>>()?,
+                synthesizer: Some(models.get(synth)?),
+            });
+        }
+        let decision_id = cfg.decision.clone().unwrap_or_else(|| ids[0].clone());
+        // Everything that decides the answers: prompts, topology, who sits where, and what each
+        // model id is (provider, model, price), so an edited role set or a repriced pool is a
+        // new configuration.
+        let specs = models.specs(slots.iter().flatten().chain([&decision_id]))?;
+        let description = serde_json::json!({
+            "benchmark": benchmark.name(),
+            "roles": serde_json::to_value(&roles)?,
+            "topology": serde_json::from_str::<serde_json::Value>(&topology.to_json())?,
+            "assignment": slots,
+            "decision": decision_id,
+            "models": specs,
+            "faithful": cfg.faithful,
+            "max_tokens": cfg.max_tokens(),
+            "consensus": cfg.consensus,
+        });
+        let consensus = cfg
+            .consensus
+            .then(|| hieramas_bench::prediction_extractor(benchmark));
+        Ok(System {
+            benchmark,
+            decision: models.get(&decision_id)?,
+            consensus,
+            choice: Choice::Fixed { topology, members },
+            roles,
+            sampling: Sampling {
+                temperature: Some(temperature),
+                max_tokens: cfg.max_tokens(),
+                seed: Some(seed),
+            },
+            faithful: cfg.faithful,
+            description,
+        })
+    }
+
+    /// HieraMAS with its trained planner; `description` as [`System::description`].
+    pub fn learned(planner: Hieramas, description: serde_json::Value) -> System {
+        let stage = &planner.system.stage;
+        System {
+            benchmark: stage.benchmark,
+            roles: stage.roles.clone(),
+            decision: stage.decision.clone(),
+            sampling: stage.sampling,
+            faithful: false,
+            consensus: Some(hieramas_bench::prediction_extractor(stage.benchmark)),
+            description,
+            choice: Choice::Learned(Box::new(planner)),
+        }
+    }
+
+    /// The setup of a fixed system for the benchmark runner (none for a learned one: its
+    /// setup is chosen per query by its [`Hieramas`] planner).
+    pub fn setup(&self) -> Option<MasSetup> {
+        match &self.choice {
+            Choice::Fixed { topology, members } => Some(MasSetup {
+                topology: topology.clone(),
+                roles: self.roles.clone(),
+                members: members.clone(),
+                decision: self.decision.clone(),
+                sampling: self.sampling,
+                faithful: self.faithful,
+                consensus: self.consensus,
+            }),
+            Choice::Learned(_) => None,
+        }
+    }
+
+    /// The topology a fixed system runs.
+    pub fn topology(&self) -> Option<&Topology> {
+        match &self.choice {
+            Choice::Fixed { topology, .. } => Some(topology),
+            Choice::Learned(_) => None,
+        }
+    }
+
+    /// Answers `query` (the task as the models see it): the final answer and the trace of every
+    /// call. A learned system chooses its topology and models first; the trace keeps nothing
+    /// of that choice (see [`Hieramas::choose`]).
+    pub async fn answer(&self, query: &str) -> Result<(String, Trace)> {
+        let trace = match &self.choice {
+            Choice::Fixed { topology, members } => {
+                let plan = Plan {
+                    topology,
+                    roles: &self.roles,
+                    members: members.clone(),
+                    decision: self.decision.clone(),
+                    sampling: self.sampling,
+                    faithful: self.faithful,
+                    consensus: self.consensus,
+                };
+                run_query(&plan, query).await?
+            }
+            Choice::Learned(h) => {
+                let q = Query {
+                    id: query_id(query),
+                    task: query.to_string(),
+                    gold: hieramas_bench::query::Gold::Math(String::new()),
+                };
+                let (setup, _) = h.choose(&q).await?;
+                let plan = Plan {
+                    topology: &setup.topology,
+                    roles: &setup.roles,
+                    members: setup.members.clone(),
+                    decision: setup.decision.clone(),
+                    sampling: setup.sampling,
+                    faithful: setup.faithful,
+                    consensus: setup.consensus,
+                };
+                run_query(&plan, query).await?
+            }
+        };
+        Ok((trace.answer.trim().to_string(), trace))
+    }
+}
+
+/// A free-form query's id: the sha256 of its text (what seeds a learned system's candidates).
+fn query_id(query: &str) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(query.as_bytes());
+    h.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
