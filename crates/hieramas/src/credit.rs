@@ -268,8 +268,39 @@ pub async fn run(a: &CreditConfig, progress: &mut dyn Progress) -> Result<Credit
         }
     }
     progress.finish();
+    let options = ids.len() + 1;
+    let (md, summary) = report(a, &names, &ids, &optimum, best_judge, &results)?;
+    let svg = chart(&names, &summary, 1.0 / options as f64);
+    std::fs::write(a.out.join("credit.svg"), svg).context("writing credit.svg")?;
+    std::fs::write(a.out.join("REPORT.md"), &md).context("writing REPORT.md")?;
+    std::fs::write(
+        a.out.join("results.json"),
+        serde_json::to_string_pretty(&serde_json::json!({
+            "simulated": true,
+            "pool": a.pool,
+            "optimum": names.iter().zip(&optimum).map(|(r, (k, p))| serde_json::json!({"role": r, "model": ids[*k].id, "accuracy": p})).collect::<Vec<_>>(),
+            "runs": results,
+        }))?,
+    )
+    .context("writing results.json")?;
+    Ok(CreditOutcome {
+        report_md: md,
+        report_path: a.out.join("REPORT.md"),
+    })
+}
 
-    // The table.
+/// Per role, the mean ± sd over seeds of one arm's probability of the optimum.
+type MeanSd = Vec<(f64, f64)>;
+
+/// The report's markdown, and per arm and role the mean ± sd probability of the optimum.
+fn report(
+    a: &CreditConfig,
+    names: &[String],
+    ids: &[&hieramas_llm::pool::ModelSpec],
+    optimum: &[(usize, f64)],
+    best_judge: usize,
+    results: &[RunResult],
+) -> Result<(String, Vec<MeanSd>)> {
     let options = ids.len() + 1;
     let mut md = String::new();
     writeln!(
@@ -324,7 +355,7 @@ pub async fn run(a: &CreditConfig, progress: &mut dyn Progress) -> Result<Credit
         md,
         "Optimum by construction (best proposer accuracy per role):\n"
     )?;
-    for (r, (k, p)) in names.iter().zip(&optimum) {
+    for (r, (k, p)) in names.iter().zip(optimum) {
         writeln!(md, "- {r}: `{}` ({p:.2})", ids[*k].id)?;
     }
     writeln!(
@@ -335,7 +366,7 @@ pub async fn run(a: &CreditConfig, progress: &mut dyn Progress) -> Result<Credit
     )?;
     let mut header = "| estimator |".to_string();
     let mut rule = "|---|".to_string();
-    for r in &names {
+    for r in names {
         header.push_str(&format!(" {r}: P(opt) | seeds |"));
         rule.push_str("---|---|");
     }
@@ -396,23 +427,7 @@ pub async fn run(a: &CreditConfig, progress: &mut dyn Progress) -> Result<Credit
         md,
         "Per-run numbers: `results.json`; each run's curve, checkpoints and validation: `<estimator>/seed<k>/`."
     )?;
-    let svg = chart(&names, &summary, 1.0 / options as f64);
-    std::fs::write(a.out.join("credit.svg"), svg).context("writing credit.svg")?;
-    std::fs::write(a.out.join("REPORT.md"), &md).context("writing REPORT.md")?;
-    std::fs::write(
-        a.out.join("results.json"),
-        serde_json::to_string_pretty(&serde_json::json!({
-            "simulated": true,
-            "pool": a.pool,
-            "optimum": names.iter().zip(&optimum).map(|(r, (k, p))| serde_json::json!({"role": r, "model": ids[*k].id, "accuracy": p})).collect::<Vec<_>>(),
-            "runs": results,
-        }))?,
-    )
-    .context("writing results.json")?;
-    Ok(CreditOutcome {
-        report_md: md,
-        report_path: a.out.join("REPORT.md"),
-    })
+    Ok((md, summary))
 }
 
 /// Grouped bars: per role, one bar per estimator (mean P(optimal), ± sd), chance dashed.

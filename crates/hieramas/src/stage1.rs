@@ -472,23 +472,53 @@ impl Stage {
         })
     }
 
-    /// One training query (method §5.2-5.4): the selector draws every supernode's models at
-    /// temperature `t`, the system runs on `topology`, every supernode's output and the answer
-    /// are graded, and each supernode's choices get their credit. Adds to `tally`.
+    /// Iteration `it`'s batch: the next queries of `order`, each on its seeded random DAG of
+    /// the stage-1 density range, run and credited.
     #[allow(clippy::too_many_arguments)]
+    async fn batch(
+        &self,
+        sel: &Selector,
+        queries: &[Query],
+        order: &mut Order,
+        it: usize,
+        seed: u64,
+        est: &Estimator<'_>,
+        progress: &mut dyn Progress,
+    ) -> Result<(Vec<Vec<NodeTerm>>, Tally)> {
+        let settings = est.settings;
+        let mut batch: Vec<Vec<NodeTerm>> = Vec::new();
+        let mut tally = Tally::default();
+        for k in 0..settings.batch_size {
+            let q = &queries[order.next()];
+            let topology = generate::random_dag(
+                &self.names,
+                settings.density[0],
+                settings.density[1],
+                seed.wrapping_mul(1_000_003)
+                    .wrapping_add((it * settings.batch_size + k) as u64),
+            )?;
+            let terms = self
+                .episode(sel, q, &topology, est, &mut order.rng, &mut tally)
+                .await?;
+            batch.push(terms);
+            progress.advance(1);
+        }
+        Ok((batch, tally))
+    }
+
+    /// One training query (method §5.2-5.4): the selector draws every supernode's models at
+    /// temperature `est.t`, the system runs on `topology`, every supernode's output and the
+    /// answer are graded, and each supernode's choices get their credit. Adds to `tally`.
     async fn episode(
         &self,
         sel: &Selector,
         q: &Query,
         topology: &Topology,
-        settings: &Settings,
-        t: f64,
-        variant: Variant,
-        credit_mode: CreditMode,
-        shape: &hieramas_reward::reward::RewardShape,
+        est: &Estimator<'_>,
         rng: &mut rand_chacha::ChaCha8Rng,
         tally: &mut Tally,
     ) -> Result<Vec<NodeTerm>> {
+        let (settings, t, variant, shape) = (est.settings, est.t, est.variant, est.shape);
         let (role_inputs, meta, meta_cost) = self.inputs(q).await?;
         tally.metadata_pico += meta_cost;
         let mut logits = Vec::with_capacity(self.names.len());
@@ -510,7 +540,7 @@ impl Stage {
         tally.node_solved += graded.clone().filter(|r| r.solved).count();
         tally.nodes_run += graded.count();
         let decision_cost = hieramas_llm::Usd::from_pico(g.decision_cost_pico);
-        let c = match credit_mode {
+        let c = match est.credit {
             CreditMode::Multi => credit(shape, &g.results, g.final_ok, decision_cost),
             CreditMode::System => system_only(shape, g.results.len(), g.final_ok, decision_cost),
         };
@@ -690,6 +720,162 @@ pub async fn train(cfg: &Stage1Config, progress: &mut dyn Progress) -> Result<St
     } else {
         Variant::Fixed
     };
+    let (queries, val, out, stage) = prepare(cfg, &settings, variant).await?;
+    let (simulated, dim, dev) = (stage.simulated, stage.dim, stage.dev.clone());
+    if simulated {
+        progress.note(crate::sim::BANNER);
+    }
+    let fingerprint = fingerprint(cfg, &stage, &settings, variant)?;
+    let state_path = out.join("state.json");
+    let resumed = resume_state(&state_path, &out, &fingerprint, cfg.fresh)?;
+    let (varmap, sel, mut trainer) = selector_and_trainer(
+        resumed.is_some().then_some(out.as_path()),
+        &settings,
+        dim,
+        &dev,
+        sys.seed,
+    )?;
+    let shape = settings.reward();
+    let mut order = Order::new(queries.len(), sys.seed);
+    let mut start = 0;
+    let mut best_val: Option<f64> = None;
+    if let Some(st) = &resumed {
+        order.resume(st);
+        start = st.iterations_done;
+        best_val = st.best_val;
+        progress.note(&format!(
+            "resuming {} after iteration {start} (of {})",
+            out.display(),
+            settings.iterations
+        ));
+    }
+    let label = if simulated { "SIMULATED " } else { "" };
+    progress.note(&format!(
+        "{label}stage 1 · {benchmark} · pool {} ({} models + skip, {} decides) · {} iterations x {} queries · W = {} · {variant:?} loss · {:?} credit · out {}",
+        stage.pool_name,
+        stage.ids().len(),
+        stage.decision_id,
+        settings.iterations,
+        settings.batch_size,
+        settings.width,
+        cfg.credit,
+        out.display()
+    ));
+    let curve_path = out.join("curve.jsonl");
+    let mut curve = open_curve(&curve_path, start)?;
+    let mut last_val: Option<Validation> = None;
+    progress.start(
+        (settings.iterations * settings.batch_size) as u64,
+        (start * settings.batch_size) as u64,
+        "queries",
+    );
+    for it in start..settings.iterations {
+        if cfg.stop_after.is_some_and(|n| it >= n) {
+            progress.finish();
+            progress.note(&format!(
+                "stopped after iteration {it} (stop_after); rerun to resume"
+            ));
+            let (selector, validation, best_accuracy) = (None, None, best_val);
+            return Ok(Stage1Outcome {
+                out,
+                selector,
+                validation,
+                best_accuracy,
+                simulated,
+            });
+        }
+        let (t, lr) = schedule(&settings, it);
+        trainer.set_learning_rate(lr);
+        progress.message(&format!(
+            "{label}iter {}/{} T={t:.2}",
+            it + 1,
+            settings.iterations
+        ));
+        let est = Estimator {
+            settings: &settings,
+            t,
+            variant,
+            credit: cfg.credit,
+            shape: &shape,
+        };
+        let (batch, tally) = stage
+            .batch(&sel, &queries, &mut order, it, sys.seed, &est, progress)
+            .await?;
+        let loss = batch_loss(&batch, t, settings.entropy_coef, variant)?;
+        let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let norm = trainer.step(&loss)?;
+        let done = it + 1;
+        // Validation every `eval_every` iterations and after the last.
+        let validation = if !val.is_empty()
+            && (done % settings.eval_every.max(1) == 0 || done == settings.iterations)
+        {
+            let v = stage.validate(&sel, &val, done, progress).await?;
+            if best_val.is_none_or(|b| v.accuracy > b) {
+                best_val = Some(v.accuracy);
+                selector::save(&varmap, &sel.config, &out.join("best.safetensors"))?;
+            }
+            Some(v)
+        } else {
+            None
+        };
+        let row = tally.row(
+            [done as f64, t, lr, loss_value, norm],
+            &est,
+            simulated,
+            validation.as_ref(),
+        );
+        {
+            use std::io::Write;
+            writeln!(curve, "{}", serde_json::to_string(&row)?).context("writing curve.jsonl")?;
+            curve.sync_data().ok();
+        }
+        progress.note(&iteration_line(label, &row, validation.as_ref()));
+        if let Some(v) = validation {
+            crate::records::write_json_atomic(&out.join("validation.json"), &v)?;
+            last_val = Some(v);
+        }
+        // The state that lets a rerun continue exactly: weights, optimiser, data order, rng.
+        let st = order.state(fingerprint.clone(), done, best_val);
+        save_iteration(
+            &out,
+            &varmap,
+            &sel,
+            &trainer,
+            &st,
+            settings.checkpoint_every,
+        )?;
+    }
+    progress.finish();
+    let path = out.join("selector.safetensors");
+    selector::save(&varmap, &sel.config, &path)?;
+    // A finished run that was resumed has its last validation on disk.
+    let last_val = last_val.or_else(|| {
+        let path = out.join("validation.json");
+        (!val.is_empty()).then(|| crate::records::read_json(&path).ok())?
+    });
+    progress.note(&format!(
+        "{label}selector: {} (+ .json); best validation: {}; curve: {}",
+        path.display(),
+        best_val.map_or("-".into(), |b| format!("{:.1}%", 100.0 * b)),
+        curve_path.display()
+    ));
+    Ok(Stage1Outcome {
+        out,
+        selector: Some(path),
+        validation: last_val,
+        best_accuracy: best_val,
+        simulated,
+    })
+}
+
+/// The queries (train, then validation), the out directory and the system of a stage-1 run.
+async fn prepare(
+    cfg: &Stage1Config,
+    settings: &Settings,
+    variant: Variant,
+) -> Result<(Vec<Query>, Vec<Query>, PathBuf, Stage)> {
+    let sys = &cfg.system;
+    let benchmark = sys.benchmark;
     let data = DataDir::resolve(sys.data_dir.as_deref())?;
     let queries = crate::sim::select(&data, benchmark, "train", cfg.train_limit)?;
     if queries.is_empty() {
@@ -713,19 +899,47 @@ pub async fn train(cfg: &Stage1Config, progress: &mut dyn Progress) -> Result<St
     // after 100 iterations every model's logit sits at +10). Softmax needs no clamp.
     let clamp = (variant == Variant::Faithful).then_some(10.0);
     let stage = Stage::build(sys, &data, &all, cache_dir, settings.width, clamp, None).await?;
-    let (simulated, dim, dev) = (stage.simulated, stage.dim, stage.dev.clone());
-    if simulated {
-        progress.note(crate::sim::BANNER);
-    }
-    let ids = stage.ids().to_vec();
-    let decision_id = stage.decision_id.clone();
+    Ok((queries, val, out, stage))
+}
 
-    // Everything that decides the run; a resumed run must match it.
+/// Saves what lets a rerun continue exactly after an iteration: the weights, the optimiser's
+/// moments, the state (data order, rng); every `checkpoint_every` iterations a checkpoint.
+fn save_iteration(
+    out: &std::path::Path,
+    varmap: &VarMap,
+    sel: &Selector,
+    trainer: &Trainer,
+    st: &ResumeState,
+    checkpoint_every: usize,
+) -> Result<()> {
+    selector::save(varmap, &sel.config, &out.join("last.safetensors"))?;
+    trainer.save(&out.join("last.adam.safetensors"))?;
+    crate::records::write_json_atomic(&out.join("state.json"), st)?;
+    let done = st.iterations_done;
+    if done.is_multiple_of(checkpoint_every.max(1)) {
+        selector::save(
+            varmap,
+            &sel.config,
+            &out.join(format!("iter{done}.safetensors")),
+        )?;
+    }
+    Ok(())
+}
+
+/// Everything that decides a stage-1 run; a resumed run must match it.
+fn fingerprint(
+    cfg: &Stage1Config,
+    stage: &Stage,
+    settings: &Settings,
+    variant: Variant,
+) -> Result<serde_json::Value> {
+    let sys = &cfg.system;
+    let ids = stage.ids();
     let mut fingerprint = serde_json::json!({
-        "benchmark": benchmark.name(),
-        "pool": stage.models.specs(ids.iter().chain([&decision_id]))?,
+        "benchmark": sys.benchmark.name(),
+        "pool": stage.models.specs(ids.iter().chain([&stage.decision_id]))?,
         "options": ids,
-        "decision": decision_id,
+        "decision": stage.decision_id,
         "variant": format!("{variant:?}"),
         "credit": cfg.credit,
         "settings": settings,
@@ -733,22 +947,31 @@ pub async fn train(cfg: &Stage1Config, progress: &mut dyn Progress) -> Result<St
         "seed": sys.seed,
         "train_limit": cfg.train_limit,
         "embedder": stage.embedder.id(),
-        "embedding_dim": dim,
+        "embedding_dim": stage.dim,
     });
     if sys.metadata != "heuristic" {
         fingerprint["metadata"] = sys.metadata.clone().into();
     }
-    let state_path = out.join("state.json");
-    let resumed = resume_state(&state_path, &out, &fingerprint, cfg.fresh)?;
-    let (varmap, sel) = match &resumed {
-        Some(_) => selector::load(&out.join("last.safetensors"), &dev, DType::F32)?,
+    Ok(fingerprint)
+}
+
+/// The selector (seeded, or the last one saved in `resume_from`) and its optimiser.
+fn selector_and_trainer(
+    resume_from: Option<&std::path::Path>,
+    settings: &Settings,
+    dim: usize,
+    dev: &Device,
+    seed: u64,
+) -> Result<(VarMap, Selector, Trainer)> {
+    let (varmap, sel) = match resume_from {
+        Some(out) => selector::load(&out.join("last.safetensors"), dev, DType::F32)?,
         None => {
             let varmap = VarMap::new();
             let sel = Selector::new(
                 SelectorConfig::official(dim),
-                VarBuilder::from_varmap(&varmap, DType::F32, &dev),
+                VarBuilder::from_varmap(&varmap, DType::F32, dev),
             )?;
-            selector::init_seeded(&varmap, sys.seed)?;
+            selector::init_seeded(&varmap, seed)?;
             (varmap, sel)
         }
     };
@@ -758,211 +981,116 @@ pub async fn train(cfg: &Stage1Config, progress: &mut dyn Progress) -> Result<St
         settings.weight_decay,
         settings.grad_clip,
     )?;
-    if resumed.is_some() {
+    if let Some(out) = resume_from {
         trainer.load(&out.join("last.adam.safetensors"))?;
     }
-    let shape = settings.reward();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(sys.seed);
-    let mut order: Vec<usize> = (0..queries.len()).collect();
-    order.shuffle(&mut rng);
-    let mut cursor = 0;
-    let mut start = 0;
-    let mut best_val: Option<f64> = None;
-    if let Some(st) = &resumed {
-        rng.set_word_pos(st.rng_word_pos);
-        order = st.order.clone();
-        cursor = st.cursor;
-        start = st.iterations_done;
-        best_val = st.best_val;
-        progress.note(&format!(
-            "resuming {} after iteration {start} (of {})",
-            out.display(),
-            settings.iterations
-        ));
+    Ok((varmap, sel, trainer))
+}
+
+/// The training queries' order: a seeded shuffle, drawn through and reshuffled when used up;
+/// the same rng draws the selector's choices.
+struct Order {
+    rng: rand_chacha::ChaCha8Rng,
+    order: Vec<usize>,
+    cursor: usize,
+}
+
+impl Order {
+    fn new(n: usize, seed: u64) -> Order {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rng);
+        Order {
+            rng,
+            order,
+            cursor: 0,
+        }
     }
-    let label = if simulated { "SIMULATED " } else { "" };
-    progress.note(&format!(
-        "{label}stage 1 · {benchmark} · pool {} ({} models + skip, {decision_id} decides) · {} iterations x {} queries · W = {} · {:?} loss · {:?} credit · out {}",
-        stage.pool_name,
-        ids.len(),
-        settings.iterations,
-        settings.batch_size,
-        settings.width,
-        variant,
-        cfg.credit,
-        out.display()
-    ));
-    let curve_path = out.join("curve.jsonl");
-    let mut curve = open_curve(&curve_path, start)?;
-    let mut last_val: Option<Validation> = None;
-    progress.start(
-        (settings.iterations * settings.batch_size) as u64,
-        (start * settings.batch_size) as u64,
-        "queries",
-    );
-    for it in start..settings.iterations {
-        if cfg.stop_after.is_some_and(|n| it >= n) {
-            progress.finish();
-            progress.note(&format!(
-                "stopped after iteration {it} (stop_after); rerun to resume"
-            ));
-            return Ok(Stage1Outcome {
-                out,
-                selector: None,
-                validation: None,
-                best_accuracy: best_val,
-                simulated,
-            });
+
+    fn resume(&mut self, st: &ResumeState) {
+        self.rng.set_word_pos(st.rng_word_pos);
+        self.order = st.order.clone();
+        self.cursor = st.cursor;
+    }
+
+    /// The next query's index.
+    fn next(&mut self) -> usize {
+        if self.cursor == self.order.len() {
+            self.order.shuffle(&mut self.rng);
+            self.cursor = 0;
         }
-        let t = temperature(
-            it,
-            settings.iterations,
-            settings.temperature_start,
-            settings.temperature_min,
-        );
-        let lr = learning_rate(
-            it,
-            settings.iterations,
-            settings.lr_start,
-            settings.lr_end,
-            settings.warmup_ratio,
-        );
-        trainer.set_learning_rate(lr);
-        progress.message(&format!(
-            "{label}iter {}/{} T={t:.2}",
-            it + 1,
-            settings.iterations
-        ));
-        let mut batch: Vec<Vec<NodeTerm>> = Vec::new();
-        let mut tally = Tally::default();
-        for k in 0..settings.batch_size {
-            if cursor == order.len() {
-                order.shuffle(&mut rng);
-                cursor = 0;
-            }
-            let q = &queries[order[cursor]];
-            cursor += 1;
-            let topology = generate::random_dag(
-                &stage.names,
-                settings.density[0],
-                settings.density[1],
-                sys.seed
-                    .wrapping_mul(1_000_003)
-                    .wrapping_add((it * settings.batch_size + k) as u64),
-            )?;
-            let terms = stage
-                .episode(
-                    &sel, q, &topology, &settings, t, variant, cfg.credit, &shape, &mut rng,
-                    &mut tally,
-                )
-                .await?;
-            batch.push(terms);
-            progress.advance(1);
-        }
-        let loss = batch_loss(&batch, t, settings.entropy_coef, variant)?;
-        let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        let norm = trainer.step(&loss)?;
-        let n = settings.batch_size as f64;
-        let done = it + 1;
-        // Validation every `eval_every` iterations and after the last.
-        let validation = if !val.is_empty()
-            && (done % settings.eval_every.max(1) == 0 || done == settings.iterations)
-        {
-            let v = stage.validate(&sel, &val, done, progress).await?;
-            if best_val.is_none_or(|b| v.accuracy > b) {
-                best_val = Some(v.accuracy);
-                selector::save(&varmap, &sel.config, &out.join("best.safetensors"))?;
-            }
-            Some(v)
-        } else {
-            None
-        };
-        let row = CurveRow {
-            iteration: done,
-            temperature: t,
-            lr,
-            loss: loss_value,
-            grad_norm: norm,
-            system_reward: tally.reward_sum / n,
-            accuracy: tally.solved as f64 / n,
-            node_accuracy: tally.node_accuracy(),
-            cost_pico: tally.cost_pico,
-            cost_usd: tally.cost_pico as f64 / 1e12,
-            metadata_cost_pico: tally.metadata_pico,
-            variant: match variant {
-                Variant::Faithful => Loss::Faithful,
-                Variant::Fixed => Loss::Fixed,
-            },
-            credit: cfg.credit,
-            simulated,
-            val_accuracy: validation.as_ref().map(|v| v.accuracy),
-            val_cost_usd: validation.as_ref().map(|v| v.cost_usd),
-        };
-        {
-            use std::io::Write;
-            writeln!(curve, "{}", serde_json::to_string(&row)?).context("writing curve.jsonl")?;
-            curve.sync_data().ok();
-        }
-        progress.note(&format!(
-            "{label}iter {:>2}: loss {loss_value:>8.3}  reward {:>6.3}  accuracy {:>5.1}%  node accuracy {:>5.1}%  cost ${:.6}{}",
-            done,
-            row.system_reward,
-            100.0 * row.accuracy,
-            100.0 * row.node_accuracy,
-            row.cost_usd,
-            validation.as_ref().map_or(String::new(), |v| format!(
-                "  | valid {:>5.1}% of {} at ${:.6}/query",
-                100.0 * v.accuracy,
-                v.queries,
-                v.cost_usd
-            ))
-        ));
-        if let Some(v) = validation {
-            crate::records::write_json_atomic(&out.join("validation.json"), &v)?;
-            last_val = Some(v);
-        }
-        // The state that lets a rerun continue exactly: weights, optimiser, data order, rng.
-        selector::save(&varmap, &sel.config, &out.join("last.safetensors"))?;
-        trainer.save(&out.join("last.adam.safetensors"))?;
-        let st = ResumeState {
-            fingerprint: fingerprint.clone(),
-            iterations_done: done,
-            cursor,
-            order: order.clone(),
-            rng_word_pos: rng.get_word_pos(),
+        self.cursor += 1;
+        self.order[self.cursor - 1]
+    }
+
+    fn state(
+        &self,
+        fingerprint: serde_json::Value,
+        iterations_done: usize,
+        best_val: Option<f64>,
+    ) -> ResumeState {
+        ResumeState {
+            fingerprint,
+            iterations_done,
+            cursor: self.cursor,
+            order: self.order.clone(),
+            rng_word_pos: self.rng.get_word_pos(),
             best_val,
-        };
-        crate::records::write_json_atomic(&state_path, &st)?;
-        if done % settings.checkpoint_every.max(1) == 0 {
-            selector::save(
-                &varmap,
-                &sel.config,
-                &out.join(format!("iter{done}.safetensors")),
-            )?;
         }
     }
-    progress.finish();
-    let path = out.join("selector.safetensors");
-    selector::save(&varmap, &sel.config, &path)?;
-    // A finished run that was resumed has its last validation on disk.
-    if last_val.is_none() && !val.is_empty() {
-        last_val = std::fs::read_to_string(out.join("validation.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
+}
+
+/// Iteration `it`'s temperature and learning rate (method §5.3).
+fn schedule(settings: &Settings, it: usize) -> (f64, f64) {
+    let t = temperature(
+        it,
+        settings.iterations,
+        settings.temperature_start,
+        settings.temperature_min,
+    );
+    let lr = learning_rate(
+        it,
+        settings.iterations,
+        settings.lr_start,
+        settings.lr_end,
+        settings.warmup_ratio,
+    );
+    (t, lr)
+}
+
+fn loss_of(variant: Variant) -> Loss {
+    match variant {
+        Variant::Faithful => Loss::Faithful,
+        Variant::Fixed => Loss::Fixed,
     }
-    progress.note(&format!(
-        "{label}selector: {} (+ .json); best validation: {}; curve: {}",
-        path.display(),
-        best_val.map_or("-".into(), |b| format!("{:.1}%", 100.0 * b)),
-        curve_path.display()
-    ));
-    Ok(Stage1Outcome {
-        out,
-        selector: Some(path),
-        validation: last_val,
-        best_accuracy: best_val,
-        simulated,
-    })
+}
+
+/// The note of one iteration.
+fn iteration_line(label: &str, row: &CurveRow, validation: Option<&Validation>) -> String {
+    format!(
+        "{label}iter {:>2}: loss {:>8.3}  reward {:>6.3}  accuracy {:>5.1}%  node accuracy {:>5.1}%  cost ${:.6}{}",
+        row.iteration,
+        row.loss,
+        row.system_reward,
+        100.0 * row.accuracy,
+        100.0 * row.node_accuracy,
+        row.cost_usd,
+        validation.map_or(String::new(), |v| format!(
+            "  | valid {:>5.1}% of {} at ${:.6}/query",
+            100.0 * v.accuracy,
+            v.queries,
+            v.cost_usd
+        ))
+    )
+}
+
+/// How an iteration draws and credits: the settings, the temperature, the loss, the credit.
+struct Estimator<'a> {
+    settings: &'a Settings,
+    t: f64,
+    variant: Variant,
+    credit: CreditMode,
+    shape: &'a hieramas_reward::reward::RewardShape,
 }
 
 /// What one iteration's queries added up to.
@@ -977,6 +1105,36 @@ struct Tally {
 }
 
 impl Tally {
+    /// The curve line of the iteration: `[iteration, temperature, lr, loss, grad_norm]`, then
+    /// what the batch added up to.
+    fn row(
+        &self,
+        [iteration, temperature, lr, loss, grad_norm]: [f64; 5],
+        est: &Estimator<'_>,
+        simulated: bool,
+        validation: Option<&Validation>,
+    ) -> CurveRow {
+        let n = est.settings.batch_size as f64;
+        CurveRow {
+            iteration: iteration as usize,
+            temperature,
+            lr,
+            loss,
+            grad_norm,
+            system_reward: self.reward_sum / n,
+            accuracy: self.solved as f64 / n,
+            node_accuracy: self.node_accuracy(),
+            cost_pico: self.cost_pico,
+            cost_usd: self.cost_pico as f64 / 1e12,
+            metadata_cost_pico: self.metadata_pico,
+            variant: loss_of(est.variant),
+            credit: est.credit,
+            simulated,
+            val_accuracy: validation.map(|v| v.accuracy),
+            val_cost_usd: validation.map(|v| v.cost_usd),
+        }
+    }
+
     fn node_accuracy(&self) -> f64 {
         if self.nodes_run == 0 {
             0.0

@@ -141,6 +141,45 @@ impl TrainedSelector {
         e.pop().context("the embedder returned nothing")
     }
 
+    /// One task's stage-2 line: its embedding, the selector's argmax models, and a run of each
+    /// of its distinct random DAGs (seeded by `seed`), labelled.
+    pub async fn task_record(
+        &self,
+        q: &Query,
+        cfg: &Stage2Config,
+        shape: &hieramas_reward::reward::RewardShape,
+        seed: u64,
+    ) -> Result<TaskRecord> {
+        let embedding = self.task_embedding(q).await?;
+        let (members, _) = self
+            .stage
+            .argmax_members(&self.selector, q, cfg.datagen_synth_skip)
+            .await?;
+        let pool = generate::pool(
+            &self.stage.names,
+            cfg.graphs_per_task,
+            cfg.density[0],
+            cfg.density[1],
+            seed,
+        )?;
+        let mut runs = Vec::with_capacity(pool.graphs.len());
+        for g in &pool.graphs {
+            let edges: Vec<(usize, usize)> = g.edges().collect();
+            runs.push(
+                self.run(q, &edges, &members, shape)
+                    .await
+                    .with_context(|| format!("{}: a stage-2 run", q.id))?,
+            );
+        }
+        let mut r = TaskRecord {
+            task_id: q.id.clone(),
+            embedding,
+            runs,
+        };
+        r.label(cfg.top);
+        Ok(r)
+    }
+
     /// One run of `edges` on `q` with `members`, graded and rewarded.
     pub async fn run(
         &self,
@@ -194,6 +233,38 @@ pub async fn append_each(
 }
 
 /// `hieramas train stage2-data`.
+/// Opens the dataset in `ds` for `meta`: its tasks so far (a torn last line dropped), or a new
+/// one (`fresh`, or none there yet); refuses data of other settings.
+fn open_dataset(ds: &Dataset, meta: &DatasetMeta, fresh: bool) -> Result<Vec<TaskRecord>> {
+    let out = &ds.dir;
+    if fresh && ds.dir.exists() {
+        for p in [ds.meta_path(), ds.tasks_path()] {
+            if p.exists() {
+                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+            }
+        }
+    }
+    Ok(match ds.read_meta() {
+        Ok(old) if &old == meta => {
+            let records = ds.read_tasks()?;
+            ds.rewrite_tasks(&records)?;
+            records
+        }
+        Ok(_) => bail!(
+            "{} holds stage-2 data made with other settings (pool, stage-1 weights, graphs, seed); use another out directory (--out), or start over there (`fresh`, --fresh)",
+            out.display()
+        ),
+        Err(_) => {
+            ds.write_meta(meta)?;
+            if ds.tasks_path().exists() {
+                std::fs::remove_file(ds.tasks_path())
+                    .with_context(|| format!("removing {}", ds.tasks_path().display()))?;
+            }
+            Vec::new()
+        }
+    })
+}
+
 /// Generates stage-2 data (method §6.1) as `a` says, reporting to `progress`; resumes the
 /// dataset in the out directory unless `a.fresh`.
 pub async fn generate_data(a: &DataConfig, progress: &mut dyn Progress) -> Result<DataOutcome> {
@@ -255,32 +326,7 @@ pub async fn generate_data(a: &DataConfig, progress: &mut dyn Progress) -> Resul
             "seed": sys.seed,
         }),
     };
-    if a.fresh && ds.dir.exists() {
-        for p in [ds.meta_path(), ds.tasks_path()] {
-            if p.exists() {
-                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
-            }
-        }
-    }
-    let mut done = match ds.read_meta() {
-        Ok(old) if old == meta => {
-            let records = ds.read_tasks()?;
-            ds.rewrite_tasks(&records)?;
-            records
-        }
-        Ok(_) => bail!(
-            "{} holds stage-2 data made with other settings (pool, stage-1 weights, graphs, seed); use another out directory (--out), or start over there (`fresh`, --fresh)",
-            out.display()
-        ),
-        Err(_) => {
-            ds.write_meta(&meta)?;
-            if ds.tasks_path().exists() {
-                std::fs::remove_file(ds.tasks_path())
-                    .with_context(|| format!("removing {}", ds.tasks_path().display()))?;
-            }
-            Vec::new()
-        }
-    };
+    let mut done = open_dataset(&ds, &meta, a.fresh)?;
     let have: std::collections::HashSet<String> = done.iter().map(|r| r.task_id.clone()).collect();
     let todo: Vec<(usize, &Query)> = queries
         .iter()
@@ -301,44 +347,13 @@ pub async fn generate_data(a: &DataConfig, progress: &mut dyn Progress) -> Resul
     progress.start(queries.len() as u64, done.len() as u64, "tasks");
     progress.message(&format!("{label}stage-2 data"));
     let shape = Stage1Config::builtin(benchmark.name())?.reward();
-    let names = stage.names.clone();
     let system = &system;
     let shape = &shape;
     let cfg_ref = &cfg;
     let stream = futures_util::stream::iter(todo)
         .map(|(idx, q)| {
-            let names = names.clone();
-            async move {
-                let embedding = system.task_embedding(q).await?;
-                let (members, _) = system
-                    .stage
-                    .argmax_members(&system.selector, q, cfg_ref.datagen_synth_skip)
-                    .await?;
-                let pool = generate::pool(
-                    &names,
-                    cfg_ref.graphs_per_task,
-                    cfg_ref.density[0],
-                    cfg_ref.density[1],
-                    sys.seed.wrapping_mul(1_000_003).wrapping_add(idx as u64),
-                )?;
-                let mut runs = Vec::with_capacity(pool.graphs.len());
-                for g in &pool.graphs {
-                    let edges: Vec<(usize, usize)> = g.edges().collect();
-                    runs.push(
-                        system
-                            .run(q, &edges, &members, shape)
-                            .await
-                            .with_context(|| format!("{}: a stage-2 run", q.id))?,
-                    );
-                }
-                let mut r = TaskRecord {
-                    task_id: q.id.clone(),
-                    embedding,
-                    runs,
-                };
-                r.label(cfg_ref.top);
-                Ok::<_, crate::error::Error>(r)
-            }
+            let seed = sys.seed.wrapping_mul(1_000_003).wrapping_add(idx as u64);
+            system.task_record(q, cfg_ref, shape, seed)
         })
         .buffered(a.concurrency.max(1));
     append_each(stream, &ds, &mut done, progress).await?;
@@ -451,6 +466,39 @@ pub fn held_out(cls: &Classifier, records: &[TaskRecord], seed: u64) -> Result<H
 }
 
 /// `hieramas train stage2`.
+/// The classifier's results on the held-out dataset in `dir`, which must have the training
+/// data's roles and embedder and share none of its tasks.
+fn held_out_of(
+    cls: &Classifier,
+    dir: &Path,
+    meta: &DatasetMeta,
+    records: &[TaskRecord],
+    seed: u64,
+) -> Result<HeldOut> {
+    let t = Dataset {
+        dir: dir.to_path_buf(),
+    };
+    let tmeta = t.read_meta()?;
+    if tmeta.roles != meta.roles || tmeta.embedder != meta.embedder {
+        bail!(
+            "held-out data {}: roles or embedder differ from the training data",
+            dir.display()
+        );
+    }
+    let recs = t.read_tasks()?;
+    let overlap = recs
+        .iter()
+        .filter(|r| records.iter().any(|x| x.task_id == r.task_id))
+        .count();
+    if overlap > 0 {
+        bail!(
+            "held-out data {}: {overlap} of its tasks are in the training data; a held-out set must not share tasks",
+            dir.display()
+        );
+    }
+    held_out(cls, &recs, seed)
+}
+
 /// Fits the stage-2 classifier (method §6.2-6.3) as `a` says, reporting each epoch to
 /// `progress`; writes `classifier.safetensors` and `report.json` ([`FitOutput`]).
 pub fn fit(a: &FitConfig, progress: &mut dyn Progress) -> Result<FitOutput> {
@@ -551,28 +599,7 @@ pub fn fit(a: &FitConfig, progress: &mut dyn Progress) -> Result<FitOutput> {
         &path,
     )?;
     let test = match &a.test {
-        Some(dir) => {
-            let t = Dataset { dir: dir.clone() };
-            let tmeta = t.read_meta()?;
-            if tmeta.roles != meta.roles || tmeta.embedder != meta.embedder {
-                bail!(
-                    "held-out data {}: roles or embedder differ from the training data",
-                    dir.display()
-                );
-            }
-            let recs = t.read_tasks()?;
-            let overlap = recs
-                .iter()
-                .filter(|r| records.iter().any(|x| x.task_id == r.task_id))
-                .count();
-            if overlap > 0 {
-                bail!(
-                    "held-out data {}: {overlap} of its tasks are in the training data; a held-out set must not share tasks",
-                    dir.display()
-                );
-            }
-            Some(held_out(&cls, &recs, cfg.seed)?)
-        }
+        Some(dir) => Some(held_out_of(&cls, dir, &meta, &records, cfg.seed)?),
         None => None,
     };
     let output = FitOutput {

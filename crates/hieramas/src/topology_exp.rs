@@ -170,110 +170,23 @@ pub async fn run(a: &TopologyConfig, progress: &mut dyn Progress) -> Result<Topo
     let shape = Stage1Config::builtin(benchmark.name())?.reward();
     let budget: usize = train.records.iter().map(|r| r.runs.len()).sum();
     let meta: DatasetMeta = train.dataset.read_meta()?;
-    let fingerprint = serde_json::json!({
-        "data": meta.settings,
-        "budget": budget,
-        "lr": a.edge_lr,
-        "graphs": cfg.graphs_per_task,
-    });
-    let edge_path = a.out.join("edgewise.json");
-    let saved: Option<EdgeRun> = std::fs::read_to_string(&edge_path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .filter(|r: &EdgeRun| r.fingerprint == fingerprint && !a.fresh);
-    let edge_run = match saved {
-        Some(r) => r,
-        None => {
-            let mut policy = EdgePolicy::new(names.len(), 0.0);
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(sys.seed);
-            let mut curve = Vec::new();
-            let mut runs = 0usize;
-            progress.start(budget as u64, 0, "runs");
-            progress.message(&format!("{label}edge-wise REINFORCE"));
-            let per_step = cfg.graphs_per_task.max(1);
-            let mut k = 0usize;
-            while runs < budget && !train_q.is_empty() {
-                let q = &train_q[k % train_q.len()];
-                k += 1;
-                let (members, _) = system
-                    .stage
-                    .argmax_members(&system.selector, q, cfg.datagen_synth_skip)
-                    .await?;
-                let n = per_step.min(budget - runs);
-                let samples: Vec<Sampled> = (0..n).map(|_| policy.sample(&mut rng)).collect();
-                let results: Vec<Result<f64>> = futures_util::stream::iter(&samples)
-                    .map(|s| {
-                        let members = &members;
-                        let shape = &shape;
-                        let system = &system;
-                        async move { Ok(system.run(q, &s.edges, members, shape).await?.reward) }
-                    })
-                    .buffered(a.concurrency.max(1))
-                    .collect()
-                    .await;
-                let mut batch = Vec::with_capacity(n);
-                for (s, r) in samples.into_iter().zip(results) {
-                    batch.push((s, r?));
-                }
-                runs += n;
-                progress.advance(n as u64);
-                curve.push(policy.update(&batch, a.edge_lr));
-            }
-            progress.finish();
-            let r = EdgeRun {
-                fingerprint,
-                edges: policy.best(),
-                policy,
-                curve,
-                runs,
-            };
-            std::fs::write(&edge_path, serde_json::to_string_pretty(&r)? + "\n")
-                .with_context(|| format!("writing {}", edge_path.display()))?;
-            r
-        }
-    };
+    let edge_run = edgewise(
+        a, &system, &train_q, budget, &meta, &shape, &cfg, label, progress,
+    )
+    .await?;
 
     // 4. Full graph and the edge-wise graph on the held-out tasks.
-    let full: Vec<(usize, usize)> = shapes::full(names.clone())?.edges().collect();
-    let mut fixed = Vec::new();
-    for (slug, edges) in [("full", full), ("edgewise", edge_run.edges.clone())] {
-        let ds = Dataset {
-            dir: a.out.join(format!("eval-{slug}")),
-        };
-        if a.fresh && ds.tasks_path().exists() {
-            std::fs::remove_file(ds.tasks_path())?;
-        }
-        std::fs::create_dir_all(&ds.dir)?;
-        let mut done = ds.read_tasks()?;
-        // Results of another graph (the edge-wise one changed) are not reused.
-        let want: Vec<[usize; 2]> = edges.iter().map(|&(s, d)| [s, d]).collect();
-        done.retain(|r| r.runs.first().is_some_and(|x| x.edges == want));
-        ds.rewrite_tasks(&done)?;
-        let have: std::collections::HashSet<String> =
-            done.iter().map(|r| r.task_id.clone()).collect();
-        let todo: Vec<&Query> = test_q.iter().filter(|q| !have.contains(&q.id)).collect();
-        progress.start(test_q.len() as u64, done.len() as u64, "held-out tasks");
-        progress.message(&format!("{label}{slug} graph"));
-        let stream = futures_util::stream::iter(todo)
-            .map(|q| {
-                let (system, shape, edges) = (&system, &shape, &edges);
-                async move {
-                    let (members, _) = system
-                        .stage
-                        .argmax_members(&system.selector, q, cfg.datagen_synth_skip)
-                        .await?;
-                    let run = system.run(q, edges, &members, shape).await?;
-                    Ok::<_, crate::error::Error>(TaskRecord {
-                        task_id: q.id.clone(),
-                        embedding: Vec::new(),
-                        runs: vec![run],
-                    })
-                }
-            })
-            .buffered(a.concurrency.max(1));
-        crate::stage2::append_each(stream, &ds, &mut done, progress).await?;
-        fixed.push(choice(&done, |_, _| Some(0)));
-    }
+    let fixed = fixed_graphs(
+        a,
+        &system,
+        &test_q,
+        &edge_run.edges,
+        &shape,
+        &cfg,
+        label,
+        progress,
+    )
+    .await?;
 
     // 5. The report.
     let row = |method: &str, c: &Choice, hit: Option<f64>, auc: Option<f64>| Row {
@@ -334,6 +247,142 @@ pub async fn run(a: &TopologyConfig, progress: &mut dyn Progress) -> Result<Topo
         report_path: a.out.join("REPORT.md"),
         simulated: results.simulated,
     })
+}
+
+/// The edge-wise REINFORCE policy (GPTSwarm-style), trained on the train tasks with `budget`
+/// runs, or the one saved with the same settings.
+#[allow(clippy::too_many_arguments)]
+async fn edgewise(
+    a: &TopologyConfig,
+    system: &TrainedSelector,
+    train_q: &[Query],
+    budget: usize,
+    meta: &DatasetMeta,
+    shape: &hieramas_reward::reward::RewardShape,
+    cfg: &Stage2Config,
+    label: &str,
+    progress: &mut dyn Progress,
+) -> Result<EdgeRun> {
+    let sys = &a.system;
+    let names = system.stage.names.clone();
+    let fingerprint = serde_json::json!({
+        "data": meta.settings,
+        "budget": budget,
+        "lr": a.edge_lr,
+        "graphs": cfg.graphs_per_task,
+    });
+    let edge_path = a.out.join("edgewise.json");
+    let saved: Option<EdgeRun> = std::fs::read_to_string(&edge_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .filter(|r: &EdgeRun| r.fingerprint == fingerprint && !a.fresh);
+    Ok(match saved {
+        Some(r) => r,
+        None => {
+            let mut policy = EdgePolicy::new(names.len(), 0.0);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(sys.seed);
+            let mut curve = Vec::new();
+            let mut runs = 0usize;
+            progress.start(budget as u64, 0, "runs");
+            progress.message(&format!("{label}edge-wise REINFORCE"));
+            let per_step = cfg.graphs_per_task.max(1);
+            let mut k = 0usize;
+            while runs < budget && !train_q.is_empty() {
+                let q = &train_q[k % train_q.len()];
+                k += 1;
+                let (members, _) = system
+                    .stage
+                    .argmax_members(&system.selector, q, cfg.datagen_synth_skip)
+                    .await?;
+                let n = per_step.min(budget - runs);
+                let samples: Vec<Sampled> = (0..n).map(|_| policy.sample(&mut rng)).collect();
+                let results: Vec<Result<f64>> = futures_util::stream::iter(&samples)
+                    .map(|s| {
+                        let members = &members;
+                        let shape = &shape;
+                        let system = &system;
+                        async move { Ok(system.run(q, &s.edges, members, shape).await?.reward) }
+                    })
+                    .buffered(a.concurrency.max(1))
+                    .collect()
+                    .await;
+                let mut batch = Vec::with_capacity(n);
+                for (s, r) in samples.into_iter().zip(results) {
+                    batch.push((s, r?));
+                }
+                runs += n;
+                progress.advance(n as u64);
+                curve.push(policy.update(&batch, a.edge_lr));
+            }
+            progress.finish();
+            let r = EdgeRun {
+                fingerprint,
+                edges: policy.best(),
+                policy,
+                curve,
+                runs,
+            };
+            std::fs::write(&edge_path, serde_json::to_string_pretty(&r)? + "\n")
+                .with_context(|| format!("writing {}", edge_path.display()))?;
+            r
+        }
+    })
+}
+
+/// The full graph and the edge-wise graph, each run on every held-out task (resumable).
+#[allow(clippy::too_many_arguments)]
+async fn fixed_graphs(
+    a: &TopologyConfig,
+    system: &TrainedSelector,
+    test_q: &[Query],
+    edgewise: &[(usize, usize)],
+    shape: &hieramas_reward::reward::RewardShape,
+    cfg: &Stage2Config,
+    label: &str,
+    progress: &mut dyn Progress,
+) -> Result<Vec<Choice>> {
+    let names = system.stage.names.clone();
+    let full: Vec<(usize, usize)> = shapes::full(names.clone())?.edges().collect();
+    let mut fixed = Vec::new();
+    for (slug, edges) in [("full", full), ("edgewise", edgewise.to_vec())] {
+        let ds = Dataset {
+            dir: a.out.join(format!("eval-{slug}")),
+        };
+        if a.fresh && ds.tasks_path().exists() {
+            std::fs::remove_file(ds.tasks_path())?;
+        }
+        std::fs::create_dir_all(&ds.dir)?;
+        let mut done = ds.read_tasks()?;
+        // Results of another graph (the edge-wise one changed) are not reused.
+        let want: Vec<[usize; 2]> = edges.iter().map(|&(s, d)| [s, d]).collect();
+        done.retain(|r| r.runs.first().is_some_and(|x| x.edges == want));
+        ds.rewrite_tasks(&done)?;
+        let have: std::collections::HashSet<String> =
+            done.iter().map(|r| r.task_id.clone()).collect();
+        let todo: Vec<&Query> = test_q.iter().filter(|q| !have.contains(&q.id)).collect();
+        progress.start(test_q.len() as u64, done.len() as u64, "held-out tasks");
+        progress.message(&format!("{label}{slug} graph"));
+        let stream = futures_util::stream::iter(todo)
+            .map(|q| {
+                let (system, shape, edges) = (&system, &shape, &edges);
+                async move {
+                    let (members, _) = system
+                        .stage
+                        .argmax_members(&system.selector, q, cfg.datagen_synth_skip)
+                        .await?;
+                    let run = system.run(q, edges, &members, shape).await?;
+                    Ok::<_, crate::error::Error>(TaskRecord {
+                        task_id: q.id.clone(),
+                        embedding: Vec::new(),
+                        runs: vec![run],
+                    })
+                }
+            })
+            .buffered(a.concurrency.max(1));
+        crate::stage2::append_each(stream, &ds, &mut done, progress).await?;
+        fixed.push(choice(&done, |_, _| Some(0)));
+    }
+    Ok(fixed)
 }
 
 fn report(r: &Results, held: &HeldOut, graphs: usize) -> String {
