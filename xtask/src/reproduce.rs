@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use hieramas::Benchmark;
 use serde::{Deserialize, Serialize};
 
 const PROFILES: &str = include_str!("../reproduce.toml");
@@ -53,7 +54,7 @@ pub struct Part {
     /// The decision node's model, also the baselines' model (absent: the pool's first).
     pub decision: Option<String>,
     pub max_tokens: u32,
-    pub benchmarks: Vec<String>,
+    pub benchmarks: Vec<Benchmark>,
     /// Stage 1 instead of the official settings.
     #[serde(default)]
     pub stage1: Stage1,
@@ -83,14 +84,14 @@ pub struct Stage1 {
 #[serde(untagged)]
 pub enum PerBenchmark {
     All(usize),
-    Each(BTreeMap<String, usize>),
+    Each(BTreeMap<Benchmark, usize>),
 }
 
 impl PerBenchmark {
-    pub fn get(&self, benchmark: &str) -> Option<usize> {
+    pub fn get(&self, benchmark: Benchmark) -> Option<usize> {
         match self {
             PerBenchmark::All(n) => Some(*n),
-            PerBenchmark::Each(m) => m.get(benchmark).copied(),
+            PerBenchmark::Each(m) => m.get(&benchmark).copied(),
         }
     }
 }
@@ -163,7 +164,7 @@ pub struct Step {
     /// `<part>-<benchmark>-<name>`: its marker is `steps/<id>.json`.
     pub id: String,
     pub part: String,
-    pub benchmark: String,
+    pub benchmark: Benchmark,
     pub kind: Kind,
     /// The method (eval steps), e.g. `hieramas`, `sc`; `hieramas@unseen` on test_unseen.
     pub method: Option<String>,
@@ -180,13 +181,42 @@ pub struct Done {
     pub finished_at: u64,
 }
 
+/// How this invocation found or left a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// It ran now and finished.
+    Ran,
+    /// It had finished in an earlier invocation.
+    Cached,
+    Failed,
+    /// An input step failed.
+    Blocked,
+}
+
+impl Status {
+    /// Failed, or blocked by a failed input.
+    pub fn failed(self) -> bool {
+        matches!(self, Status::Failed | Status::Blocked)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Ran => "ran",
+            Status::Cached => "cached",
+            Status::Failed => "failed",
+            Status::Blocked => "blocked",
+        })
+    }
+}
+
 /// A step, and how this invocation found or left it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Outcome {
     pub step: Step,
-    /// `ran`, `cached` (a finished step of an earlier invocation), `failed` or `blocked` (an
-    /// input step failed).
-    pub status: String,
+    pub status: Status,
     /// How long the step ran (in the earlier invocation when cached).
     pub wall_s: f64,
     pub error: Option<String>,
@@ -207,12 +237,12 @@ pub struct Options {
 }
 
 /// The folder of one part's benchmark: `<run>/<part>/<benchmark>`.
-pub fn bench_dir(run: &Path, part: &str, benchmark: &str) -> PathBuf {
-    run.join(part).join(benchmark)
+pub fn bench_dir(run: &Path, part: &str, benchmark: Benchmark) -> PathBuf {
+    run.join(part).join(benchmark.name())
 }
 
 /// The eval log of `method` (file name without `:`).
-pub fn eval_log(run: &Path, part: &str, benchmark: &str, method: &str) -> PathBuf {
+pub fn eval_log(run: &Path, part: &str, benchmark: Benchmark, method: &str) -> PathBuf {
     bench_dir(run, part, benchmark)
         .join("logs")
         .join(format!("{}.jsonl", method.replace([':', '@'], "-")))
@@ -221,195 +251,254 @@ pub fn eval_log(run: &Path, part: &str, benchmark: &str, method: &str) -> PathBu
 /// Every step of the profile, in order.
 pub fn plan(o: &Options) -> Result<Vec<Step>> {
     let mut steps = Vec::new();
-    let data = o.data_dir.display().to_string();
     for part in &o.profile.part {
-        let pool = o
-            .pool
-            .clone()
-            .or_else(|| part.pool.clone())
-            .unwrap_or_else(|| PathBuf::from("pools/local.toml"));
-        let pool = pool.display().to_string();
         let methods: Vec<(String, Method)> = part
             .methods
             .iter()
             .map(|m| Ok((m.clone(), Method::parse(m)?)))
             .collect::<Result<_>>()?;
-        let wants_stage1 = methods.iter().any(|(_, m)| m.needs().0);
-        let wants_classifier = methods.iter().any(|(_, m)| m.needs().1);
-        for b in &part.benchmarks {
-            let dir = bench_dir(&o.run_dir, &part.name, b);
-            let d = |p: &str| dir.join(p).display().to_string();
-            let embeddings = o
-                .run_dir
-                .join("cache")
-                .join("embeddings")
-                .display()
-                .to_string();
-            let id = |name: &str| format!("{}-{b}-{name}", part.name);
-            let mut system: Vec<String> = vec![
-                "--benchmark".into(),
-                b.clone(),
-                "--pool".into(),
-                pool.clone(),
-                "--max-tokens".into(),
-                part.max_tokens.to_string(),
-                "--data-dir".into(),
-                data.clone(),
-            ];
-            if let Some(dm) = &part.decision {
-                system.extend(["--decision".into(), dm.clone()]);
+        for &b in &part.benchmarks {
+            let p = BenchPlan::new(o, part, b);
+            if methods.iter().any(|(_, m)| m.needs().0) {
+                steps.push(p.stage1());
             }
-            let selector = d("stage1/selector.safetensors");
-            let classifier = d("classifier/classifier.safetensors");
-            let width = part.stage1.width;
-            if wants_stage1 {
-                let mut args: Vec<String> = vec!["train".into(), "stage1".into()];
-                args.extend(system.iter().cloned());
-                args.extend(["--embeddings".into(), embeddings.clone()]);
-                args.extend(["--out".into(), d("stage1"), "--quiet".into()]);
-                let s = &part.stage1;
-                for (flag, v) in [
-                    ("--iterations", s.iterations),
-                    ("--batch-size", s.batch_size),
-                    ("--width", s.width),
-                    ("--val-limit", s.val_limit),
-                ] {
-                    if let Some(v) = v {
-                        args.extend([flag.into(), v.to_string()]);
-                    }
-                }
-                steps.push(Step {
-                    id: id("stage1"),
-                    part: part.name.clone(),
-                    benchmark: b.clone(),
-                    kind: Kind::Stage1,
-                    method: None,
-                    args,
-                    after: vec![],
-                });
+            if methods.iter().any(|(_, m)| m.needs().1) {
+                steps.extend(p.stage2());
             }
-            if wants_classifier {
-                let mut args: Vec<String> = vec!["train".into(), "stage2-data".into()];
-                args.extend(system.iter().cloned());
-                args.extend(["--embeddings".into(), embeddings.clone()]);
-                args.extend(["--stage1".into(), selector.clone()]);
-                if let Some(n) = part.stage2_tasks.as_ref().and_then(|t| t.get(b)) {
-                    args.extend(["--limit".into(), n.to_string()]);
-                }
-                if let Some(n) = part.graphs {
-                    args.extend(["--graphs".into(), n.to_string()]);
-                }
-                if let Some(w) = width {
-                    args.extend(["--width".into(), w.to_string()]);
-                }
-                args.extend(["--concurrency".into(), part.concurrency.to_string()]);
-                args.extend(["--out".into(), d("stage2-data"), "--quiet".into()]);
-                steps.push(Step {
-                    id: id("data"),
-                    part: part.name.clone(),
-                    benchmark: b.clone(),
-                    kind: Kind::Data,
-                    method: None,
-                    args,
-                    after: vec![id("stage1")],
-                });
-                steps.push(Step {
-                    id: id("classifier"),
-                    part: part.name.clone(),
-                    benchmark: b.clone(),
-                    kind: Kind::Classifier,
-                    method: None,
-                    args: vec![
-                        "train".into(),
-                        "stage2".into(),
-                        "--data".into(),
-                        d("stage2-data"),
-                        "--out".into(),
-                        d("classifier"),
-                        "--quiet".into(),
-                    ],
-                    after: vec![id("data")],
-                });
-            }
-            let test = o
-                .limit
-                .or_else(|| part.test.as_ref().and_then(|t| t.get(b)));
-            let mut evals: Vec<(String, Method, &str, Option<usize>)> = methods
-                .iter()
-                .map(|(name, m)| (name.clone(), m.clone(), "test", test))
-                .collect();
-            if b == "mmlu"
-                && let Some(n) = part.unseen
-                && methods.iter().any(|(_, m)| *m == Method::Hieramas(None))
-            {
-                let n = o.limit.map_or(n, |l| l.min(n));
-                evals.push((
-                    "hieramas@unseen".into(),
-                    Method::Hieramas(None),
-                    "test_unseen",
-                    Some(n),
-                ));
-            }
-            for (name, m, split, limit) in evals {
-                let mut args: Vec<String> = vec!["eval".into()];
-                args.extend(system.iter().cloned());
-                args.extend(["--split".into(), split.into()]);
-                if let Some(n) = limit {
-                    args.extend(["--limit".into(), n.to_string()]);
-                }
-                let mut after = Vec::new();
-                match &m {
-                    Method::Hieramas(ablation) => {
-                        args.extend(["--method".into(), "hieramas".into()]);
-                        args.extend(["--stage1".into(), selector.clone()]);
-                        after.push(id("stage1"));
-                        if m.needs().1 {
-                            args.extend(["--stage2".into(), classifier.clone()]);
-                            after.push(id("classifier"));
-                        }
-                        if let Some(x) = ablation {
-                            args.extend(["--ablation".into(), x.to_string()]);
-                        }
-                        if let Some(w) = width {
-                            args.extend(["--width".into(), w.to_string()]);
-                        }
-                        args.extend(["--embeddings".into(), embeddings.clone()]);
-                    }
-                    Method::Mas(t) => {
-                        args.extend(["--method".into(), "mas".into(), "--topology".into()]);
-                        args.push(t.clone());
-                        // The in-framework baselines (method §7.1): one fixed model everywhere.
-                        let model = part.decision.clone().unwrap_or_else(|| "auto".into());
-                        args.extend(["--assign".into(), format!("fixed:{model}")]);
-                    }
-                    Method::Baseline(k) => {
-                        args.extend(["--method".into(), k.clone()]);
-                        if matches!(k.as_str(), "single" | "cot" | "sc") {
-                            let model = part.decision.clone().unwrap_or_else(|| "auto".into());
-                            args.extend(["--model".into(), model]);
-                        }
-                        if k == "sc" {
-                            args.extend(["--samples".into(), part.samples.to_string()]);
-                        }
-                    }
-                }
-                args.extend(["--concurrency".into(), part.concurrency.to_string()]);
-                let log = eval_log(&o.run_dir, &part.name, b, &name);
-                args.extend(["--out".into(), log.display().to_string()]);
-                steps.push(Step {
-                    id: id(&format!("eval-{}", name.replace([':', '@'], "-"))),
-                    part: part.name.clone(),
-                    benchmark: b.clone(),
-                    kind: Kind::Eval,
-                    method: Some(name),
-                    args,
-                    after,
-                });
+            for (name, m, split, limit) in p.evals(&methods) {
+                steps.push(p.eval(&name, &m, split, limit));
             }
         }
     }
     // `auto`: the pool's first model, resolved by the caller.
     Ok(steps)
+}
+
+/// The steps of one benchmark of a part: what they share.
+struct BenchPlan<'a> {
+    o: &'a Options,
+    part: &'a Part,
+    benchmark: Benchmark,
+    /// `<run>/<part>/<benchmark>`.
+    dir: PathBuf,
+    /// The flags of the system every step runs.
+    system: Vec<String>,
+    embeddings: String,
+}
+
+impl<'a> BenchPlan<'a> {
+    fn new(o: &'a Options, part: &'a Part, benchmark: Benchmark) -> BenchPlan<'a> {
+        let pool = o
+            .pool
+            .clone()
+            .or_else(|| part.pool.clone())
+            .unwrap_or_else(|| PathBuf::from("pools/local.toml"));
+        let mut system: Vec<String> = vec![
+            "--benchmark".into(),
+            benchmark.name().into(),
+            "--pool".into(),
+            pool.display().to_string(),
+            "--max-tokens".into(),
+            part.max_tokens.to_string(),
+            "--data-dir".into(),
+            o.data_dir.display().to_string(),
+        ];
+        if let Some(dm) = &part.decision {
+            system.extend(["--decision".into(), dm.clone()]);
+        }
+        BenchPlan {
+            o,
+            part,
+            benchmark,
+            dir: bench_dir(&o.run_dir, &part.name, benchmark),
+            system,
+            embeddings: o
+                .run_dir
+                .join("cache")
+                .join("embeddings")
+                .display()
+                .to_string(),
+        }
+    }
+
+    fn path(&self, p: &str) -> String {
+        self.dir.join(p).display().to_string()
+    }
+
+    fn id(&self, name: &str) -> String {
+        format!("{}-{}-{name}", self.part.name, self.benchmark.name())
+    }
+
+    fn step(
+        &self,
+        name: &str,
+        kind: Kind,
+        method: Option<String>,
+        args: Vec<String>,
+        after: Vec<String>,
+    ) -> Step {
+        Step {
+            id: self.id(name),
+            part: self.part.name.clone(),
+            benchmark: self.benchmark,
+            kind,
+            method,
+            args,
+            after,
+        }
+    }
+
+    /// `hieramas train stage1` with the part's stage-1 settings.
+    fn stage1(&self) -> Step {
+        let mut args: Vec<String> = vec!["train".into(), "stage1".into()];
+        args.extend(self.system.iter().cloned());
+        args.extend(["--embeddings".into(), self.embeddings.clone()]);
+        args.extend(["--out".into(), self.path("stage1"), "--quiet".into()]);
+        let s = &self.part.stage1;
+        for (flag, v) in [
+            ("--iterations", s.iterations),
+            ("--batch-size", s.batch_size),
+            ("--width", s.width),
+            ("--val-limit", s.val_limit),
+        ] {
+            if let Some(v) = v {
+                args.extend([flag.into(), v.to_string()]);
+            }
+        }
+        self.step("stage1", Kind::Stage1, None, args, vec![])
+    }
+
+    /// `hieramas train stage2-data`, then `hieramas train stage2`.
+    fn stage2(&self) -> [Step; 2] {
+        let part = self.part;
+        let mut args: Vec<String> = vec!["train".into(), "stage2-data".into()];
+        args.extend(self.system.iter().cloned());
+        args.extend(["--embeddings".into(), self.embeddings.clone()]);
+        args.extend(["--stage1".into(), self.path("stage1/selector.safetensors")]);
+        if let Some(n) = part
+            .stage2_tasks
+            .as_ref()
+            .and_then(|t| t.get(self.benchmark))
+        {
+            args.extend(["--limit".into(), n.to_string()]);
+        }
+        if let Some(n) = part.graphs {
+            args.extend(["--graphs".into(), n.to_string()]);
+        }
+        if let Some(w) = part.stage1.width {
+            args.extend(["--width".into(), w.to_string()]);
+        }
+        args.extend(["--concurrency".into(), part.concurrency.to_string()]);
+        args.extend(["--out".into(), self.path("stage2-data"), "--quiet".into()]);
+        let fit = vec![
+            "train".into(),
+            "stage2".into(),
+            "--data".into(),
+            self.path("stage2-data"),
+            "--out".into(),
+            self.path("classifier"),
+            "--quiet".into(),
+        ];
+        [
+            self.step("data", Kind::Data, None, args, vec![self.id("stage1")]),
+            self.step(
+                "classifier",
+                Kind::Classifier,
+                None,
+                fit,
+                vec![self.id("data")],
+            ),
+        ]
+    }
+
+    /// Every eval of the part's methods on the test split (and HieraMAS on MMLU's unseen
+    /// subjects when the part asks): `(name, method, split, limit)`.
+    fn evals(
+        &self,
+        methods: &[(String, Method)],
+    ) -> Vec<(String, Method, &'static str, Option<usize>)> {
+        let (o, part) = (self.o, self.part);
+        let test = o
+            .limit
+            .or_else(|| part.test.as_ref().and_then(|t| t.get(self.benchmark)));
+        let mut evals: Vec<(String, Method, &str, Option<usize>)> = methods
+            .iter()
+            .map(|(name, m)| (name.clone(), m.clone(), "test", test))
+            .collect();
+        if self.benchmark == Benchmark::Mmlu
+            && let Some(n) = part.unseen
+            && methods.iter().any(|(_, m)| *m == Method::Hieramas(None))
+        {
+            let n = o.limit.map_or(n, |l| l.min(n));
+            evals.push((
+                "hieramas@unseen".into(),
+                Method::Hieramas(None),
+                "test_unseen",
+                Some(n),
+            ));
+        }
+        evals
+    }
+
+    /// `hieramas eval` of one method.
+    fn eval(&self, name: &str, m: &Method, split: &str, limit: Option<usize>) -> Step {
+        let part = self.part;
+        let mut args: Vec<String> = vec!["eval".into()];
+        args.extend(self.system.iter().cloned());
+        args.extend(["--split".into(), split.into()]);
+        if let Some(n) = limit {
+            args.extend(["--limit".into(), n.to_string()]);
+        }
+        let mut after = Vec::new();
+        // `auto`: the pool's first model, resolved by the caller.
+        let model = || part.decision.clone().unwrap_or_else(|| "auto".into());
+        match m {
+            Method::Hieramas(ablation) => {
+                args.extend(["--method".into(), "hieramas".into()]);
+                args.extend(["--stage1".into(), self.path("stage1/selector.safetensors")]);
+                after.push(self.id("stage1"));
+                if m.needs().1 {
+                    args.extend([
+                        "--stage2".into(),
+                        self.path("classifier/classifier.safetensors"),
+                    ]);
+                    after.push(self.id("classifier"));
+                }
+                if let Some(x) = ablation {
+                    args.extend(["--ablation".into(), x.to_string()]);
+                }
+                if let Some(w) = part.stage1.width {
+                    args.extend(["--width".into(), w.to_string()]);
+                }
+                args.extend(["--embeddings".into(), self.embeddings.clone()]);
+            }
+            Method::Mas(t) => {
+                args.extend(["--method".into(), "mas".into(), "--topology".into()]);
+                args.push(t.clone());
+                // The in-framework baselines (method §7.1): one fixed model everywhere.
+                args.extend(["--assign".into(), format!("fixed:{}", model())]);
+            }
+            Method::Baseline(k) => {
+                args.extend(["--method".into(), k.clone()]);
+                if matches!(k.as_str(), "single" | "cot" | "sc") {
+                    args.extend(["--model".into(), model()]);
+                }
+                if k == "sc" {
+                    args.extend(["--samples".into(), part.samples.to_string()]);
+                }
+            }
+        }
+        args.extend(["--concurrency".into(), part.concurrency.to_string()]);
+        let log = eval_log(&self.o.run_dir, &part.name, self.benchmark, name);
+        args.extend(["--out".into(), log.display().to_string()]);
+        self.step(
+            &format!("eval-{}", name.replace([':', '@'], "-")),
+            Kind::Eval,
+            Some(name.to_string()),
+            args,
+            after,
+        )
+    }
 }
 
 /// Runs every step not yet finished, then writes the report. Fails (after the report) when a
@@ -457,7 +546,7 @@ pub fn run(o: &Options, bin: &Path, first_model: &dyn Fn(&Part) -> Result<String
             println!("{header}: done earlier ({:.0} s), kept", d.wall_s);
             outcomes.push(Outcome {
                 step,
-                status: "cached".into(),
+                status: Status::Cached,
                 wall_s: d.wall_s,
                 error: None,
             });
@@ -466,13 +555,13 @@ pub fn run(o: &Options, bin: &Path, first_model: &dyn Fn(&Part) -> Result<String
         if let Some(bad) = step.after.iter().find(|a| {
             outcomes
                 .iter()
-                .any(|o| &o.step.id == *a && matches!(o.status.as_str(), "failed" | "blocked"))
+                .any(|o| &o.step.id == *a && o.status.failed())
         }) {
             println!("{header}: skipped, {bad} did not finish");
             outcomes.push(Outcome {
                 error: Some(format!("{bad} did not finish")),
                 step,
-                status: "blocked".into(),
+                status: Status::Blocked,
                 wall_s: 0.0,
             });
             continue;
@@ -514,7 +603,7 @@ pub fn run(o: &Options, bin: &Path, first_model: &dyn Fn(&Part) -> Result<String
                 .with_context(|| format!("writing {}", mark.display()))?;
             outcomes.push(Outcome {
                 step,
-                status: "ran".into(),
+                status: Status::Ran,
                 wall_s,
                 error: None,
             });
@@ -522,7 +611,7 @@ pub fn run(o: &Options, bin: &Path, first_model: &dyn Fn(&Part) -> Result<String
             eprintln!("{header}: hieramas exited with {status}");
             outcomes.push(Outcome {
                 step,
-                status: "failed".into(),
+                status: Status::Failed,
                 wall_s,
                 error: Some(format!("hieramas exited with {status}")),
             });
@@ -532,7 +621,7 @@ pub fn run(o: &Options, bin: &Path, first_model: &dyn Fn(&Part) -> Result<String
     crate::report::write(o, &outcomes, wall)?;
     let failed: Vec<&str> = outcomes
         .iter()
-        .filter(|x| matches!(x.status.as_str(), "failed" | "blocked"))
+        .filter(|x| x.status.failed())
         .map(|x| x.step.id.as_str())
         .collect();
     if !failed.is_empty() {

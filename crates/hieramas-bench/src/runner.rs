@@ -362,6 +362,7 @@ impl From<Arc<dyn ChatModel>> for Solver {
 }
 
 /// A multi-agent system: role set on a topology, models at every position, the decision node.
+#[derive(Clone)]
 pub struct MasSetup {
     pub topology: Topology,
     pub roles: RoleSet,
@@ -371,6 +372,21 @@ pub struct MasSetup {
     pub faithful: bool,
     /// The consensus override's extractor (method §3.3); `None`: off.
     pub consensus: Option<Extractor>,
+}
+
+impl MasSetup {
+    /// The scheduler's plan of this system (one per query).
+    pub fn plan(&self) -> Plan<'_> {
+        Plan {
+            topology: &self.topology,
+            roles: &self.roles,
+            members: self.members.clone(),
+            decision: self.decision.clone(),
+            sampling: self.sampling,
+            faithful: self.faithful,
+            consensus: self.consensus,
+        }
+    }
 }
 
 struct Answered {
@@ -415,17 +431,8 @@ pub fn prediction_extractor(benchmark: Benchmark) -> Extractor {
 
 /// One query through the multi-agent system; the record keeps its trace.
 async fn answer_mas(setup: &MasSetup, q: &Query) -> Result<Answered, Failure> {
-    let plan = Plan {
-        topology: &setup.topology,
-        roles: &setup.roles,
-        members: setup.members.clone(),
-        decision: setup.decision.clone(),
-        sampling: setup.sampling,
-        faithful: setup.faithful,
-        consensus: setup.consensus,
-    };
     let started = Instant::now();
-    let trace = run_query(&plan, &q.task).await.map_err(|e| {
+    let trace = run_query(&setup.plan(), &q.task).await.map_err(|e| {
         let budget = match &e {
             ScheduleError::Node(n) => matches!(n.llm(), Some(LlmError::BudgetExceeded { .. })),
             ScheduleError::Decision(d) => matches!(d, LlmError::BudgetExceeded { .. }),

@@ -18,20 +18,25 @@ impl Bar {
     }
 }
 
+/// A bar of `total` `unit`s on stderr, in the one style every command uses (shared by
+/// threads: `inc` takes `&self`).
+pub fn counter(total: u64, unit: &str) -> indicatif::ProgressBar {
+    indicatif::ProgressBar::new(total).with_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{elapsed_precise}} eta {{eta}}"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    )
+}
+
 impl Progress for Bar {
     fn start(&mut self, total: u64, done: u64, unit: &str) {
         self.bar.finish_and_clear();
         self.bar = if self.quiet {
             indicatif::ProgressBar::hidden()
         } else {
-            indicatif::ProgressBar::new(total)
+            counter(total, unit)
         };
-        self.bar.set_style(
-            indicatif::ProgressStyle::with_template(&format!(
-                "{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{elapsed_precise}} eta {{eta}}"
-            ))
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
         self.bar.set_position(done);
     }
     fn advance(&mut self, n: u64) {

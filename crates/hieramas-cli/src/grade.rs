@@ -211,12 +211,7 @@ fn humaneval_plus(
             "warning: bubblewrap cannot run here: programs run UNSANDBOXED (rlimits only, with this user's files and network); verdicts say \"sandboxed\": false"
         );
     }
-    let bar = indicatif::ProgressBar::new(programs.len() as u64).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = crate::bar::counter(programs.len() as u64, "programs");
     bar.set_message("expected outputs");
     grader
         .prepare()

@@ -84,6 +84,16 @@ pub enum GnnError {
     Candle(#[from] candle_core::Error),
 }
 
+#[cfg(feature = "classifier")]
+impl From<hieramas_checkpoint::CheckpointError> for GnnError {
+    fn from(e: hieramas_checkpoint::CheckpointError) -> Self {
+        GnnError::Checkpoint {
+            path: e.path,
+            detail: e.detail,
+        }
+    }
+}
+
 impl GnnError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> GnnError {
         GnnError::Io {

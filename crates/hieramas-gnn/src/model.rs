@@ -12,13 +12,12 @@
 //! direction; [`Direction::Predecessors`] follows it. A batch is one dense `B×N×N` row-normalised
 //! aggregation matrix, so both layers are one batched matmul each.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{D, DType, Device, Result, Tensor, Var};
 use candle_nn::{Linear, Module, VarBuilder, VarMap};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::GnnError;
 
@@ -230,12 +229,6 @@ pub struct CheckpointMeta {
     pub extra: serde_json::Value,
 }
 
-fn sidecar(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".json");
-    PathBuf::from(s)
-}
-
 /// Saves the weights (safetensors) and `<path>.json` (configuration, sha256, `extra`).
 pub fn save(
     varmap: &VarMap,
@@ -243,19 +236,12 @@ pub fn save(
     extra: serde_json::Value,
     path: &Path,
 ) -> std::result::Result<(), GnnError> {
-    let bad = |detail: String| GnnError::Checkpoint {
-        path: path.to_path_buf(),
-        detail,
-    };
-    varmap.save(path).map_err(|e| bad(e.to_string()))?;
-    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
     let meta = CheckpointMeta {
         config: config.clone(),
-        sha256: hex::encode(Sha256::digest(&bytes)),
+        sha256: hieramas_checkpoint::save_weights(varmap, path)?,
         extra,
     };
-    let json = serde_json::to_string_pretty(&meta).map_err(|e| bad(e.to_string()))?;
-    std::fs::write(sidecar(path), json + "\n").map_err(|e| bad(e.to_string()))
+    Ok(hieramas_checkpoint::write_sidecar(path, &meta)?)
 }
 
 /// Loads a checkpoint written by [`save`], after checking its sha256 and tensor names.
@@ -263,45 +249,17 @@ pub fn load(
     path: &Path,
     dev: &Device,
 ) -> std::result::Result<(VarMap, Classifier, CheckpointMeta), GnnError> {
-    let bad = |detail: String| GnnError::Checkpoint {
-        path: path.to_path_buf(),
-        detail,
-    };
-    let text = std::fs::read_to_string(sidecar(path))
-        .map_err(|e| bad(format!("its sidecar {}: {e}", sidecar(path).display())))?;
-    let meta: CheckpointMeta =
-        serde_json::from_str(&text).map_err(|e| bad(format!("its sidecar is not valid: {e}")))?;
-    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let sha = hex::encode(Sha256::digest(&bytes));
-    if sha != meta.sha256 {
-        return Err(bad(format!(
-            "sha256 {sha} differs from the recorded {} (file changed or truncated)",
-            meta.sha256
-        )));
-    }
+    let meta: CheckpointMeta = hieramas_checkpoint::read_sidecar(path)?;
     let mut varmap = VarMap::new();
     let cls = Classifier::new(
         meta.config.clone(),
         VarBuilder::from_varmap(&varmap, DType::F32, dev),
     )
-    .map_err(|e| bad(e.to_string()))?;
-    let stored = candle_core::safetensors::load(path, dev).map_err(|e| bad(e.to_string()))?;
-    let mut found: Vec<String> = stored.keys().cloned().collect();
-    found.sort();
-    let mut expected: Vec<String> = varmap
-        .data()
-        .lock()
-        .map_err(|_| bad("parameter map poisoned".into()))?
-        .keys()
-        .cloned()
-        .collect();
-    expected.sort();
-    if found != expected {
-        return Err(bad(format!(
-            "tensors {found:?} are not the classifier's {expected:?}"
-        )));
-    }
-    varmap.load(path).map_err(|e| bad(e.to_string()))?;
+    .map_err(|e| GnnError::Checkpoint {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    hieramas_checkpoint::load_verified(path, &meta.sha256, &mut varmap, dev)?;
     Ok((varmap, cls, meta))
 }
 

@@ -324,15 +324,14 @@ impl ModelSpec {
             return Err(LlmError::UnsupportedProvider {
                 model: self.id.clone(),
                 provider: "local".into(),
-                hint: "local models are loaded by hieramas-local (`hieramas` CLI does this)".into(),
+                hint: "local models run in-process: get them from the `hieramas` crate's factory (hieramas::models::Models), which loads them with hieramas-local".into(),
             });
         }
         if self.provider == Provider::Sim {
             return Err(LlmError::UnsupportedProvider {
                 model: self.id.clone(),
                 provider: "sim".into(),
-                hint: "simulated models are built by hieramas-sim (`hieramas` CLI does this)"
-                    .into(),
+                hint: "simulated models answer known tasks only: get them from the `hieramas` crate's factory (hieramas::models::Models::simulate_queries)".into(),
             });
         }
         let base_url = match (&self.base_url, self.provider.default_base_url()) {

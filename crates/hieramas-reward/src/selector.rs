@@ -17,7 +17,6 @@ use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{Embedding, Linear, Module, VarBuilder, VarMap};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// Selector errors: candle's, or a checkpoint that is not what it should be.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +25,15 @@ pub enum SelectorError {
     Candle(#[from] candle_core::Error),
     #[error("checkpoint {}: {detail}", path.display())]
     Checkpoint { path: PathBuf, detail: String },
+}
+
+impl From<hieramas_checkpoint::CheckpointError> for SelectorError {
+    fn from(e: hieramas_checkpoint::CheckpointError) -> Self {
+        SelectorError::Checkpoint {
+            path: e.path,
+            detail: e.detail,
+        }
+    }
 }
 
 /// Results of the selector and training code.
@@ -242,21 +250,18 @@ pub fn log_prob_and_entropy(
 /// Saves the selector's parameters to `path` (safetensors) and `<path>.json` (configuration,
 /// tensor names, sha256 of the safetensors file).
 pub fn save(varmap: &VarMap, config: &SelectorConfig, path: &Path) -> Result<()> {
-    let bad = |detail: String| SelectorError::Checkpoint {
-        path: path.to_path_buf(),
-        detail,
-    };
-    varmap.save(path)?;
-    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let names = tensor_names(varmap).ok_or_else(|| bad("parameter map poisoned".into()))?;
+    let sha256 = hieramas_checkpoint::save_weights(varmap, path)?;
+    let tensors =
+        hieramas_checkpoint::tensor_names(varmap).ok_or_else(|| SelectorError::Checkpoint {
+            path: path.to_path_buf(),
+            detail: "parameter map poisoned".into(),
+        })?;
     let meta = CheckpointMeta {
         config: config.clone(),
-        tensors: names,
-        sha256: hex::encode(Sha256::digest(&bytes)),
+        tensors,
+        sha256,
     };
-    let json = serde_json::to_string_pretty(&meta).map_err(|e| bad(e.to_string()))?;
-    std::fs::write(sidecar(path), json + "\n").map_err(|e| bad(e.to_string()))?;
-    Ok(())
+    Ok(hieramas_checkpoint::write_sidecar(path, &meta)?)
 }
 
 /// What a checkpoint's JSON sidecar holds.
@@ -267,54 +272,25 @@ pub struct CheckpointMeta {
     pub sha256: String,
 }
 
-/// The parameter names of `varmap`, sorted.
-fn tensor_names(varmap: &VarMap) -> Option<Vec<String>> {
-    let mut names: Vec<String> = varmap.data().lock().ok()?.keys().cloned().collect();
-    names.sort();
-    Some(names)
-}
-
-fn sidecar(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".json");
-    PathBuf::from(s)
-}
-
 /// Loads a checkpoint written by [`save`] into a new selector, after checking the file's
-/// sha256 and that its tensors are exactly the selector's.
+/// sha256 and that its tensors (and the sidecar's list of them) are exactly the selector's.
 pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<(VarMap, Selector)> {
-    let bad = |detail: String| SelectorError::Checkpoint {
-        path: path.to_path_buf(),
-        detail,
-    };
-    let meta_text = std::fs::read_to_string(sidecar(path))
-        .map_err(|e| bad(format!("its sidecar {}: {e}", sidecar(path).display())))?;
-    let meta: CheckpointMeta = serde_json::from_str(&meta_text)
-        .map_err(|e| bad(format!("its sidecar is not valid: {e}")))?;
-    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let sha = hex::encode(Sha256::digest(&bytes));
-    if sha != meta.sha256 {
-        return Err(bad(format!(
-            "sha256 {sha} differs from the recorded {} (file changed or truncated)",
-            meta.sha256
-        )));
-    }
+    let meta: CheckpointMeta = hieramas_checkpoint::read_sidecar(path)?;
     let mut varmap = VarMap::new();
     let selector = Selector::new(
         meta.config.clone(),
         VarBuilder::from_varmap(&varmap, dtype, device),
     )?;
-    let expected = tensor_names(&varmap).ok_or_else(|| bad("parameter map poisoned".into()))?;
-    let stored = candle_core::safetensors::load(path, device)?;
-    let mut found: Vec<String> = stored.keys().cloned().collect();
-    found.sort();
-    if found != expected || meta.tensors != expected {
-        return Err(bad(format!(
-            "tensors {found:?} (sidecar: {:?}) are not the selector's {expected:?}",
-            meta.tensors
-        )));
+    let expected = hieramas_checkpoint::load_verified(path, &meta.sha256, &mut varmap, device)?;
+    if meta.tensors != expected {
+        return Err(SelectorError::Checkpoint {
+            path: path.to_path_buf(),
+            detail: format!(
+                "its sidecar lists tensors {:?}, not the selector's {expected:?}",
+                meta.tensors
+            ),
+        });
     }
-    varmap.load(path)?;
     Ok((varmap, selector))
 }
 
@@ -322,7 +298,9 @@ pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<(VarMap, Selec
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use hieramas_checkpoint::sidecar;
     use rand::SeedableRng;
+    use sha2::{Digest, Sha256};
 
     fn tiny() -> (VarMap, Selector, Tensor, Tensor, Tensor) {
         let dev = Device::Cpu;
@@ -493,7 +471,7 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(e.contains("not the selector's"), "{e}");
+        assert!(e.contains("are not the model's"), "{e}");
     }
 
     /// Why the fixed training variant drops the official clamp: a logit past +10 gets no

@@ -130,6 +130,15 @@ pub struct EvalOutcome {
     pub config_path: PathBuf,
 }
 
+/// What every method's preparation reads: the options, the data, the selected queries (what
+/// SIMULATED models must know), the budget every call is charged to.
+struct Inputs<'a> {
+    o: &'a EvalOptions,
+    data: &'a DataDir,
+    known: &'a [&'a Query],
+    budget: Option<Arc<Budget>>,
+}
+
 /// The solver of a method, its name in records, and what defines it.
 struct Prepared {
     solver: Solver,
@@ -156,13 +165,25 @@ fn prompts(o: &EvalOptions) -> Result<Prompts> {
     Ok(prompts)
 }
 
-/// A pool of the multi-model methods (default: the local pool).
-fn pool_models(o: &EvalOptions, budget: Option<Arc<Budget>>) -> Result<Models> {
+/// The models of the multi-model methods' pool (default: the local pool), SIMULATED ones
+/// given the queries' answers; and the pool's name.
+fn pool_models(cx: &Inputs<'_>, progress: &mut dyn Progress) -> Result<(Models, String)> {
+    let Inputs {
+        o,
+        data,
+        known,
+        budget,
+    } = cx;
     let pool = match &o.pool {
         Some(p) => load_pool(p)?,
         None => local_pool()?,
     };
-    Ok(Models::new(pool, budget))
+    let name = pool.meta.name.clone();
+    let mut models = Models::new(pool, budget.clone());
+    if models.simulate_queries(data, o.benchmark, known, o.seed)? {
+        progress.note(crate::sim::BANNER);
+    }
+    Ok((models, name))
 }
 
 /// Runs the evaluation `o` (resuming its log), reporting to `progress`; writes the records, the
@@ -194,20 +215,18 @@ pub async fn evaluate(o: &EvalOptions, progress: &mut dyn Progress) -> Result<Ev
     ) {
         prompt.max_tokens = o.mas.max_tokens();
     }
+    let cx = Inputs {
+        o,
+        data: &data,
+        known: &known,
+        budget,
+    };
     let prepared = match method {
-        Method::Mas => prepare_mas(o, &data, &known, budget.clone(), progress)?,
-        Method::Hieramas => prepare_hieramas(o, &data, &known, budget.clone(), progress).await?,
+        Method::Mas => prepare_mas(&cx, progress)?,
+        Method::Hieramas => prepare_hieramas(&cx, progress).await?,
         _ => match prompts.ensemble(method) {
-            Some(ensemble) => prepare_ensemble(
-                o,
-                ensemble,
-                &prompt,
-                &data,
-                &known,
-                budget.clone(),
-                progress,
-            )?,
-            None => prepare_single(o, &data, &known, budget.clone(), progress)?,
+            Some(ensemble) => prepare_ensemble(&cx, ensemble, &prompt, progress)?,
+            None => prepare_single(&cx, progress)?,
         },
     };
     let cfg = EvalConfig {
@@ -286,18 +305,9 @@ pub async fn evaluate(o: &EvalOptions, progress: &mut dyn Progress) -> Result<Ev
 }
 
 /// `mas`: a fixed system of the pool.
-fn prepare_mas(
-    o: &EvalOptions,
-    data: &DataDir,
-    known: &[&Query],
-    budget: Option<Arc<Budget>>,
-    progress: &mut dyn Progress,
-) -> Result<Prepared> {
-    let mut models = pool_models(o, budget)?;
-    let pool_name = models.pool().meta.name.clone();
-    if models.simulate_queries(data, o.benchmark, known, o.seed)? {
-        progress.note(crate::sim::BANNER);
-    }
+fn prepare_mas(cx: &Inputs<'_>, progress: &mut dyn Progress) -> Result<Prepared> {
+    let o = cx.o;
+    let (mut models, pool_name) = pool_models(cx, progress)?;
     let system = System::fixed(o.benchmark, &o.mas, &mut models, o.seed, 0.0)?;
     let setup = system.setup().context("a fixed system has a setup")?;
     Ok(Prepared {
@@ -309,13 +319,13 @@ fn prepare_mas(
 }
 
 /// `hieramas`: the trained system (or one of its ablations).
-async fn prepare_hieramas(
-    o: &EvalOptions,
-    data: &DataDir,
-    known: &[&Query],
-    budget: Option<Arc<Budget>>,
-    progress: &mut dyn Progress,
-) -> Result<Prepared> {
+async fn prepare_hieramas(cx: &Inputs<'_>, progress: &mut dyn Progress) -> Result<Prepared> {
+    let Inputs {
+        o,
+        data,
+        known,
+        budget,
+    } = cx;
     let Some(stage1) = &o.stage1 else {
         bail!(
             "HieraMAS needs the stage-1 checkpoint (`stage1`, --stage1; `hieramas train stage1` makes one)"
@@ -349,7 +359,7 @@ async fn prepare_hieramas(
         cost_lambda: o.cost_lambda,
         width: o.width,
     };
-    let loaded = Hieramas::load(&cfg, data, known, budget, progress).await?;
+    let loaded = Hieramas::load(&cfg, data, known, budget.clone(), progress).await?;
     Ok(Prepared {
         solver: Solver::Planned(Arc::new(loaded.planner)),
         model_id: loaded.name,
@@ -360,19 +370,13 @@ async fn prepare_hieramas(
 
 /// `moa`, `debate`: the reference methods over the pool.
 fn prepare_ensemble(
-    o: &EvalOptions,
+    cx: &Inputs<'_>,
     ensemble: hieramas_bench::Ensemble,
     prompt: &Prompt,
-    data: &DataDir,
-    known: &[&Query],
-    budget: Option<Arc<Budget>>,
     progress: &mut dyn Progress,
 ) -> Result<Prepared> {
-    let mut models = pool_models(o, budget)?;
-    let pool_name = models.pool().meta.name.clone();
-    if models.simulate_queries(data, o.benchmark, known, o.seed)? {
-        progress.note(crate::sim::BANNER);
-    }
+    let o = cx.o;
+    let (mut models, pool_name) = pool_models(cx, progress)?;
     let ids = models.ids();
     let Some(first) = ids.first() else {
         bail!("the pool {pool_name} has no selectable models");
@@ -400,13 +404,13 @@ fn prepare_ensemble(
 }
 
 /// `single`, `cot`, `sc`: one model.
-fn prepare_single(
-    o: &EvalOptions,
-    data: &DataDir,
-    known: &[&Query],
-    budget: Option<Arc<Budget>>,
-    progress: &mut dyn Progress,
-) -> Result<Prepared> {
+fn prepare_single(cx: &Inputs<'_>, progress: &mut dyn Progress) -> Result<Prepared> {
+    let Inputs {
+        o,
+        data,
+        known,
+        budget,
+    } = cx;
     let (spec, model) = crate::models::single(
         &o.model,
         o.pool.as_deref(),

@@ -16,6 +16,7 @@
 //! [`Progress`] callback, and never prints.
 //!
 //! ```no_run
+//! # #[cfg(feature = "engine")]
 //! # async fn demo() -> hieramas::Result<()> {
 //! use hieramas::progress::Silent;
 //! use hieramas::stage1::{Stage1Config, SystemConfig};

@@ -10,7 +10,7 @@ use hieramas_llm::ChatModel;
 use hieramas_supernode::{Members, Sampling};
 use hieramas_tasks::splits::Benchmark;
 use hieramas_topology::roleset::RoleSet;
-use hieramas_topology::schedule::{Extractor, Plan, Trace, run_query};
+use hieramas_topology::schedule::{Extractor, Trace, run_query};
 use hieramas_topology::{Topology, generate, shapes};
 use serde::{Deserialize, Serialize};
 
@@ -129,10 +129,7 @@ pub fn topology(spec: &str, names: Vec<String>, seed: u64) -> Result<Topology> {
 /// How a system picks its topology and models.
 pub enum Choice {
     /// The same topology and models for every query.
-    Fixed {
-        topology: Topology,
-        members: Vec<Members>,
-    },
+    Fixed(Box<MasSetup>),
     /// HieraMAS: the stage-2 classifier picks a topology and the stage-1 selector the models,
     /// per query (method §6.4).
     Learned(Box<Hieramas>),
@@ -198,17 +195,27 @@ impl System {
         let consensus = cfg
             .consensus
             .then(|| hieramas_bench::prediction_extractor(benchmark));
+        let sampling = Sampling {
+            temperature: Some(temperature),
+            max_tokens: cfg.max_tokens(),
+            seed: Some(seed),
+        };
+        let decision = models.get(&decision_id)?;
         Ok(System {
             benchmark,
-            decision: models.get(&decision_id)?,
+            decision: decision.clone(),
             consensus,
-            choice: Choice::Fixed { topology, members },
+            choice: Choice::Fixed(Box::new(MasSetup {
+                topology,
+                roles: roles.clone(),
+                members,
+                decision,
+                sampling,
+                faithful: cfg.faithful,
+                consensus,
+            })),
             roles,
-            sampling: Sampling {
-                temperature: Some(temperature),
-                max_tokens: cfg.max_tokens(),
-                seed: Some(seed),
-            },
+            sampling,
             faithful: cfg.faithful,
             description,
         })
@@ -233,15 +240,7 @@ impl System {
     /// setup is chosen per query by its [`Hieramas`] planner).
     pub fn setup(&self) -> Option<MasSetup> {
         match &self.choice {
-            Choice::Fixed { topology, members } => Some(MasSetup {
-                topology: topology.clone(),
-                roles: self.roles.clone(),
-                members: members.clone(),
-                decision: self.decision.clone(),
-                sampling: self.sampling,
-                faithful: self.faithful,
-                consensus: self.consensus,
-            }),
+            Choice::Fixed(setup) => Some(setup.as_ref().clone()),
             Choice::Learned(_) => None,
         }
     }
@@ -249,7 +248,7 @@ impl System {
     /// The topology a fixed system runs.
     pub fn topology(&self) -> Option<&Topology> {
         match &self.choice {
-            Choice::Fixed { topology, .. } => Some(topology),
+            Choice::Fixed(setup) => Some(&setup.topology),
             Choice::Learned(_) => None,
         }
     }
@@ -259,18 +258,7 @@ impl System {
     /// of that choice (see [`Hieramas::choose`]).
     pub async fn answer(&self, query: &str) -> Result<(String, Trace)> {
         let trace = match &self.choice {
-            Choice::Fixed { topology, members } => {
-                let plan = Plan {
-                    topology,
-                    roles: &self.roles,
-                    members: members.clone(),
-                    decision: self.decision.clone(),
-                    sampling: self.sampling,
-                    faithful: self.faithful,
-                    consensus: self.consensus,
-                };
-                run_query(&plan, query).await?
-            }
+            Choice::Fixed(setup) => run_query(&setup.plan(), query).await?,
             Choice::Learned(h) => {
                 let q = Query {
                     id: query_id(query),
@@ -278,16 +266,7 @@ impl System {
                     gold: hieramas_bench::query::Gold::Math(String::new()),
                 };
                 let (setup, _) = h.choose(&q).await?;
-                let plan = Plan {
-                    topology: &setup.topology,
-                    roles: &setup.roles,
-                    members: setup.members.clone(),
-                    decision: setup.decision.clone(),
-                    sampling: setup.sampling,
-                    faithful: setup.faithful,
-                    consensus: setup.consensus,
-                };
-                run_query(&plan, query).await?
+                run_query(&setup.plan(), query).await?
             }
         };
         Ok((trace.answer.trim().to_string(), trace))
