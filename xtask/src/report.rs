@@ -1110,6 +1110,19 @@ pub struct BaselineRow {
     pub queries: usize,
 }
 
+/// Whether a row is the baseline's: the same accuracy and queries, and the same cost per query
+/// up to the last bit a JSON float may lose on the way through serde_json's parser.
+fn same_row(base: &BaselineRow, now: &BaselineRow) -> bool {
+    base.accuracy == now.accuracy
+        && base.queries == now.queries
+        && (base.cost_per_query_usd - now.cost_per_query_usd).abs()
+            <= 1e-12
+                * base
+                    .cost_per_query_usd
+                    .abs()
+                    .max(now.cost_per_query_usd.abs())
+}
+
 /// The SIMULATED parts' accuracy and cost per query, by `part/benchmark/method`.
 fn tracked(results: &Results) -> BTreeMap<String, BaselineRow> {
     let mut rows = BTreeMap::new();
@@ -1198,16 +1211,16 @@ pub fn track(root: &Path, run: &Path, profile: &str, record_baseline: bool) -> R
         } else {
             ""
         };
-        let same = if b == n { "  (identical)" } else { "" };
+        let same = if same_row(b, n) { "  (identical)" } else { "" };
         println!("  {k:<40} {ba:>6.1} → {a:>5.1} {bc:>10.6} → {c:>9.6}{flag}{same}");
     }
     let identical = base
         .rows
         .iter()
-        .filter(|(k, b)| now.get(*k) == Some(b))
+        .filter(|(k, b)| now.get(*k).is_some_and(|n| same_row(b, n)))
         .count();
     println!(
-        "  {identical} of {} rows identical to the baseline",
+        "  {identical} of {} rows identical to the baseline (accuracy and queries equal, cost per query to 1e-12 relative: the JSON float's last bit)",
         base.rows.len()
     );
     if !worse.is_empty() {
