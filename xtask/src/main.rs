@@ -48,7 +48,7 @@ enum Task {
         /// A pool file for every part instead of the profile's.
         #[arg(long)]
         pool: Option<PathBuf>,
-        /// Folder with the benchmark files (default: $HIERAMAS_DATA_DIR, then ../shared/datasets).
+        /// Folder with the benchmark files (default: $HIERAMAS_DATA_DIR, then the checkout's datasets/).
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// Test queries per benchmark, instead of the profile's.
@@ -225,18 +225,13 @@ fn cargo() -> Command {
     c
 }
 
-/// $HIERAMAS_DATA_DIR, else `../shared/datasets` beside the checkout when it exists.
+/// `--data-dir`, else $HIERAMAS_DATA_DIR, else the checkout's `datasets/` (gzip copies of
+/// every file, committed with the code).
 fn data_dir_or_default(root: &Path, given: Option<PathBuf>) -> Result<PathBuf> {
     if let Some(d) = given.or_else(|| std::env::var_os("HIERAMAS_DATA_DIR").map(PathBuf::from)) {
         return Ok(d);
     }
-    let shared = root.join("../shared/datasets");
-    if shared.is_dir() {
-        return Ok(shared.canonicalize()?);
-    }
-    bail!(
-        "no data directory: set HIERAMAS_DATA_DIR or pass --data-dir (see datasets/manifest.toml)"
-    )
+    Ok(root.join("datasets").canonicalize()?)
 }
 
 fn models(source: &str, ids: &[String]) -> Result<()> {
@@ -306,7 +301,8 @@ fn check_datasets(root: &Path, dir: &Path) -> Result<usize> {
     println!("datasets under {}:", dir.display());
     for f in &manifest.files {
         let path = dir.join(&f.path);
-        let verdict = match std::fs::read(&path) {
+        // The file, or the gzip copy the repository carries, decompressed.
+        let verdict = match hieramas_tasks::data::read_data(&path) {
             Err(e) => format!("MISSING ({e})"),
             Ok(bytes) if bytes.len() as u64 != f.bytes => {
                 format!("WRONG SIZE {} (want {})", bytes.len(), f.bytes)

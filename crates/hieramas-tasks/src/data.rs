@@ -1,5 +1,7 @@
-//! Loaders for the benchmark files under a data directory (`HIERAMAS_DATA_DIR` or a path the
-//! caller names): MATH train and MATH-500, MMLU-Redux 2.0, HumanEval+ v0.1.10.
+//! Loaders for the benchmark files under a data directory (a path the caller names,
+//! `HIERAMAS_DATA_DIR`, else the repository's own `datasets/`): MATH train and MATH-500,
+//! MMLU-Redux 2.0, HumanEval+ v0.1.10. A file may be there as itself or gzipped (`<file>.gz`,
+//! how the repository carries them); either reads the same, and its sha256 is the content's.
 //!
 //! A malformed line is an error that names the file, the line and the field.
 
@@ -33,26 +35,42 @@ impl DataDir {
         DataDir { root: root.into() }
     }
 
-    /// `explicit` if given (e.g. a `--data-dir` flag), else `$HIERAMAS_DATA_DIR`.
+    /// `explicit` if given (e.g. a `--data-dir` flag), else `$HIERAMAS_DATA_DIR`, else the
+    /// repository's `datasets/` (gzip copies of every file, committed with the code).
     pub fn resolve(explicit: Option<&Path>) -> Result<DataDir, TasksError> {
         if let Some(p) = explicit {
             return Ok(DataDir::new(p));
         }
         match std::env::var_os(DATA_DIR_ENV) {
             Some(p) if !p.is_empty() => Ok(DataDir::new(p)),
-            _ => Err(TasksError::NoDataDir),
+            _ => DataDir::repository().ok_or(TasksError::NoDataDir),
         }
     }
 
-    /// For tests that need the real files: the data directory if `$HIERAMAS_DATA_DIR` is set;
-    /// `None` (the test skips, saying so) when it is not, except under CI (`$CI` set), where
-    /// the data is required and this panics.
+    /// The `datasets/` folder of the checkout this crate was built from, when it is there.
+    pub fn repository() -> Option<DataDir> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets");
+        let d = DataDir::new(dir.canonicalize().ok()?);
+        d.has(MATH_500).then_some(d)
+    }
+
+    /// Whether `file` is there, as itself or gzipped.
+    pub fn has(&self, file: &str) -> bool {
+        let p = self.path(file);
+        p.is_file() || gz_path(&p).is_file()
+    }
+
+    /// For tests that need the real files: [`DataDir::resolve`] (the repository's copies when
+    /// nothing else is named); `None` (the test skips, saying so) only when none is found,
+    /// except under CI (`$CI` set), where the data is required and this panics.
     pub fn for_tests() -> Option<DataDir> {
         match DataDir::resolve(None) {
             Ok(d) => Some(d),
             Err(e) if std::env::var_os("CI").is_some() => panic!("CI needs the datasets: {e}"),
             Err(_) => {
-                eprintln!("skipped: {DATA_DIR_ENV} is not set");
+                eprintln!(
+                    "skipped: no datasets ({DATA_DIR_ENV} unset, no datasets/ in the checkout)"
+                );
                 None
             }
         }
@@ -242,12 +260,48 @@ fn option_index<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> 
     Ok(i)
 }
 
-/// Reads one JSON object per line into `T`; blank lines are skipped.
-pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, TasksError> {
-    let file = std::fs::File::open(path).map_err(|e| TasksError::Io {
+/// `<path>.gz`.
+fn gz_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".gz");
+    PathBuf::from(s)
+}
+
+/// Opens a data file: `path` itself, else its gzip copy `<path>.gz`, decompressed as it is read.
+pub fn open_data(path: &Path) -> Result<Box<dyn std::io::Read>, TasksError> {
+    let io = |p: &Path, e| TasksError::Io {
+        path: p.to_path_buf(),
+        source: e,
+    };
+    match std::fs::File::open(path) {
+        Ok(f) => Ok(Box::new(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let gz = gz_path(path);
+            match std::fs::File::open(&gz) {
+                Ok(f) => Ok(Box::new(flate2::read::GzDecoder::new(f))),
+                // Neither: name the file asked for.
+                Err(g) if g.kind() == std::io::ErrorKind::NotFound => Err(io(path, e)),
+                Err(g) => Err(io(&gz, g)),
+            }
+        }
+        Err(e) => Err(io(path, e)),
+    }
+}
+
+/// A data file's content ([`open_data`]: the file, or its gzip copy decompressed).
+pub fn read_data(path: &Path) -> Result<Vec<u8>, TasksError> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut open_data(path)?, &mut bytes).map_err(|e| TasksError::Io {
         path: path.to_path_buf(),
         source: e,
     })?;
+    Ok(bytes)
+}
+
+/// Reads one JSON object per line into `T`; blank lines are skipped. `path` may be there
+/// gzipped ([`open_data`]).
+pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, TasksError> {
+    let file = open_data(path)?;
     let mut out = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| TasksError::Io {
@@ -288,11 +342,7 @@ pub fn parse_line<T: DeserializeOwned>(
     })
 }
 
-/// The sha256 of a file, hex.
+/// The sha256 of a data file's content, hex (of the decompressed content for a gzip copy).
 pub fn sha256_file(path: &Path) -> Result<String, TasksError> {
-    let bytes = std::fs::read(path).map_err(|e| TasksError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    Ok(hex::encode(Sha256::digest(&bytes)))
+    Ok(hex::encode(Sha256::digest(read_data(path)?)))
 }

@@ -40,7 +40,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum TasksError {
     #[error(
-        "no data directory: set HIERAMAS_DATA_DIR (or pass --data-dir) to the folder holding math/, mmlu_redux/ and humaneval_plus/"
+        "no data directory: set HIERAMAS_DATA_DIR (or pass --data-dir) to the folder holding math/, mmlu_redux/ and humaneval_plus/ (a checkout has them in datasets/)"
     )]
     NoDataDir,
     #[error("{}: {source}", path.display())]

@@ -134,3 +134,51 @@ fn reference_solutions_grade_as_correct() {
         problems.len()
     );
 }
+
+/// The repository carries every file gzipped: each reads like the plain file, its sha256 (of
+/// the content) is the manifest's, and a gzip copy beside a missing plain file is found.
+#[test]
+fn the_repository_copies_are_the_manifest_files() {
+    use hieramas_tasks::data::{read_data, sha256_file};
+    let repo = DataDir::repository().expect("a checkout has datasets/");
+    let manifest = std::fs::read_to_string(repo.root().join("manifest.toml")).unwrap();
+    let mut checked = 0;
+    for entry in manifest.split("[[files]]").skip(1) {
+        let field = |k: &str| {
+            entry
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{k} = ")))
+                .map(|v| v.trim().trim_matches('"').to_string())
+                .unwrap()
+        };
+        let path = repo.path(&field("path"));
+        assert_eq!(
+            sha256_file(&path).unwrap(),
+            field("sha256"),
+            "{}",
+            path.display()
+        );
+        assert_eq!(
+            read_data(&path).unwrap().len().to_string(),
+            field("bytes"),
+            "{}",
+            path.display()
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 5);
+    assert_eq!(repo.math500().unwrap().len(), 500);
+
+    // A plain file wins over its gzip copy; a gzip copy alone is read decompressed.
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("a.jsonl");
+    let gz = dir.path().join("a.jsonl.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut enc, b"{\"x\":1}\n").unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let v: Vec<serde_json::Value> = read_jsonl(&plain).unwrap();
+    assert_eq!(v, vec![serde_json::json!({"x": 1})]);
+    std::fs::write(&plain, "{\"x\":2}\n").unwrap();
+    let v: Vec<serde_json::Value> = read_jsonl(&plain).unwrap();
+    assert_eq!(v, vec![serde_json::json!({"x": 2})]);
+}
