@@ -25,7 +25,7 @@ pub struct Suite {
     pub bench: &'static str,
 }
 
-pub const SUITES: [Suite; 3] = [
+pub const SUITES: [Suite; 4] = [
     Suite {
         name: "llm",
         package: "hieramas-llm",
@@ -40,6 +40,11 @@ pub const SUITES: [Suite; 3] = [
         name: "gnn",
         package: "hieramas-gnn",
         bench: "gnn",
+    },
+    Suite {
+        name: "serve",
+        package: "hieramas-serve",
+        bench: "serve",
     },
 ];
 

@@ -99,8 +99,9 @@ enum Task {
         dry_run: bool,
     },
     /// Runs the benchmark suites: the criterion suites `llm` (client overhead),
-    /// `orchestration` (scheduler overhead, loopback concurrency) and `gnn` (classifier
-    /// training and scoring throughput), each compared with `benchmarks/baseline.json`;
+    /// `orchestration` (scheduler overhead, loopback concurrency), `gnn` (classifier
+    /// training and scoring throughput) and `serve` (a served system: 64 concurrent requests
+    /// vs the ideal, serve's overhead per request), each compared with `benchmarks/baseline.json`;
     /// `local` (local model throughput, load time, peak RSS); `humaneval` (grader vs
     /// evalplus); `graders` (MATH/MMLU graders vs math-verify on the labelled sets); `fast` (what CI runs: llm + gnn, dev profile, quick); or `all`.
     Bench {
@@ -667,17 +668,17 @@ fn bench(root: &Path, suite: &str, record: bool, threshold: f64) -> Result<()> {
         )
     };
     match suite {
-        "llm" | "orchestration" | "gnn" => criterion(&[suite], "bench", false),
+        "llm" | "orchestration" | "gnn" | "serve" => criterion(&[suite], "bench", false),
         "fast" => criterion(&["llm", "gnn"], "dev", true),
         "local" => bench_local(),
         "humaneval" => bench_humaneval(),
         "graders" => graders::run(root, &machine(), &today()),
-        "all" => criterion(&["llm", "orchestration", "gnn"], "bench", false)
+        "all" => criterion(&["llm", "orchestration", "gnn", "serve"], "bench", false)
             .and_then(|()| bench_local())
             .and_then(|()| bench_humaneval())
             .and_then(|()| graders::run(root, &machine(), &today())),
         other => bail!(
-            "unknown bench suite {other:?} (llm, orchestration, gnn, local, humaneval, graders, fast, all)"
+            "unknown bench suite {other:?} (llm, orchestration, gnn, serve, local, humaneval, graders, fast, all)"
         ),
     }
 }

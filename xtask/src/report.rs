@@ -1320,6 +1320,8 @@ mod tests {
                 latency_ms_p50: 0,
                 latency_ms_p90: 0,
                 latency_ms_p99: 0,
+                cached_calls: 0,
+                saved_pico: 0,
             };
             let bench = |m: &str, s: Summary| {
                 let methods = BTreeMap::from([(

@@ -155,6 +155,8 @@ pub enum Kind {
     Stage1,
     Data,
     Classifier,
+    /// `hieramas export`: the trained system as a bundle (`<benchmark>/system`).
+    Export,
     Eval,
 }
 
@@ -264,6 +266,7 @@ pub fn plan(o: &Options) -> Result<Vec<Step>> {
             }
             if methods.iter().any(|(_, m)| m.needs().1) {
                 steps.extend(p.stage2());
+                steps.push(p.export());
             }
             for (name, m, split, limit) in p.evals(&methods) {
                 steps.push(p.eval(&name, &m, split, limit));
@@ -409,6 +412,29 @@ impl<'a> BenchPlan<'a> {
                 vec![self.id("data")],
             ),
         ]
+    }
+
+    /// `hieramas export`: stage 1 + the classifier as the bundle `<benchmark>/system`, served
+    /// as `hieramas/<part>-<benchmark>`.
+    fn export(&self) -> Step {
+        let args = vec![
+            "export".into(),
+            "--stage1".into(),
+            self.path("stage1"),
+            "--stage2".into(),
+            self.path("classifier"),
+            "-o".into(),
+            self.path("system"),
+            "--name".into(),
+            format!("{}-{}", self.part.name, self.benchmark.name()),
+        ];
+        self.step(
+            "export",
+            Kind::Export,
+            None,
+            args,
+            vec![self.id("stage1"), self.id("classifier")],
+        )
     }
 
     /// Every eval of the part's methods on the test split (and HieraMAS on MMLU's unseen
@@ -575,7 +601,7 @@ pub fn run(o: &Options, bin: &Path, first_model: &dyn Fn(&Part) -> Result<String
                     "the budget of ${cap:.2} is spent (${spent:.4} so far); rerun with a larger --budget-usd to go on"
                 );
             }
-            if step.kind != Kind::Classifier {
+            if !matches!(step.kind, Kind::Classifier | Kind::Export) {
                 args.extend(["--budget-usd".into(), format!("{left:.6}")]);
             }
         }
@@ -724,6 +750,15 @@ mod tests {
         let h = get("sim-mmlu-eval-hieramas");
         assert!(h.args.windows(2).any(|w| w[0] == "--stage2"));
         assert_eq!(h.after, vec!["sim-mmlu-stage1", "sim-mmlu-classifier"]);
+        // Each trained system is exported as a bundle.
+        let e = get("sim-mmlu-export");
+        assert_eq!(e.after, vec!["sim-mmlu-stage1", "sim-mmlu-classifier"]);
+        assert!(
+            e.args
+                .windows(2)
+                .any(|w| w[0] == "-o" && w[1].ends_with("mmlu/system"))
+        );
+        assert!(e.args.windows(2).any(|w| w == ["--name", "sim-mmlu"]));
         // The random-graph ablation needs no classifier; the unseen run reads test_unseen.
         let r = get("sim-mmlu-eval-hieramas-random-graph");
         assert!(!r.args.iter().any(|a| a == "--stage2"));

@@ -43,6 +43,10 @@ pub struct Record {
     /// Calls answered from a response cache.
     #[serde(default)]
     pub cached_calls: u32,
+    /// What those cache hits saved (their recorded cost, counted in `cost_pico`: the method's
+    /// cost does not depend on the cache), pico-dollars.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub saved_pico: u64,
     /// Seconds since the Unix epoch when the record was written.
     pub finished_at: u64,
     /// `mas`: the query's trace (every call, the nodes and edges).
@@ -123,4 +127,8 @@ impl ResultLog {
         self.file.write_all(line.as_bytes()).map_err(io)?;
         self.file.sync_data().map_err(io)
     }
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }

@@ -74,7 +74,16 @@ pub struct EnsembleCall {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cost_pico: u64,
+    /// Answered from a response cache (its cost is zero), and what that saved.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub saved_pico: u64,
     pub text: String,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// What a reference method answered: the texts to grade (MoA: the aggregator's; debate: the
@@ -202,6 +211,8 @@ impl EnsembleSetup {
                 prompt_tokens: r.usage.prompt_tokens,
                 completion_tokens: r.usage.completion_tokens,
                 cost_pico: r.cost.pico(),
+                cached: r.cached,
+                saved_pico: r.saved.pico(),
                 text: r.text.clone(),
             });
             texts.push(r.text);

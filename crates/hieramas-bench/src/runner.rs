@@ -324,6 +324,7 @@ pub async fn run(
             cost_pico: answered.cost_pico,
             latency_ms: answered.latency_ms,
             cached_calls: answered.cached_calls,
+            saved_pico: answered.saved_pico,
             trace: answered.trace,
             finished_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -385,6 +386,7 @@ impl MasSetup {
             sampling: self.sampling,
             faithful: self.faithful,
             consensus: self.consensus,
+            observer: None,
         }
     }
 }
@@ -395,6 +397,7 @@ struct Answered {
     completion_tokens: u64,
     cost_pico: u64,
     cached_calls: u32,
+    saved_pico: u64,
     prompt_hash: String,
     latency_ms: u64,
     trace: Option<serde_json::Value>,
@@ -448,7 +451,8 @@ async fn answer_mas(setup: &MasSetup, q: &Query) -> Result<Answered, Failure> {
         prompt_tokens: trace.calls.iter().map(|c| c.usage.prompt_tokens).sum(),
         completion_tokens: trace.calls.iter().map(|c| c.usage.completion_tokens).sum(),
         cost_pico: trace.total_cost_pico,
-        cached_calls: 0,
+        cached_calls: trace.cached_calls as u32,
+        saved_pico: trace.saved_pico,
         prompt_hash: hex::encode(Sha256::digest(q.task.as_bytes())),
         latency_ms: started.elapsed().as_millis() as u64,
         trace: serde_json::to_value(&trace).ok(),
@@ -477,7 +481,8 @@ async fn answer_ensemble(setup: &EnsembleSetup, q: &Query) -> Result<Answered, F
         prompt_tokens: trace.calls.iter().map(|c| c.prompt_tokens).sum(),
         completion_tokens: trace.calls.iter().map(|c| c.completion_tokens).sum(),
         cost_pico: trace.calls.iter().map(|c| c.cost_pico).sum(),
-        cached_calls: 0,
+        cached_calls: trace.calls.iter().map(|c| u32::from(c.cached)).sum(),
+        saved_pico: trace.calls.iter().map(|c| c.saved_pico).sum(),
         prompt_hash: hex::encode(Sha256::digest(q.task.as_bytes())),
         latency_ms: started.elapsed().as_millis() as u64,
         trace: serde_json::to_value(&trace).ok(),
@@ -512,6 +517,7 @@ async fn answer(cfg: &EvalConfig, model: &dyn ChatModel, q: &Query) -> Result<An
         completion_tokens: responses.iter().map(|r| r.usage.completion_tokens).sum(),
         cost_pico: responses.iter().map(|r| r.cost.pico()).sum(),
         cached_calls: responses.iter().map(|r| u32::from(r.cached)).sum(),
+        saved_pico: responses.iter().map(|r| r.saved.pico()).sum(),
         prompt_hash,
         latency_ms: started.elapsed().as_millis() as u64,
         trace: None,

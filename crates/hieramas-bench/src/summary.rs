@@ -27,6 +27,12 @@ pub struct Summary {
     pub latency_ms_p50: u64,
     pub latency_ms_p90: u64,
     pub latency_ms_p99: u64,
+    /// Calls answered from a response cache, and what they saved (pico-dollars; counted in
+    /// `cost_pico`, so what was paid is `cost_pico - saved_pico`).
+    #[serde(default)]
+    pub cached_calls: u64,
+    #[serde(default)]
+    pub saved_pico: u64,
 }
 
 impl Summary {
@@ -64,6 +70,8 @@ impl Summary {
             latency_ms_p50: percentile(&latencies, 50),
             latency_ms_p90: percentile(&latencies, 90),
             latency_ms_p99: percentile(&latencies, 99),
+            cached_calls: records.iter().map(|r| u64::from(r.cached_calls)).sum(),
+            saved_pico: records.iter().map(|r| r.saved_pico).sum(),
         }
     }
 
@@ -118,11 +126,20 @@ impl Summary {
                 .trim_end()
                 .to_string()
         };
-        format!(
+        let mut out = format!(
             "{}\n{}",
             line(head.to_vec()),
             line(row.iter().map(String::as_str).collect())
-        )
+        );
+        if self.cached_calls > 0 {
+            out.push_str(&format!(
+                "\nresponse cache: {} calls answered from it, {} saved; paid {}",
+                self.cached_calls,
+                Usd::from_pico(self.saved_pico),
+                Usd::from_pico(self.cost_pico.saturating_sub(self.saved_pico))
+            ));
+        }
+        out
     }
 }
 

@@ -65,6 +65,13 @@ pub struct SystemArgs {
     /// fail, and so does the command (a rerun resumes where it stopped).
     #[arg(long)]
     pub budget_usd: Option<String>,
+    /// The role set: a TOML file (see crates/hieramas-topology/roles/) or a built-in name
+    /// (math, mmlu, humaneval-plus, general); default: the benchmark's.
+    #[arg(long)]
+    pub roles: Option<PathBuf>,
+    /// Record every model call to, and replay it from, this SQLite file (a hit costs $0).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
 }
 
 impl SystemArgs {
@@ -81,6 +88,8 @@ impl SystemArgs {
             embeddings: self.embeddings.clone(),
             data_dir: self.data_dir.clone(),
             budget: budget(self.budget_usd.as_deref())?,
+            roles: self.roles.clone(),
+            cache: self.cache.clone(),
         })
     }
 }
@@ -363,6 +372,10 @@ pub struct MasArgs {
     /// prediction agrees, it is the answer, whatever the decision node says).
     #[arg(long)]
     pub no_consensus: bool,
+    /// The role set: a TOML file (see crates/hieramas-topology/roles/) or a built-in name
+    /// (math, mmlu, humaneval-plus, general); default: the benchmark's.
+    #[arg(long)]
+    pub roles: Option<String>,
 }
 
 impl MasArgs {
@@ -374,6 +387,7 @@ impl MasArgs {
             faithful: self.faithful,
             max_tokens: self.max_tokens,
             consensus: !self.no_consensus,
+            roles: self.roles.clone(),
         }
     }
 }

@@ -89,6 +89,10 @@ pub struct EvalArgs {
     /// hieramas: proposers per supernode (default: the role set's).
     #[arg(long)]
     width: Option<usize>,
+    /// Record every model call to, and replay it from, this SQLite file (a hit costs $0; the
+    /// summary counts hits and what they saved).
+    #[arg(long)]
+    cache: Option<PathBuf>,
 }
 
 impl EvalArgs {
@@ -118,6 +122,7 @@ impl EvalArgs {
             embeddings: self.embeddings.clone(),
             ablation: self.ablation,
             width: self.width,
+            cache: self.cache.clone(),
         })
     }
 }

@@ -27,7 +27,6 @@ mod args;
 mod bar;
 mod eval;
 mod grade;
-mod serve;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -61,6 +60,8 @@ enum TrainStage {
     Stage2(args::FitArgs),
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Experiment {
     /// Credit assignment on a SIMULATED pool with a known optimum per role (system-only vs
@@ -108,8 +109,12 @@ enum Command {
         no_special: bool,
         text: String,
     },
-    /// Answers one query with a HieraMAS multi-agent system (role set + topology + pool).
+    /// Answers a question with a trained HieraMAS (--system bundle, or --stage1 + --stage2) or
+    /// a fixed multi-agent system (role set + topology + pool); a line per node as it runs.
     Run(RunArgs),
+    /// Packs a trained system (stage-1 selector + stage-2 classifier, pool, role set) into one
+    /// hash-verified bundle directory for `run --system` and `serve --system`.
+    Export(ExportArgs),
     /// Runs a method (a single-model baseline, a multi-agent system, HieraMAS, a reference
     /// method) over a benchmark split (resumable; see `eval --help`).
     Eval(eval::EvalArgs),
@@ -129,25 +134,32 @@ enum Command {
         #[command(subcommand)]
         what: grade::GradeCommand,
     },
-    /// Serves the local models at `/v1/models`, `/v1/chat/completions` and `/v1/embeddings`.
-    Serve {
-        /// Loopback address to listen on; port 0 picks a free one (printed on stdout).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        addr: std::net::SocketAddr,
-        /// Models to load (repeatable); default: every model of `pools/local.toml`.
-        #[arg(long)]
-        model: Vec<String>,
-        /// Do not load the all-MiniLM-L6-v2 embedder.
-        #[arg(long)]
-        no_embeddings: bool,
-    },
+    /// Serves trained systems (`hieramas/<name>`), the local models and the embedder over the
+    /// OpenAI API: `/v1/models`, `/v1/chat/completions`, `/v1/embeddings`, `/v1/traces/{id}`.
+    Serve(ServeArgs),
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// The role set: math, mmlu or humaneval-plus.
+    /// A trained system bundle (`hieramas export`; `cargo xtask reproduce` writes one per pool
+    /// and benchmark under results/<run>/<part>/<benchmark>/system): every file is checked
+    /// against its hash, then the system answers.
+    #[arg(long, conflicts_with_all = ["stage1", "benchmark", "free_form"])]
+    system: Option<std::path::PathBuf>,
+    /// A trained system without a bundle: the stage-1 output (directory or
+    /// selector.safetensors); with --stage2.
+    #[arg(long, requires = "stage2", conflicts_with_all = ["benchmark", "free_form"])]
+    stage1: Option<std::path::PathBuf>,
+    /// The stage-2 classifier (directory or classifier.safetensors), with --stage1.
+    #[arg(long, requires = "stage1")]
+    stage2: Option<std::path::PathBuf>,
+    /// A fixed system's answer format and default role set: math, mmlu or humaneval-plus.
+    /// Without it the answer is free-form and the role set `general`.
     #[arg(long)]
-    benchmark: String,
+    benchmark: Option<String>,
+    /// Answer in free form (no extracted answer, no consensus override) even with --benchmark.
+    #[arg(long)]
+    free_form: bool,
     /// A pool TOML file; `pools/local.toml` and `pools/paper.toml` name the built-in pools.
     #[arg(long, default_value = "pools/local.toml")]
     pool: std::path::PathBuf,
@@ -161,33 +173,62 @@ struct RunArgs {
     /// Write the trace (JSON) here.
     #[arg(long)]
     trace: Option<std::path::PathBuf>,
-    /// The query.
+    /// Print the whole reply (answer, trace, a learned system's plan) as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Record every model call to, and replay it from, this SQLite file (a hit costs $0).
+    #[arg(long)]
+    cache: Option<std::path::PathBuf>,
+    /// No line per node.
+    #[arg(long)]
+    quiet: bool,
+    /// The question.
     query: String,
 }
 
-/// `hieramas run`: one query through a fixed multi-agent system, the answer on stdout.
+/// `hieramas run`: one question through a trained system (a bundle, or stage-1 + stage-2
+/// outputs) or a fixed one; a line per node on stderr as it finishes, the answer on stdout.
 async fn run_query(a: RunArgs) -> Result<()> {
-    let mut models = hieramas::models::Models::new(hieramas::models::load_pool(&a.pool)?, None);
-    let cfg = a.mas.config();
-    let system = hieramas::System::fixed(
-        args::benchmark(&a.benchmark)?,
-        &cfg,
-        &mut models,
-        a.seed,
-        a.temperature,
-    )?;
+    let opts = hieramas::bundle::LoadOptions {
+        cache: a.cache.clone(),
+        ..Default::default()
+    };
+    let mut notes = bar::Bar::new(a.quiet);
+    let system = if let Some(dir) = &a.system {
+        let bundle = hieramas::bundle::Bundle::open(dir)?;
+        if bundle.manifest.simulated {
+            eprintln!("{}", hieramas::sim::BANNER);
+        }
+        bundle.system(&opts, &mut notes).await?
+    } else if let Some(stage1) = &a.stage1 {
+        let cfg = hieramas::bundle::trained(stage1, a.stage2.as_deref(), &opts)?;
+        hieramas::bundle::learned_system(&cfg, &opts, &mut notes).await?
+    } else {
+        let models = hieramas::models::Models::new(hieramas::models::load_pool(&a.pool)?, None);
+        let mut models = models.with_cache(a.cache.as_deref())?;
+        let answer = match &a.benchmark {
+            Some(b) if !a.free_form => hieramas::system::Answer::Benchmark(args::benchmark(b)?),
+            _ => hieramas::system::Answer::FreeForm,
+        };
+        hieramas::System::fixed(answer, &a.mas.config(), &mut models, a.seed, a.temperature)?
+    };
     let started = std::time::Instant::now();
-    let (answer, trace) = system.answer(&a.query).await?;
-    println!("{answer}");
+    let observer = (!a.quiet).then(|| node_lines(started));
+    let reply = system.answer_with(&a.query, observer).await?;
+    let trace = &reply.trace;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+    } else {
+        println!("{}", reply.answer);
+    }
     if let Some(p) = &trace.consensus {
         eprintln!("[consensus override: every supernode predicted {p:?}]");
     }
-    let (roles, edges) = system
-        .topology()
-        .map_or((0, 0), |t| (t.len(), t.edge_count()));
+    let edges = trace.edges.iter().filter(|e| e[1] != "decision").count();
     eprintln!(
-        "[{roles} roles, {edges} edges ({}), {} calls, {} tokens, ${:.6} (exact: {} pico-USD), {:.1} s]",
-        if cfg.faithful {
+        "[{} roles, {edges} edges ({}), {} calls, {} tokens, ${:.6} (exact: {} pico-USD), {:.1} s]",
+        trace.nodes.len(),
+        if trace.faithful {
             "faithful config order"
         } else {
             "topological order"
@@ -198,12 +239,219 @@ async fn run_query(a: RunArgs) -> Result<()> {
         trace.total_cost_pico,
         started.elapsed().as_secs_f64()
     );
+    if a.cache.is_some() {
+        let paid = trace.total_cost_pico.saturating_sub(trace.saved_pico);
+        eprintln!(
+            "[response cache: {} of {} calls answered from it, {} saved; paid {} (exact: {paid} pico-USD)]",
+            trace.cached_calls,
+            trace.calls.len(),
+            hieramas::llm::Usd::from_pico(trace.saved_pico),
+            hieramas::llm::Usd::from_pico(paid),
+        );
+    }
     if let Some(path) = &a.trace {
         std::fs::write(path, trace.to_json() + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("trace: {}", path.display());
     }
     Ok(())
+}
+
+/// Prints a line per finished node on stderr: its models, tokens, and the cost so far.
+fn node_lines(started: std::time::Instant) -> hieramas::system::Observer {
+    let spent = std::sync::Mutex::new((0u64, 0u64)); // (pico-USD, tokens)
+    Arc::new(move |e: hieramas::system::NodeEvent<'_>| {
+        let (pico, tokens) = {
+            let mut s = spent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for c in e.calls {
+                s.0 += c.cost.pico();
+                s.1 += c.usage.total();
+            }
+            *s
+        };
+        let models: Vec<String> = e
+            .calls
+            .iter()
+            .map(|c| {
+                let cached = if c.cached { " (cached)" } else { "" };
+                format!("{}{cached}", c.model)
+            })
+            .collect();
+        let node_tokens: u64 = e.calls.iter().map(|c| c.usage.total()).sum();
+        let what = if e.skipped {
+            "skipped".to_string()
+        } else {
+            format!("{} · {node_tokens} tokens", models.join(", "))
+        };
+        eprintln!(
+            "[{:>6.1} s] {}: {what} · {} tokens, {} so far",
+            started.elapsed().as_secs_f64(),
+            e.node,
+            tokens,
+            hieramas::llm::Usd::from_pico(pico)
+        );
+    })
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free one (printed on stdout). Bound to loopback,
+    /// only Host: localhost / 127.0.0.1 / [::1] is accepted.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: std::net::SocketAddr,
+    /// A system bundle to serve as `hieramas/<name>` (repeatable).
+    #[arg(long)]
+    system: Vec<std::path::PathBuf>,
+    /// Local models to load (repeatable); default: every model of `pools/local.toml` when no
+    /// --system is given, none otherwise.
+    #[arg(long)]
+    model: Vec<String>,
+    /// Do not load the all-MiniLM-L6-v2 embedder.
+    #[arg(long)]
+    no_embeddings: bool,
+    /// Requests in flight at once; beyond it a 429 with Retry-After.
+    #[arg(long, default_value_t = 256)]
+    max_in_flight: usize,
+    /// The largest request body, bytes (413 beyond it).
+    #[arg(long, default_value_t = 4 << 20)]
+    max_body_bytes: usize,
+    /// Require `Authorization: Bearer <key>`, the key read from this environment variable.
+    #[arg(long)]
+    api_key_env: Option<String>,
+    /// Record the systems' model calls to, and replay them from, this SQLite file.
+    #[arg(long)]
+    cache: Option<std::path::PathBuf>,
+}
+
+/// `hieramas serve`.
+async fn serve(a: ServeArgs) -> Result<()> {
+    let api_key = match &a.api_key_env {
+        Some(var) => Some(
+            std::env::var(var)
+                .ok()
+                .filter(|k| !k.is_empty())
+                .with_context(|| format!("--api-key-env {var}: the variable is not set"))?,
+        ),
+        None => None,
+    };
+    if !a.addr.ip().is_loopback() && api_key.is_none() {
+        tracing::warn!(
+            "serving on {}, which is not a loopback address, without --api-key-env: anyone who can reach it can spend the pool's money",
+            a.addr
+        );
+    }
+    let mut state = hieramas_serve::State::new(hieramas_serve::Limits {
+        max_in_flight: a.max_in_flight,
+        max_body_bytes: a.max_body_bytes,
+        api_key,
+        ..Default::default()
+    });
+    let opts = hieramas::bundle::LoadOptions {
+        cache: a.cache.clone(),
+        ..Default::default()
+    };
+    for dir in &a.system {
+        let bundle = hieramas::bundle::Bundle::open(dir)?;
+        if bundle.manifest.simulated {
+            tracing::warn!("{}: {}", bundle.model_id(), hieramas::sim::BANNER);
+        }
+        let system = bundle.system(&opts, &mut bar::Bar::new(false)).await?;
+        tracing::info!("loaded {} from {}", bundle.model_id(), dir.display());
+        state.add_system(hieramas_serve::ServedSystem {
+            id: bundle.model_id(),
+            system: Arc::new(system),
+        });
+    }
+    let ids: Vec<String> = if a.model.is_empty() && a.system.is_empty() {
+        local_pool()?.ids().map(String::from).collect()
+    } else {
+        a.model.clone()
+    };
+    let models = LocalModels::from_env()?;
+    for id in ids {
+        let started = std::time::Instant::now();
+        let m = models
+            .chat(&spec(&id)?, EngineOptions::default())
+            .with_context(|| format!("loading {id}"))?;
+        tracing::info!("loaded {id} in {:.2} s", started.elapsed().as_secs_f64());
+        state.chat.insert(id, Arc::new(m));
+    }
+    if !a.no_embeddings {
+        let e = models.embedder(hieramas_llm::Price::default())?;
+        state.embedder = Some(Arc::new(e));
+    }
+    let listener = tokio::net::TcpListener::bind(a.addr)
+        .await
+        .with_context(|| format!("binding {}", a.addr))?;
+    println!("listening on http://{}", listener.local_addr()?);
+    hieramas_serve::serve(listener, state, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}
+
+/// `hieramas export`: a trained system as one bundle directory.
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// The stage-1 output (directory or selector.safetensors).
+    #[arg(long)]
+    stage1: std::path::PathBuf,
+    /// The stage-2 classifier (directory or classifier.safetensors).
+    #[arg(long)]
+    stage2: Option<std::path::PathBuf>,
+    /// The bundle directory to write (replaced if it already is a bundle).
+    #[arg(long, short = 'o')]
+    out: std::path::PathBuf,
+    /// The served name, `hieramas/<name>` (default: <pool>-<benchmark>).
+    #[arg(long)]
+    name: Option<String>,
+    /// Candidate DAGs scored per query (default: the benchmark's official count).
+    #[arg(long)]
+    candidates: Option<usize>,
+    /// The cost-aware rule's λ instead of the official top score.
+    #[arg(long)]
+    cost_lambda: Option<f64>,
+    /// An ablation of method §7 instead of the method (fixed-llm, random-graph).
+    #[arg(long)]
+    ablation: Option<hieramas::records::Ablation>,
+}
+
+/// The command line as run, quoted where needed.
+fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:@+,".contains(c))
+            {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Records the command that wrote `dir` as `dir/command.txt` (read by `hieramas export`).
+fn record_command(dir: &std::path::Path) -> Result<()> {
+    let path = dir.join(hieramas::bundle::COMMAND_FILE);
+    std::fs::write(&path, command_line() + "\n")
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The checkout's commit, when run inside one.
+fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let s = String::from_utf8(out.stdout).ok()?;
+    (out.status.success() && s.trim().len() == 40).then(|| s.trim().to_string())
 }
 
 fn main() -> Result<()> {
@@ -234,11 +482,35 @@ async fn run(command: Command) -> Result<()> {
     match command {
         Command::Eval(args) => eval::run(args).await?,
         Command::Run(args) => run_query(args).await?,
+        Command::Export(a) => {
+            let commands = vec![command_line()];
+            let m = hieramas::bundle::export(&hieramas::bundle::ExportConfig {
+                stage1: a.stage1,
+                stage2: a.stage2,
+                out: a.out.clone(),
+                name: a.name,
+                candidates: a.candidates,
+                cost_lambda: a.cost_lambda,
+                ablation: a.ablation,
+                commands,
+                commit: git_commit(),
+            })?;
+            eprintln!(
+                "{}bundle {} ({} on {}, {} files): serve it as hieramas/{}",
+                if m.simulated { "SIMULATED " } else { "" },
+                a.out.display(),
+                m.benchmark.name(),
+                m.decision,
+                m.files.classifier.iter().count() * 2 + 4,
+                m.name
+            );
+        }
         Command::Train {
             stage: TrainStage::Stage1(args),
         } => {
             let mut bar = bar::Bar::new(args.system.quiet);
-            hieramas::stage1::train(&args.config()?, &mut bar).await?;
+            let outcome = hieramas::stage1::train(&args.config()?, &mut bar).await?;
+            record_command(&outcome.out)?;
         }
         Command::Train {
             stage: TrainStage::Stage2Data(args),
@@ -249,10 +521,12 @@ async fn run(command: Command) -> Result<()> {
         Command::Train {
             stage: TrainStage::Stage2(args),
         } => {
+            let out = args.config().out_dir();
             tokio::task::spawn_blocking(move || {
                 hieramas::stage2::fit(&args.config(), &mut bar::Bar::new(args.quiet))
             })
             .await??;
+            record_command(&out)?;
         }
         Command::Experiment {
             what: Experiment::Topology(args),
@@ -319,7 +593,7 @@ async fn run(command: Command) -> Result<()> {
                 r.model,
                 r.usage.prompt_tokens,
                 r.usage.completion_tokens,
-                serve::finish_str(&r.finish_reason),
+                hieramas_serve::api::finish_str(&r.finish_reason),
                 r.latency.as_secs_f64()
             );
         }
@@ -336,37 +610,7 @@ async fn run(command: Command) -> Result<()> {
             };
             println!("{}", serde_json::to_string(&ids)?);
         }
-        Command::Serve {
-            addr,
-            model,
-            no_embeddings,
-        } => {
-            if !addr.ip().is_loopback() {
-                tracing::warn!(
-                    "serving on {addr}, which is not a loopback address: there is no authentication"
-                );
-            }
-            let ids: Vec<String> = if model.is_empty() {
-                local_pool()?.ids().map(String::from).collect()
-            } else {
-                model
-            };
-            let models = LocalModels::from_env()?;
-            let mut state = serve::State::default();
-            for id in ids {
-                let started = std::time::Instant::now();
-                let m = models
-                    .chat(&spec(&id)?, EngineOptions::default())
-                    .with_context(|| format!("loading {id}"))?;
-                tracing::info!("loaded {id} in {:.2} s", started.elapsed().as_secs_f64());
-                state.chat.insert(id, Arc::new(m));
-            }
-            if !no_embeddings {
-                let e = models.embedder(hieramas_llm::Price::default())?;
-                state.embedder = Some(Arc::new(e));
-            }
-            serve::serve(addr, state).await?;
-        }
+        Command::Serve(a) => serve(a).await?,
     }
     Ok(())
 }

@@ -94,3 +94,67 @@ async fn mas_moa_and_debate_keep_every_call_and_say_what_ran() {
         }
     }
 }
+
+/// `eval --cache`: a second evaluation of the same queries (a fresh log, so every query runs
+/// again) is answered from the cache: no request, $0, and the summary counts the hits and what
+/// they saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eval_with_a_cache_replays_for_free_and_says_what_it_saved() {
+    let data = hieramas_tasks::data::DataDir::resolve(None).unwrap();
+    let server = TestServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("pool.toml");
+    std::fs::write(&pool, server.pool_toml()).unwrap();
+    let cache = dir.path().join("cache.sqlite");
+    let eval = |out: std::path::PathBuf| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hieramas"));
+        cmd.args([
+            "eval",
+            "--benchmark",
+            "mmlu",
+            "--method",
+            "moa",
+            "--limit",
+            "2",
+        ])
+        .args(["--max-tokens", "32", "--pool"])
+        .arg(&pool)
+        .arg("--data-dir")
+        .arg(data.root())
+        .arg("--cache")
+        .arg(&cache)
+        .arg("--out")
+        .arg(&out)
+        .env("RUST_LOG", "warn");
+        async move {
+            let output = tokio::task::spawn_blocking(move || cmd.output())
+                .await
+                .unwrap()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            assert!(output.status.success(), "{stderr}");
+            let summary: Value = serde_json::from_str(
+                &std::fs::read_to_string(out.with_extension("summary.json")).unwrap(),
+            )
+            .unwrap();
+            (summary, format!("{stdout}{stderr}"))
+        }
+    };
+    let (live, _) = eval(dir.path().join("a.jsonl")).await;
+    let calls = server.request_count();
+    assert_eq!(calls, 2 * (2 * 3 + 1));
+    assert!(live["cost_pico"].as_u64().unwrap() > 0);
+    assert_eq!(live["cached_calls"], 0);
+    let (replay, printed) = eval(dir.path().join("b.jsonl")).await;
+    assert_eq!(server.request_count(), calls, "the replay made no request");
+    assert_eq!(
+        replay["cost_pico"], live["cost_pico"],
+        "the method's cost does not depend on the cache"
+    );
+    assert_eq!(replay["cached_calls"].as_u64().unwrap() as usize, calls);
+    assert_eq!(replay["saved_pico"], live["cost_pico"]);
+    assert_eq!(replay["accuracy"], live["accuracy"]);
+    assert!(printed.contains("answered from it"), "{printed}");
+    assert!(printed.contains("paid $0.00"), "{printed}");
+}

@@ -81,6 +81,7 @@ impl AnthropicClient {
         if !req.stop.is_empty() {
             b["stop_sequences"] = json!(req.stop);
         }
+        self.core.endpoint.add_params(&mut b, &req.extra);
         Ok(b)
     }
 
@@ -152,6 +153,7 @@ impl ChatModel for AnthropicClient {
             latency: start.elapsed(),
             attempts,
             cached: false,
+            saved: Default::default(),
         })
     }
 }

@@ -162,8 +162,8 @@ impl<M: ChatModel> ChatModel for Budgeted<M> {
         let reservation = self.budget.reserve(self.inner.id(), worst)?;
         let resp = self.inner.chat(req).await?;
         // A response can only cost more than its worst case if the provider ignored
-        // max_tokens; it is charged in full either way.
-        reservation.settle(resp.cost);
+        // max_tokens; it is charged in full either way. A cache hit was not paid for.
+        reservation.settle(if resp.cached { Usd::ZERO } else { resp.cost });
         Ok(resp)
     }
 }

@@ -44,17 +44,41 @@ impl std::str::FromStr for CacheMode {
     }
 }
 
-/// The cache key of `req` sent to the model with pool id `model`.
-pub fn cache_key(model: &str, req: &ChatRequest) -> String {
+/// The cache key of `req` sent to the model `identity` names: for a pool model
+/// [`identity`] (provider, provider model name, base URL, pool id), so the same id pointed at
+/// another provider or server never replays the first one's answers.
+pub fn cache_key(identity: &str, req: &ChatRequest) -> String {
     #[derive(Serialize)]
-    struct KeyV1<'a> {
+    struct KeyV2<'a> {
         v: u32,
         model: &'a str,
         req: &'a ChatRequest,
     }
-    // ChatRequest serialises with a fixed field order, so this JSON is canonical.
-    let json = serde_json::to_vec(&KeyV1 { v: 1, model, req }).unwrap_or_default();
+    // ChatRequest serialises with a fixed field order (its `extra` is a sorted map), so this
+    // JSON is canonical.
+    let json = serde_json::to_vec(&KeyV2 {
+        v: 2,
+        model: identity,
+        req,
+    })
+    .unwrap_or_default();
     hex::encode(Sha256::digest(&json))
+}
+
+/// What identifies a pool model in cache keys: provider, provider model name, base URL (the
+/// provider's default when unset), pool id, and its provider parameters.
+pub fn identity(spec: &crate::pool::ModelSpec) -> String {
+    let params = serde_json::to_string(&spec.params).unwrap_or_default();
+    format!(
+        "{}|{}|{}|{}|{params}",
+        spec.provider.as_str(),
+        spec.model,
+        spec.base_url
+            .as_deref()
+            .or(spec.provider.default_base_url().map(|d| d.0))
+            .unwrap_or(""),
+        spec.id
+    )
 }
 
 /// A SQLite file of recorded answers.
@@ -179,16 +203,40 @@ impl ResponseCache {
     }
 }
 
-/// A model with a response cache in front of it.
+/// A model with a response cache in front of it. A hit is not paid for: `cached` is set and
+/// `saved` holds what the recorded call cost. Its `cost` stays the recorded call's, so an
+/// experiment replayed from the cache reports (and learns from) the same costs as the live one;
+/// [`crate::Budgeted`] charges nothing for it.
 pub struct Cached<M> {
     inner: M,
     cache: Arc<ResponseCache>,
     mode: CacheMode,
+    identity: String,
 }
 
 impl<M: ChatModel> Cached<M> {
+    /// Keys by the model's id alone; prefer [`Cached::for_spec`] for a pool model.
     pub fn new(inner: M, cache: Arc<ResponseCache>, mode: CacheMode) -> Cached<M> {
-        Cached { inner, cache, mode }
+        let identity = inner.id().to_string();
+        Cached {
+            inner,
+            cache,
+            mode,
+            identity,
+        }
+    }
+
+    /// Keys by the pool entry's [`identity`] (provider, model, base URL, id, parameters).
+    pub fn for_spec(
+        inner: M,
+        spec: &crate::pool::ModelSpec,
+        cache: Arc<ResponseCache>,
+        mode: CacheMode,
+    ) -> Cached<M> {
+        Cached {
+            identity: identity(spec),
+            ..Cached::new(inner, cache, mode)
+        }
     }
 }
 
@@ -204,10 +252,11 @@ impl<M: ChatModel> ChatModel for Cached<M> {
         if self.mode == CacheMode::Off {
             return self.inner.chat(req).await;
         }
-        let key = cache_key(self.inner.id(), req);
+        let key = cache_key(&self.identity, req);
         if let Some(mut hit) = self.cache.get(&key).await? {
             hit.cached = true;
             hit.attempts = 0;
+            hit.saved = hit.cost;
             return Ok(hit);
         }
         if self.mode == CacheMode::ReplayOnly {

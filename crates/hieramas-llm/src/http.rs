@@ -50,6 +50,8 @@ pub struct Endpoint {
     /// Limit for one attempt, from sending the request to the last byte of the answer.
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    /// Provider parameters sent verbatim with every request ([`crate::ModelSpec::params`]).
+    pub params: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Endpoint {
@@ -71,6 +73,27 @@ impl Endpoint {
             max_concurrency: 16,
             timeout: Duration::from_secs(120),
             retry: RetryPolicy::default(),
+            params: Default::default(),
+        }
+    }
+
+    /// Adds the endpoint's `params`, then the request's `extra` (which win), to a request
+    /// `body`; the keys the client itself sets (`model`, `messages`, `stream`) stay its own.
+    pub fn add_params(
+        &self,
+        body: &mut serde_json::Value,
+        extra: &std::collections::BTreeMap<String, serde_json::Value>,
+    ) {
+        let Some(b) = body.as_object_mut() else {
+            return;
+        };
+        for (k, v) in self.params.iter().chain(extra) {
+            if !matches!(
+                k.as_str(),
+                "model" | "messages" | "stream" | "stream_options"
+            ) {
+                b.insert(k.clone(), v.clone());
+            }
         }
     }
 

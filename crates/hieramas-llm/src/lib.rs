@@ -13,7 +13,9 @@
 //! message, and cap calls in flight per model.
 //!
 //! Wrappers compose: [`Budgeted`] refuses calls once a USD cap would be exceeded; [`Cached`]
-//! (feature `cache`) records answers in SQLite and replays them.
+//! (feature `cache`) records answers in SQLite and replays them (a hit costs nothing and says
+//! what it saved). Provider parameters (`reasoning_effort`, `top_k`, OpenRouter routing) go
+//! out verbatim: a pool entry's `[models.params]` table, or a call's [`ChatRequest::extra`].
 //!
 //! Models come from a [`Pool`] file (TOML); see [`pool`] for the format.
 //!

@@ -102,6 +102,7 @@ mod tests {
                 latency: Duration::ZERO,
                 attempts: 1,
                 cached: false,
+                saved: Default::default(),
             })
         }
     }

@@ -94,6 +94,7 @@ impl OpenAiClient {
             b["stream"] = json!(true);
             b["stream_options"] = json!({"include_usage": true});
         }
+        self.core.endpoint.add_params(&mut b, &req.extra);
         b
     }
 
@@ -109,6 +110,7 @@ impl OpenAiClient {
             latency: start.elapsed(),
             attempts,
             cached: false,
+            saved: Default::default(),
         }
     }
 

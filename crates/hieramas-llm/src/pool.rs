@@ -24,7 +24,7 @@
 //! Models are kept in file order: the stage-1 selector's output index is a model's position.
 //! A model without a price is an error, never a silent $0 (use 0 for a free local model).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -123,6 +123,11 @@ pub struct ModelSpec {
     pub stream: bool,
     /// Left out of selection unless asked for (the paper excludes `deepseek-r1-14b`).
     pub exclude: bool,
+    /// Provider parameters sent verbatim with every request to this model (the pool file's
+    /// `[models.params]` table: `reasoning_effort`, `top_k`, OpenRouter's `provider`, …); a
+    /// call's own [`crate::ChatRequest::extra`] overrides them key by key.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, serde_json::Value>,
 }
 
 /// Pool metadata from the `[pool]` table.
@@ -170,6 +175,8 @@ struct RawModel {
     stream: bool,
     #[serde(default)]
     exclude: bool,
+    #[serde(default)]
+    params: BTreeMap<String, serde_json::Value>,
 }
 
 /// Environment variables a pool reads (keys, base-URL overrides). Pass [`Env::process`] in
@@ -277,6 +284,7 @@ impl Pool {
                 timeout,
                 stream: m.stream,
                 exclude: m.exclude,
+                params: m.params,
             });
         }
         Ok(Pool {
@@ -383,6 +391,7 @@ impl ModelSpec {
             max_concurrency: self.max_concurrency,
             timeout: self.timeout,
             retry: crate::retry::RetryPolicy::default(),
+            params: self.params.clone(),
         })
     }
 

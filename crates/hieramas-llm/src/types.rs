@@ -1,5 +1,6 @@
 //! Requests, responses and the two traits every backend implements.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,6 +71,11 @@ pub struct ChatRequest {
     /// Part of the cache key; never sent to a provider.
     #[serde(default)]
     pub sample_index: u32,
+    /// Provider parameters sent verbatim in the request body (`reasoning_effort`, `top_k`,
+    /// OpenRouter's `provider` routing, …), over the pool entry's `params`; part of the cache
+    /// key. Local and SIMULATED models ignore them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 impl ChatRequest {
@@ -105,6 +111,11 @@ impl ChatRequest {
     }
     pub fn sample_index(mut self, i: u32) -> Self {
         self.sample_index = i;
+        self
+    }
+    /// A provider parameter sent verbatim (see [`ChatRequest::extra`]).
+    pub fn extra(mut self, key: impl Into<String>, value: serde_json::Value) -> Self {
+        self.extra.insert(key.into(), value);
         self
     }
 }
@@ -180,9 +191,14 @@ pub struct ChatResponse {
     pub latency: Duration,
     /// HTTP attempts made (1 when the first succeeded; 0 for a cache hit).
     pub attempts: u32,
-    /// Served from the response cache: `usage`, `cost` and `latency` are the recorded call's.
+    /// Served from the response cache: `usage`, `cost` and `latency` are the recorded call's,
+    /// and nothing was paid (`saved` is what it would have cost).
     #[serde(default)]
     pub cached: bool,
+    /// What a cache hit saved (the recorded call's cost); zero for a live call. What was paid
+    /// is `cost - saved`.
+    #[serde(default)]
+    pub saved: Usd,
 }
 
 /// Embeddings of several texts, in input order.

@@ -35,10 +35,13 @@ async fn replay_serves_recorded_answers_without_http() {
     let again = recording.chat(&q).await.unwrap();
     assert_eq!(s.request_count(), 1, "a hit makes no HTTP call");
     assert!(again.cached);
+    assert!(live.cost > hieramas_llm::Usd::ZERO);
     assert_eq!(
-        (again.text.as_str(), again.usage, again.cost),
-        (live.text.as_str(), live.usage, live.cost)
+        (again.text.as_str(), again.usage, again.cost, again.saved),
+        (live.text.as_str(), live.usage, live.cost, live.cost),
+        "a hit reports the recorded cost, and saved all of it"
     );
+    assert_eq!(live.saved, hieramas_llm::Usd::ZERO);
 
     // A fresh process would open the file again: replay-only serves it, with the server gone.
     drop((recording, cache, s));
@@ -47,7 +50,11 @@ async fn replay_serves_recorded_answers_without_http() {
     let replay = Cached::new(model(&dead), cache, CacheMode::ReplayOnly);
     let r = replay.chat(&q).await.unwrap();
     assert_eq!(r.text, "echo: record me");
-    assert_eq!(r.cost, live.cost, "replay reports the recorded cost");
+    assert_eq!(
+        (r.cost, r.saved),
+        (live.cost, live.cost),
+        "replay reports the recorded cost, and that it saved it"
+    );
     let miss = replay.chat(&q.clone().sample_index(1)).await.unwrap_err();
     assert!(
         matches!(miss, LlmError::CacheMiss { ref model, .. } if model == "m"),
@@ -120,6 +127,7 @@ fn crash_child_writer() {
                 latency: Duration::ZERO,
                 attempts: 1,
                 cached: false,
+                saved: Default::default(),
             };
             cache
                 .put(&hieramas_llm::cache::cache_key("m", &req), &req, &resp)
@@ -175,4 +183,58 @@ fn crash_keeps_committed_answers() {
             assert_eq!(hit.text, format!("a{i}"));
         }
     });
+}
+
+#[tokio::test]
+async fn the_key_covers_the_server_and_the_provider_parameters() {
+    let a = TestServer::start().await.unwrap();
+    let b = TestServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Arc::new(ResponseCache::open(dir.path().join("c.sqlite")).unwrap());
+    let pool = |s: &TestServer, params: &str| {
+        hieramas_llm::Pool::from_toml(
+            &format!(
+                "[pool]\nname = \"p\"\n[[models]]\nid = \"m\"\nprovider = \"openai-compatible\"\nmodel = \"m\"\nbase_url = \"{}\"\ninput_per_mtok = 1\noutput_per_mtok = 2\n{params}",
+                s.base_url()
+            ),
+            "p",
+        )
+        .unwrap()
+    };
+    let q = ChatRequest::user("same words").temperature(0.0);
+    let on = |s: &TestServer, params: &str| {
+        let p = pool(s, params);
+        Cached::for_spec(model(s), &p.models[0], cache.clone(), CacheMode::ReadWrite)
+    };
+    assert!(!on(&a, "").chat(&q).await.unwrap().cached);
+    assert!(on(&a, "").chat(&q).await.unwrap().cached);
+    // The same pool id on another server, or with other provider parameters, is another model.
+    assert!(!on(&b, "").chat(&q).await.unwrap().cached);
+    let routed = "[models.params]\ntop_k = 5\n";
+    assert!(!on(&a, routed).chat(&q).await.unwrap().cached);
+    assert!(on(&a, routed).chat(&q).await.unwrap().cached);
+    // A call's own extra parameters are part of the request, so of the key.
+    let q2 = q
+        .clone()
+        .extra("reasoning_effort", serde_json::json!("low"));
+    assert!(!on(&a, "").chat(&q2).await.unwrap().cached);
+    assert_eq!((a.request_count(), b.request_count()), (3, 1));
+}
+
+#[tokio::test]
+async fn a_budget_is_not_charged_for_cache_hits() {
+    let s = TestServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Arc::new(ResponseCache::open(dir.path().join("c.sqlite")).unwrap());
+    let budget = hieramas_llm::Budget::new(hieramas_llm::Usd::parse("1").unwrap());
+    let m = hieramas_llm::Budgeted::new(
+        Cached::new(model(&s), cache, CacheMode::ReadWrite),
+        budget.clone(),
+    );
+    let q = ChatRequest::user("pay once").max_tokens(8);
+    let live = m.chat(&q).await.unwrap();
+    assert_eq!(budget.spent(), live.cost);
+    let hit = m.chat(&q).await.unwrap();
+    assert!(hit.cached);
+    assert_eq!(budget.spent(), live.cost, "the hit was not paid for");
 }

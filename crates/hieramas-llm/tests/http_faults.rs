@@ -97,6 +97,32 @@ async fn success_sends_the_openai_wire_format_and_prices_usage() {
 }
 
 #[tokio::test]
+async fn provider_parameters_go_out_verbatim_and_a_call_overrides_the_pool() {
+    let s = server().await;
+    let mut ep = endpoint(&s);
+    ep.params.insert("top_k".into(), serde_json::json!(40));
+    ep.params.insert(
+        "provider".into(),
+        serde_json::json!({"order": ["groq"], "allow_fallbacks": false}),
+    );
+    // The keys the client owns are never replaced.
+    ep.params.insert("model".into(), serde_json::json!("evil"));
+    let c = OpenAiClient::new(ep, http_client().unwrap());
+    let q = req()
+        .extra("reasoning_effort", serde_json::json!("low"))
+        .extra("top_k", serde_json::json!(5));
+    c.chat(&q).await.unwrap();
+    let b = &s.requests()[0].body;
+    assert_eq!(b["model"], "openai/gpt-4o-mini");
+    assert_eq!(b["reasoning_effort"], "low");
+    assert_eq!(b["top_k"], 5, "the call's value wins over the pool's");
+    assert_eq!(
+        b["provider"],
+        serde_json::json!({"order": ["groq"], "allow_fallbacks": false})
+    );
+}
+
+#[tokio::test]
 async fn max_tokens_reports_length() {
     let s = server().await;
     let r = client(&s)

@@ -227,6 +227,7 @@ impl LocalChatModel {
             latency: started.elapsed(),
             attempts: 1,
             cached: false,
+            saved: Default::default(),
         })
     }
 

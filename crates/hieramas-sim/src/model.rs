@@ -459,6 +459,7 @@ impl ChatModel for SimModel {
             latency: started.elapsed().max(Duration::from_micros(1)),
             attempts: 1,
             cached: false,
+            saved: Default::default(),
         })
     }
 }

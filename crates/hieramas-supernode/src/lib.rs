@@ -135,6 +135,9 @@ pub struct Call {
     /// Exact, priced from this call's own usage.
     pub cost: Usd,
     pub cached: bool,
+    /// What a cache hit saved (zero for a live call).
+    #[serde(default)]
+    pub saved: Usd,
     pub text: String,
 }
 
@@ -316,6 +319,7 @@ impl Supernode<'_> {
             usage: r.usage,
             cost: r.cost,
             cached: r.cached,
+            saved: r.saved,
             text: r.text,
         })
     }

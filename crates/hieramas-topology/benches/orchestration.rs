@@ -66,6 +66,7 @@ mod instant {
                 latency: Duration::ZERO,
                 attempts: 1,
                 cached: false,
+                saved: Default::default(),
             })
         }
     }
@@ -96,6 +97,7 @@ fn plan<'a>(
         sampling: Sampling::default(),
         faithful: false,
         consensus: None,
+        observer: None,
     }
 }
 

@@ -5,11 +5,13 @@ use serde::{Deserialize, Serialize};
 use crate::TopologyError;
 use hieramas_supernode::RolePrompts;
 
-/// The shipped role sets: `(benchmark, TOML)`.
-pub const BUILTIN: [(&str, &str); 3] = [
+/// The shipped role sets: `(name, TOML)`: one per benchmark, and `general` for free-form
+/// questions.
+pub const BUILTIN: [(&str, &str); 4] = [
     ("math", include_str!("../roles/math.toml")),
     ("mmlu", include_str!("../roles/mmlu.toml")),
     ("humaneval-plus", include_str!("../roles/humaneval.toml")),
+    ("general", include_str!("../roles/general.toml")),
 ];
 
 /// The roles of one benchmark, in configuration order, and how the decision node is asked.
@@ -71,16 +73,23 @@ impl Role {
 }
 
 impl RoleSet {
-    /// The shipped role set of `benchmark` (`math`, `mmlu`, `humaneval-plus`).
+    /// The shipped role set `benchmark` (`math`, `mmlu`, `humaneval-plus`, `general`).
     pub fn builtin(benchmark: &str) -> Result<RoleSet, TopologyError> {
         let (_, text) = BUILTIN
             .iter()
             .find(|(b, _)| *b == benchmark)
             .ok_or_else(|| TopologyError::Parse {
                 format: "role set",
-                detail: format!("no role set for {benchmark:?} (math, mmlu, humaneval-plus)"),
+                detail: format!(
+                    "no role set for {benchmark:?} (math, mmlu, humaneval-plus, general)"
+                ),
             })?;
         RoleSet::from_toml(text)
+    }
+
+    /// The text of the shipped role set `name`, as [`RoleSet::builtin`] reads it.
+    pub fn builtin_text(name: &str) -> Option<&'static str> {
+        BUILTIN.iter().find(|(b, _)| *b == name).map(|(_, t)| *t)
     }
 
     /// A role set from TOML text; templates must use `{task}`.

@@ -25,7 +25,7 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared, join_all};
 use hieramas_llm::{ChatModel, ChatRequest, Message, Usd};
 use hieramas_supernode::{Call, Members, Output, Sampling, Slot, Supernode, SupernodeError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::roleset::RoleSet;
 use crate::{DECISION, Topology};
@@ -41,7 +41,22 @@ pub struct Plan<'a> {
     pub faithful: bool,
     /// The prediction extractor of the consensus override; `None` turns the override off.
     pub consensus: Option<Extractor>,
+    /// Told of every node as it finishes (and of the decision call), for live progress.
+    pub observer: Option<Observer>,
 }
+
+/// What [`Plan::observer`] is told when a node (or the decision node) has finished.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeEvent<'a> {
+    /// The node id (the role name, or `decision`).
+    pub node: &'a str,
+    /// Its calls (none for a skipped node).
+    pub calls: &'a [Call],
+    pub skipped: bool,
+}
+
+/// A callback for [`NodeEvent`]s; called from the tasks running the query, so keep it short.
+pub type Observer = Arc<dyn Fn(NodeEvent<'_>) + Send + Sync>;
 
 /// Extracts the prediction a grader would see from an output (`None`: no prediction).
 pub type Extractor = fn(&str) -> Option<String>;
@@ -63,7 +78,7 @@ pub enum ScheduleError {
 }
 
 /// A node of the trace.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TraceNode {
     pub id: String,
     pub role: String,
@@ -71,7 +86,7 @@ pub struct TraceNode {
 }
 
 /// A call of the trace.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TraceCall {
     pub node: String,
     /// A proposer index, `"synth"` or `"decision"`.
@@ -84,17 +99,23 @@ pub struct TraceCall {
     pub cost_usd: f64,
     /// The cost in pico-dollars (10^-12 USD), exact.
     pub cost_pico: u64,
+    /// Answered from the response cache (its cost is zero).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
+    /// What a cache hit saved, in pico-dollars.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub saved_pico: u64,
     pub text: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TraceUsage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
 }
 
 /// What happened in one query.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Trace {
     /// The final answer: the decision node's, or the agreeing supernodes' (`consensus`).
     pub answer: String,
@@ -113,6 +134,13 @@ pub struct Trace {
     pub total_cost_pico: u64,
     /// Exactly the sum of the calls' prompt and completion tokens.
     pub total_tokens: u64,
+    /// Calls answered from the response cache.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cached_calls: usize,
+    /// What those hits saved (their recorded cost, counted in `total_cost_pico`), in
+    /// pico-dollars: what was paid is `total_cost_pico - saved_pico`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub saved_pico: u64,
     pub faithful: bool,
 }
 
@@ -186,6 +214,7 @@ pub async fn run_query(plan: &Plan<'_>, task: &str) -> Result<Trace, ScheduleErr
                 .run(&enhanced_task(task, &inputs), clock)
                 .await
                 .map_err(Arc::new)?;
+            observe(plan, &names[j], &out);
             done.push(Arc::new(out));
         }
         done
@@ -208,10 +237,12 @@ pub async fn run_query(plan: &Plan<'_>, task: &str) -> Result<Trace, ScheduleErr
                     .iter()
                     .filter_map(|(i, o)| Some((names[*i].as_str(), o.text.as_deref()?)))
                     .collect();
-                node.run(&enhanced_task(task, &inputs), clock)
+                let out = node
+                    .run(&enhanced_task(task, &inputs), clock)
                     .await
-                    .map(Arc::new)
-                    .map_err(Arc::new)
+                    .map_err(Arc::new)?;
+                observe(plan, node.id, &out);
+                Ok(Arc::new(out))
             }
             .boxed()
             .shared();
@@ -258,8 +289,16 @@ pub async fn run_query(plan: &Plan<'_>, task: &str) -> Result<Trace, ScheduleErr
         usage: r.usage,
         cost: r.cost,
         cached: r.cached,
+        saved: r.saved,
         text: r.text.clone(),
     };
+    if let Some(obs) = &plan.observer {
+        obs(NodeEvent {
+            node: DECISION,
+            calls: std::slice::from_ref(&decision_call),
+            skipped: false,
+        });
+    }
 
     // Only roles that give answers vote (HumanEval's analysis roles do not).
     let voters = outputs
@@ -274,6 +313,8 @@ pub async fn run_query(plan: &Plan<'_>, task: &str) -> Result<Trace, ScheduleErr
     calls.push(&decision_call);
     calls.sort_by_key(|c| (c.finished_ms, c.started_ms));
     let total_cost: Usd = calls.iter().map(|c| c.cost).sum();
+    let saved: Usd = calls.iter().map(|c| c.saved).sum();
+    let cached_calls = calls.iter().filter(|c| c.cached).count();
     let total_tokens = calls.iter().map(|c| c.usage.total()).sum();
     Ok(Trace {
         answer: agreed
@@ -305,14 +346,32 @@ pub async fn run_query(plan: &Plan<'_>, task: &str) -> Result<Trace, ScheduleErr
                 },
                 cost_usd: c.cost.as_f64(),
                 cost_pico: c.cost.pico(),
+                cached: c.cached,
+                saved_pico: c.saved.pico(),
                 text: c.text.clone(),
             })
             .collect(),
         total_cost_usd: total_cost.as_f64(),
         total_cost_pico: total_cost.pico(),
         total_tokens,
+        cached_calls,
+        saved_pico: saved.pico(),
         faithful: plan.faithful,
     })
+}
+
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+fn observe(plan: &Plan<'_>, node: &str, out: &Output) {
+    if let Some(obs) = &plan.observer {
+        obs(NodeEvent {
+            node,
+            calls: &out.calls,
+            skipped: out.text.is_none(),
+        });
+    }
 }
 
 /// The prediction all `outputs` agree on (those without one left out) and the first output

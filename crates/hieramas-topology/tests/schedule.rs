@@ -83,6 +83,7 @@ async fn run_with(
         sampling: Sampling::default(),
         faithful,
         consensus,
+        observer: None,
     };
     run_query(&plan, "TASK").await.unwrap()
 }

@@ -215,6 +215,8 @@ pub async fn run(a: &CreditConfig, progress: &mut dyn Progress) -> Result<Credit
                     embeddings: Some(a.out.join("embeddings")),
                     data_dir: a.data_dir.clone(),
                     budget: None,
+                    roles: None,
+                    cache: None,
                 },
                 faithful: arm.faithful,
                 credit: arm.credit,

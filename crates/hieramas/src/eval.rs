@@ -83,6 +83,10 @@ pub struct EvalOptions {
     pub ablation: Option<Ablation>,
     /// hieramas: proposers per supernode (default: the role set's).
     pub width: Option<usize>,
+    /// Record every model call to, and replay it from, this SQLite response cache (a hit costs
+    /// nothing; the summary counts hits and what they saved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<PathBuf>,
 }
 
 impl Default for EvalOptions {
@@ -112,6 +116,7 @@ impl Default for EvalOptions {
             embeddings: None,
             ablation: None,
             width: None,
+            cache: None,
         }
     }
 }
@@ -179,7 +184,7 @@ fn pool_models(cx: &Inputs<'_>, progress: &mut dyn Progress) -> Result<(Models, 
         None => local_pool()?,
     };
     let name = pool.meta.name.clone();
-    let mut models = Models::new(pool, budget.clone());
+    let mut models = Models::new(pool, budget.clone()).with_cache(o.cache.as_deref())?;
     if models.simulate_queries(data, o.benchmark, known, o.seed)? {
         progress.note(crate::sim::BANNER);
     }
@@ -308,7 +313,13 @@ pub async fn evaluate(o: &EvalOptions, progress: &mut dyn Progress) -> Result<Ev
 fn prepare_mas(cx: &Inputs<'_>, progress: &mut dyn Progress) -> Result<Prepared> {
     let o = cx.o;
     let (mut models, pool_name) = pool_models(cx, progress)?;
-    let system = System::fixed(o.benchmark, &o.mas, &mut models, o.seed, 0.0)?;
+    let system = System::fixed(
+        crate::system::Answer::Benchmark(o.benchmark),
+        &o.mas,
+        &mut models,
+        o.seed,
+        0.0,
+    )?;
     let setup = system.setup().context("a fixed system has a setup")?;
     Ok(Prepared {
         solver: Solver::Mas(Arc::new(setup)),
@@ -351,6 +362,8 @@ async fn prepare_hieramas(cx: &Inputs<'_>, progress: &mut dyn Progress) -> Resul
             ),
             data_dir: o.data_dir.clone(),
             budget: None,
+            roles: None,
+            cache: o.cache.clone(),
         },
         stage1: stage1.clone(),
         stage2: o.stage2.clone(),
@@ -423,6 +436,18 @@ fn prepare_single(cx: &Inputs<'_>, progress: &mut dyn Progress) -> Result<Prepar
     if simulated {
         progress.note(crate::sim::BANNER);
     }
+    let model: Arc<dyn ChatModel> = match &o.cache {
+        Some(path) => Arc::new(hieramas_llm::Cached::for_spec(
+            model,
+            &spec,
+            Arc::new(
+                hieramas_llm::ResponseCache::open(path)
+                    .with_context(|| format!("response cache {}", path.display()))?,
+            ),
+            hieramas_llm::CacheMode::ReadWrite,
+        )),
+        None => model,
+    };
     let model: Arc<dyn ChatModel> = match &budget {
         Some(b) => Arc::new(Budgeted::new(model, b.clone())),
         None => model,

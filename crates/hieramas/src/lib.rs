@@ -8,6 +8,8 @@
 //! - [`stage1`]: trains the LLM selector ([`stage1::train`]).
 //! - [`stage2`]: stage-2 data ([`stage2::generate_data`]), the classifier
 //!   ([`stage2::fit`]) and the test-time planner ([`stage2::Hieramas`]).
+//! - [`bundle`]: a trained system as one hash-verified directory ([`bundle::export`],
+//!   [`bundle::Bundle::open`], [`bundle::Bundle::system`]).
 //! - [`eval`]: a method over a benchmark split, resumable ([`eval::evaluate`]).
 //! - [`credit`], [`topology_exp`]: the experiments on the optimiser.
 //! - [`records`]: the typed records every step writes (built without the `engine` feature).
@@ -43,6 +45,8 @@ pub mod error;
 pub mod progress;
 pub mod records;
 
+#[cfg(feature = "engine")]
+pub mod bundle;
 #[cfg(feature = "engine")]
 pub mod credit;
 #[cfg(feature = "engine")]

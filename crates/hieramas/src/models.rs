@@ -7,7 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use hieramas_bench::query::Query;
-use hieramas_llm::{Budget, Budgeted, ChatModel, Env, Limited, ModelSpec, Pool, Provider};
+use hieramas_llm::{
+    Budget, Budgeted, CacheMode, Cached, ChatModel, Env, Limited, ModelSpec, Pool, Provider,
+    ResponseCache,
+};
 use hieramas_local::engine::EngineOptions;
 use hieramas_local::pool::{LocalModels, local_pool};
 use hieramas_tasks::data::DataDir;
@@ -47,6 +50,8 @@ pub struct Models {
     open: HashMap<String, Arc<dyn ChatModel>>,
     /// What `provider = "sim"` models answer from (see [`Models::simulate`]).
     sim: Option<(Arc<hieramas_sim::GoldBook>, hieramas_sim::Settings)>,
+    /// Every model handed out records to and replays from this cache when set.
+    cache: Option<Arc<ResponseCache>>,
 }
 
 impl Models {
@@ -58,7 +63,21 @@ impl Models {
             http: None,
             open: HashMap::new(),
             sim: None,
+            cache: None,
         }
+    }
+
+    /// Puts the SQLite response cache at `path` in front of every model handed out from now
+    /// on (record on a miss, replay on a hit: a hit costs nothing). The key covers the model's
+    /// provider, provider model name, base URL, pool id and parameters, and the whole request.
+    pub fn with_cache(mut self, path: Option<&Path>) -> Result<Models> {
+        if let Some(path) = path {
+            self.cache =
+                Some(Arc::new(ResponseCache::open(path).with_context(|| {
+                    format!("response cache {}", path.display())
+                })?));
+        }
+        Ok(self)
     }
 
     /// Lets the pool's SIMULATED models answer the tasks of `book`.
@@ -166,6 +185,10 @@ impl Models {
             }
             let http = self.http.as_ref().context("http client")?;
             spec.connect(&Env::process(), http)?
+        };
+        let m: Arc<dyn ChatModel> = match &self.cache {
+            Some(c) => Arc::new(Cached::for_spec(m, &spec, c.clone(), CacheMode::ReadWrite)),
+            None => m,
         };
         let m: Arc<dyn ChatModel> = match &self.budget {
             Some(b) => Arc::new(Budgeted::new(m, b.clone())),

@@ -77,6 +77,14 @@ pub struct SystemConfig {
     /// Stop once this much has been spent on model calls: calls beyond it fail, and so does the
     /// step (a rerun resumes where it stopped).
     pub budget: Option<hieramas_llm::Usd>,
+    /// The role set: a TOML file (as `crates/hieramas-topology/roles/*.toml`) or a built-in
+    /// name (default: the benchmark's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<PathBuf>,
+    /// Record every model call to, and replay it from, this SQLite response cache (a hit costs
+    /// nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<PathBuf>,
 }
 
 impl Default for SystemConfig {
@@ -93,7 +101,16 @@ impl Default for SystemConfig {
             embeddings: None,
             data_dir: None,
             budget: None,
+            roles: None,
+            cache: None,
         }
+    }
+}
+
+impl SystemConfig {
+    /// The role set of this system: [`SystemConfig::roles`], else the benchmark's.
+    pub fn role_set(&self) -> Result<RoleSet> {
+        crate::system::role_set(self.roles.as_deref(), self.benchmark.name())
     }
 }
 
@@ -149,6 +166,24 @@ impl Default for Stage1Config {
             stop_after: None,
         }
     }
+}
+
+/// The file in a stage-1 output directory that says what it was trained with.
+pub const TRAINED_WITH: &str = "trained-with.json";
+
+/// `<out>/trained-with.json`: the configuration a stage-1 run was started with, and what it
+/// resolved (the width, the decision model), for `hieramas export`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainedWith {
+    pub config: Stage1Config,
+    /// Proposers per supernode.
+    pub width: usize,
+    /// The decision node's model.
+    pub decision: String,
+    /// The pool's name.
+    pub pool_name: String,
+    /// Whether the pool has SIMULATED models.
+    pub simulated: bool,
 }
 
 /// What `<out>/state.json` holds after each iteration.
@@ -228,13 +263,14 @@ impl Stage {
         budget: Option<Arc<hieramas_llm::Budget>>,
     ) -> Result<Stage> {
         let benchmark = sys.benchmark;
-        let roles = RoleSet::builtin(benchmark.name())?;
+        let roles = sys.role_set()?;
         let names = roles.names();
         let checker = Checker::new(data, benchmark).await?;
         let pool = crate::models::load_pool(&sys.pool)?;
         let pool_name = pool.meta.name.clone();
         let budget = budget.or_else(|| sys.budget.map(hieramas_llm::Budget::new));
-        let mut models = crate::models::Models::new(pool, budget);
+        let mut models =
+            crate::models::Models::new(pool, budget).with_cache(sys.cache.as_deref())?;
         let simulated = models.simulate_queries(data, benchmark, known, sys.seed)?;
         let ids = models.ids();
         if ids.is_empty() {
@@ -425,6 +461,7 @@ impl Stage {
             sampling: self.sampling,
             faithful: false,
             consensus: Some(prediction_extractor(self.benchmark)),
+            observer: None,
         };
         let trace = run_query(&plan, &q.task)
             .await
@@ -728,6 +765,16 @@ pub async fn train(cfg: &Stage1Config, progress: &mut dyn Progress) -> Result<St
     let fingerprint = fingerprint(cfg, &stage, &settings, variant)?;
     let state_path = out.join("state.json");
     let resumed = resume_state(&state_path, &out, &fingerprint, cfg.fresh)?;
+    crate::records::write_json_atomic(
+        &out.join(TRAINED_WITH),
+        &TrainedWith {
+            config: cfg.clone(),
+            width: settings.width,
+            decision: stage.decision_id.clone(),
+            pool_name: stage.pool_name.clone(),
+            simulated,
+        },
+    )?;
     let (varmap, sel, mut trainer) = selector_and_trainer(
         resumed.is_some().then_some(out.as_path()),
         &settings,

@@ -26,7 +26,6 @@ use hieramas_reward::config::Stage1Config;
 use hieramas_reward::selector::{self, Selector};
 use hieramas_supernode::Members;
 use hieramas_tasks::data::DataDir;
-use hieramas_topology::roleset::RoleSet;
 use hieramas_topology::{Topology, generate};
 use serde::{Deserialize, Serialize};
 
@@ -101,7 +100,7 @@ impl TrainedSelector {
         budget: Option<std::sync::Arc<hieramas_llm::Budget>>,
     ) -> Result<TrainedSelector> {
         let benchmark = sys.benchmark;
-        let width = width.unwrap_or(RoleSet::builtin(benchmark.name())?.width);
+        let width = width.unwrap_or(sys.role_set()?.width);
         let stage = Stage::build(sys, data, known, cache_dir, width, None, budget).await?;
         let (_, selector) = selector::load(stage1, &stage.dev, DType::F32).with_context(|| {
             format!(
@@ -398,6 +397,17 @@ pub struct FitConfig {
     pub predecessors: bool,
 }
 
+impl FitConfig {
+    /// Where the classifier goes: `out`, else `<data>/../classifier`.
+    pub fn out_dir(&self) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| {
+            self.data
+                .parent()
+                .map_or_else(|| PathBuf::from("classifier"), |p| p.join("classifier"))
+        })
+    }
+}
+
 /// The outcome of picking one run per task by `pick` (`None`: the mean over all runs, i.e. a
 /// uniformly random pick in expectation).
 pub fn choice(
@@ -533,11 +543,7 @@ pub fn fit(a: &FitConfig, progress: &mut dyn Progress) -> Result<FitOutput> {
     } else {
         Direction::Successors
     };
-    let out = a.out.clone().unwrap_or_else(|| {
-        a.data
-            .parent()
-            .map_or_else(|| PathBuf::from("classifier"), |p| p.join("classifier"))
-    });
+    let out = a.out_dir();
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let label = if meta.simulated { "SIMULATED " } else { "" };
     if meta.simulated {

@@ -10,7 +10,8 @@ use hieramas_llm::ChatModel;
 use hieramas_supernode::{Members, Sampling};
 use hieramas_tasks::splits::Benchmark;
 use hieramas_topology::roleset::RoleSet;
-use hieramas_topology::schedule::{Extractor, Trace, run_query};
+use hieramas_topology::schedule::{Extractor, run_query};
+pub use hieramas_topology::schedule::{NodeEvent, Observer, Trace};
 use hieramas_topology::{Topology, generate, shapes};
 use serde::{Deserialize, Serialize};
 
@@ -34,8 +35,60 @@ pub struct MasConfig {
     /// Most tokens per call (default 256).
     pub max_tokens: Option<u32>,
     /// The consensus override (method §3.3): when every supernode's extracted prediction
-    /// agrees, it is the answer, whatever the decision node says.
+    /// agrees, it is the answer, whatever the decision node says. Off in free-form answers.
     pub consensus: bool,
+    /// The role set: a TOML file or a built-in name (math, mmlu, humaneval-plus, general);
+    /// default: the benchmark's, or `general` for free-form answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<String>,
+}
+
+/// What a system's final answer is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// A benchmark's answer format ("The answer is N", a letter, a program), which the
+    /// consensus override can extract.
+    Benchmark(Benchmark),
+    /// Whatever the decision node writes; nothing is extracted.
+    FreeForm,
+}
+
+impl Answer {
+    /// The benchmark, unless free-form.
+    pub fn benchmark(self) -> Option<Benchmark> {
+        match self {
+            Answer::Benchmark(b) => Some(b),
+            Answer::FreeForm => None,
+        }
+    }
+
+    /// The built-in role set of this answer format.
+    pub fn default_roles(self) -> &'static str {
+        match self {
+            Answer::Benchmark(b) => b.name(),
+            Answer::FreeForm => "general",
+        }
+    }
+}
+
+/// A role set by file path, or by built-in name (`math`, `mmlu`, `humaneval-plus`,
+/// `general`); `default` (a built-in name) when `spec` is `None`.
+pub fn role_set(spec: Option<&std::path::Path>, default: &str) -> Result<RoleSet> {
+    let Some(path) = spec else {
+        return Ok(RoleSet::builtin(default)?);
+    };
+    if path.is_file() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("role set {}", path.display()))?;
+        return RoleSet::from_toml(&text).with_context(|| format!("role set {}", path.display()));
+    }
+    match path.to_str().and_then(RoleSet::builtin_text) {
+        Some(text) => Ok(RoleSet::from_toml(text)?),
+        None => bail!(
+            "role set {}: no such file, nor a built-in name (math, mmlu, humaneval-plus, general)",
+            path.display()
+        ),
+    }
 }
 
 impl Default for MasConfig {
@@ -47,6 +100,7 @@ impl Default for MasConfig {
             faithful: false,
             max_tokens: None,
             consensus: true,
+            roles: None,
         }
     }
 }
@@ -135,9 +189,20 @@ pub enum Choice {
     Learned(Box<Hieramas>),
 }
 
+/// What [`System::answer_with`] gives back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The final answer (trimmed).
+    pub answer: String,
+    /// Every call, the nodes and edges, tokens and exact cost.
+    pub trace: Trace,
+    /// A learned system's choice of topology and models for this query.
+    pub plan: Option<crate::records::PlanRecord>,
+}
+
 /// A multi-agent system ready to answer queries.
 pub struct System {
-    pub benchmark: Benchmark,
+    pub answer: Answer,
     pub roles: RoleSet,
     pub choice: Choice,
     pub decision: Arc<dyn ChatModel>,
@@ -152,16 +217,20 @@ pub struct System {
 }
 
 impl System {
-    /// The benchmark's role set on `cfg.topology`, pool models placed by `cfg.assign`, the
-    /// decision model; `seed` seeds random topologies, assignments and sampling.
+    /// The role set (`cfg.roles`, default the answer format's) on `cfg.topology`, pool models
+    /// placed by `cfg.assign`, the decision model; `seed` seeds random topologies, assignments
+    /// and sampling.
     pub fn fixed(
-        benchmark: Benchmark,
+        answer: Answer,
         cfg: &MasConfig,
         models: &mut Models,
         seed: u64,
         temperature: f32,
     ) -> Result<System> {
-        let roles = RoleSet::builtin(benchmark.name())?;
+        let roles = role_set(
+            cfg.roles.as_deref().map(std::path::Path::new),
+            answer.default_roles(),
+        )?;
         let topology = topology(&cfg.topology, roles.names(), seed)?;
         let ids = models.ids();
         let slots = assignment(&cfg.assign, &ids, roles.roles.len(), roles.width, seed)?;
@@ -182,7 +251,7 @@ impl System {
         // new configuration.
         let specs = models.specs(slots.iter().flatten().chain([&decision_id]))?;
         let description = serde_json::json!({
-            "benchmark": benchmark.name(),
+            "benchmark": answer.benchmark().map_or("free-form", |b| b.name()),
             "roles": serde_json::to_value(&roles)?,
             "topology": serde_json::from_str::<serde_json::Value>(&topology.to_json())?,
             "assignment": slots,
@@ -192,9 +261,10 @@ impl System {
             "max_tokens": cfg.max_tokens(),
             "consensus": cfg.consensus,
         });
-        let consensus = cfg
-            .consensus
-            .then(|| hieramas_bench::prediction_extractor(benchmark));
+        let consensus = answer
+            .benchmark()
+            .filter(|_| cfg.consensus)
+            .map(hieramas_bench::prediction_extractor);
         let sampling = Sampling {
             temperature: Some(temperature),
             max_tokens: cfg.max_tokens(),
@@ -202,7 +272,7 @@ impl System {
         };
         let decision = models.get(&decision_id)?;
         Ok(System {
-            benchmark,
+            answer,
             decision: decision.clone(),
             consensus,
             choice: Choice::Fixed(Box::new(MasSetup {
@@ -225,7 +295,7 @@ impl System {
     pub fn learned(planner: Hieramas, description: serde_json::Value) -> System {
         let stage = &planner.system.stage;
         System {
-            benchmark: stage.benchmark,
+            answer: Answer::Benchmark(stage.benchmark),
             roles: stage.roles.clone(),
             decision: stage.decision.clone(),
             sampling: stage.sampling,
@@ -257,19 +327,39 @@ impl System {
     /// call. A learned system chooses its topology and models first; the trace keeps nothing
     /// of that choice (see [`Hieramas::choose`]).
     pub async fn answer(&self, query: &str) -> Result<(String, Trace)> {
-        let trace = match &self.choice {
-            Choice::Fixed(setup) => run_query(&setup.plan(), query).await?,
+        let r = self.answer_with(query, None).await?;
+        Ok((r.answer, r.trace))
+    }
+
+    /// [`System::answer`], telling `observer` of every node as it finishes; the reply also
+    /// keeps a learned system's choice.
+    pub async fn answer_with(&self, query: &str, observer: Option<Observer>) -> Result<Reply> {
+        let (setup, plan) = match &self.choice {
+            Choice::Fixed(_) => (None, None),
             Choice::Learned(h) => {
                 let q = Query {
                     id: query_id(query),
                     task: query.to_string(),
+                    // Free-form: no gold. Nothing on this path reads it.
                     gold: hieramas_bench::query::Gold::Math(String::new()),
                 };
-                let (setup, _) = h.choose(&q).await?;
-                run_query(&setup.plan(), query).await?
+                let (setup, plan) = h.choose(&q).await?;
+                (Some(setup), Some(plan))
             }
         };
-        Ok((trace.answer.trim().to_string(), trace))
+        let setup = match (&setup, &self.choice) {
+            (Some(s), _) => s,
+            (None, Choice::Fixed(s)) => s.as_ref(),
+            (None, Choice::Learned(_)) => bail!("a learned system chose no setup"),
+        };
+        let mut p = setup.plan();
+        p.observer = observer;
+        let trace = run_query(&p, query).await?;
+        Ok(Reply {
+            answer: trace.answer.trim().to_string(),
+            trace,
+            plan,
+        })
     }
 }
 

@@ -1,115 +1,64 @@
-//! `hieramas serve`: loaded local models behind the OpenAI wire format.
-//!
-//! - `GET /v1/models`
-//! - `POST /v1/chat/completions`, with `stream: true` as server-sent events (a role chunk, text
-//!   deltas, a finish chunk, a usage chunk when `stream_options.include_usage`, `[DONE]`)
-//! - `POST /v1/embeddings` (`input` a string or an array of strings)
-//!
-//! Errors are OpenAI-shaped (`{"error": {"message", "type", "param", "code"}}`) with 400 for a
-//! malformed request, 404 for an unknown model or path, 500 for a failure of the model.
-//! Concurrent requests to one model are decoded together by its batching engine.
+//! The OpenAI wire format: errors, request parsing, and the local models' chat and
+//! embeddings endpoints.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
-use anyhow::Context;
-use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State as AxState;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use hieramas_llm::{
-    ChatModel, ChatRequest, ChatResponse, Embedder, FinishReason, LlmError, Message,
-};
-use hieramas_local::chat::LocalChatModel;
-use hieramas_local::minilm::MiniLm;
-use hieramas_local::pool::EMBEDDER_ID;
+use hieramas_llm::{ChatModel, ChatRequest, ChatResponse, FinishReason, LlmError, Message};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// What the server answers with.
-#[derive(Default)]
-pub struct State {
-    pub chat: BTreeMap<String, Arc<LocalChatModel>>,
-    pub embedder: Option<Arc<MiniLm>>,
-    next_id: AtomicU64,
-}
-
-type Shared = Arc<State>;
-
-/// Binds `addr`, prints `listening on http://ADDR` on stdout (tests read the port from it), and
-/// serves until Ctrl-C.
-pub async fn serve(addr: SocketAddr, state: State) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
-    let local = listener.local_addr()?;
-    println!("listening on http://{local}");
-    tracing::info!("serving {} model(s) at http://{local}/v1", state.chat.len());
-    axum::serve(listener, router(Arc::new(state)))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("serving")
-}
-
-fn router(state: Shared) -> Router {
-    Router::new()
-        .route("/v1/models", get(models))
-        .route("/v1/chat/completions", post(chat))
-        .route("/v1/embeddings", post(embeddings))
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "no such endpoint: the server has /v1/models, /v1/chat/completions and /v1/embeddings")
-                .code("not_found")
-        })
-        .with_state(state)
-}
+use crate::Shared;
 
 /// An OpenAI-style error response.
 #[derive(Debug)]
-struct ApiError {
-    status: StatusCode,
-    message: String,
-    param: Option<&'static str>,
-    code: Option<&'static str>,
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub param: Option<&'static str>,
+    pub code: Option<&'static str>,
+    /// Seconds for a `Retry-After` header (429s).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),
             param: None,
             code: None,
+            retry_after: None,
         }
     }
-    fn bad(message: impl Into<String>) -> ApiError {
+    pub fn bad(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
-    fn param(mut self, p: &'static str) -> ApiError {
+    pub fn param(mut self, p: &'static str) -> ApiError {
         self.param = Some(p);
         self
     }
-    fn code(mut self, c: &'static str) -> ApiError {
+    pub fn code(mut self, c: &'static str) -> ApiError {
         self.code = Some(c);
         self
     }
-    fn from_llm(e: LlmError) -> ApiError {
+    pub fn from_llm(e: LlmError) -> ApiError {
         match e {
             LlmError::InvalidRequest { detail, .. } => ApiError::bad(detail),
             other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         }
     }
-    fn body(&self) -> Value {
-        let kind = if self.status.is_server_error() {
-            "server_error"
-        } else {
-            "invalid_request_error"
+    pub fn body(&self) -> Value {
+        let kind = match self.status {
+            s if s.is_server_error() => "server_error",
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+            StatusCode::FORBIDDEN => "permission_error",
+            _ => "invalid_request_error",
         };
         json!({"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}})
     }
@@ -117,15 +66,18 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body())).into_response()
+        let mut r = (self.status, axum::Json(self.body())).into_response();
+        if let Some(s) = self.retry_after
+            && let Ok(v) = axum::http::HeaderValue::from_str(&s.to_string())
+        {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+        r
     }
 }
 
-fn unknown_model(state: &State, model: &str) -> ApiError {
-    let mut ids: Vec<&str> = state.chat.keys().map(String::as_str).collect();
-    if state.embedder.is_some() {
-        ids.push(EMBEDDER_ID);
-    }
+pub fn unknown_model(state: &crate::State, model: &str) -> ApiError {
+    let ids = state.model_ids();
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!(
@@ -147,26 +99,30 @@ pub fn finish_str(f: &FinishReason) -> &str {
     }
 }
 
-fn unix_now() -> u64 {
+pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-async fn models(AxState(state): AxState<Shared>) -> axum::Json<Value> {
-    let mut data: Vec<Value> = state
-        .chat
-        .keys()
-        .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "hieramas-local"}))
+pub async fn models(AxState(state): AxState<Shared>) -> axum::Json<Value> {
+    let owner = |id: &str| {
+        if state.systems.contains_key(id) {
+            "hieramas"
+        } else {
+            "hieramas-local"
+        }
+    };
+    let data: Vec<Value> = state
+        .model_ids()
+        .into_iter()
+        .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": owner(&id)}))
         .collect();
-    if state.embedder.is_some() {
-        data.push(json!({"id": EMBEDDER_ID, "object": "model", "created": 0, "owned_by": "hieramas-local"}));
-    }
     axum::Json(json!({"object": "list", "data": data}))
 }
 
 #[derive(Deserialize)]
-struct WireMessage {
+pub struct WireMessage {
     role: String,
     content: WireContent,
 }
@@ -174,14 +130,14 @@ struct WireMessage {
 /// A message's content: a string, or an array of `{"type": "text", "text": …}` parts.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum WireContent {
+pub enum WireContent {
     Text(String),
     Parts(Vec<Value>),
 }
 
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum OneOrMany {
+pub enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
@@ -196,28 +152,40 @@ impl OneOrMany {
 }
 
 #[derive(Deserialize)]
-struct StreamOptions {
+pub struct StreamOptions {
     #[serde(default)]
-    include_usage: bool,
+    pub include_usage: bool,
 }
 
+/// `POST /v1/chat/completions`'s body (the fields this server reads).
 #[derive(Deserialize)]
-struct ChatBody {
-    model: String,
-    messages: Vec<WireMessage>,
-    temperature: Option<f32>,
-    top_p: Option<f32>,
-    max_tokens: Option<u32>,
-    max_completion_tokens: Option<u32>,
-    stop: Option<OneOrMany>,
-    seed: Option<u64>,
-    n: Option<u32>,
+pub struct ChatBody {
+    pub model: String,
+    pub messages: Vec<WireMessage>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub max_completion_tokens: Option<u32>,
+    pub stop: Option<OneOrMany>,
+    pub seed: Option<u64>,
+    pub n: Option<u32>,
     #[serde(default)]
-    stream: bool,
-    stream_options: Option<StreamOptions>,
+    pub stream: bool,
+    pub stream_options: Option<StreamOptions>,
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+/// Reads a request body of at most `limit` bytes (a longer one is a 413).
+pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is over this server's limit of {limit} bytes"),
+        )
+        .code("request_too_large")
+    })
+}
+
+pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::bad(format!(
             "the request body is not valid JSON for this endpoint: {e}"
@@ -225,7 +193,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-fn to_request(b: ChatBody) -> Result<ChatRequest, ApiError> {
+pub fn to_request(b: ChatBody) -> Result<ChatRequest, ApiError> {
     if b.n.is_some_and(|n| n != 1) {
         return Err(ApiError::bad("only n = 1 is supported").param("n"));
     }
@@ -276,7 +244,7 @@ fn to_request(b: ChatBody) -> Result<ChatRequest, ApiError> {
     Ok(req)
 }
 
-fn usage_json(r: &ChatResponse) -> Value {
+pub fn usage_json(r: &ChatResponse) -> Value {
     json!({
         "prompt_tokens": r.usage.prompt_tokens,
         "completion_tokens": r.usage.completion_tokens,
@@ -284,9 +252,13 @@ fn usage_json(r: &ChatResponse) -> Value {
     })
 }
 
-async fn chat(AxState(state): AxState<Shared>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn chat(AxState(state): AxState<Shared>, body: Body) -> Result<Response, ApiError> {
+    let body = read_body(body, state.limits.max_body_bytes).await?;
     let b: ChatBody = parse(&body)?;
     let model_id = b.model.clone();
+    if let Some(system) = state.systems.get(&model_id).cloned() {
+        return crate::system::chat(state, system, b).await;
+    }
     let Some(model) = state.chat.get(&model_id).cloned() else {
         return Err(unknown_model(&state, &model_id));
     };
@@ -400,16 +372,46 @@ struct EmbeddingsBody {
     encoding_format: Option<String>,
 }
 
-async fn embeddings(AxState(state): AxState<Shared>, body: Bytes) -> Result<Response, ApiError> {
+/// An embedding as OpenAI's `encoding_format: "base64"` sends it: the little-endian f32 bytes,
+/// base64 (standard alphabet, padded).
+pub fn base64_f32(v: &[f32]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (k, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
+            if k <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub async fn embeddings(AxState(state): AxState<Shared>, body: Body) -> Result<Response, ApiError> {
+    let body = read_body(body, state.limits.max_body_bytes).await?;
     let b: EmbeddingsBody = parse(&body)?;
-    let Some(embedder) = state.embedder.clone().filter(|_| b.model == EMBEDDER_ID) else {
+    let Some(embedder) = state.embedder.clone().filter(|e| b.model == e.id()) else {
         return Err(unknown_model(&state, &b.model));
     };
-    if b.encoding_format.as_deref().is_some_and(|f| f != "float") {
-        return Err(
-            ApiError::bad("only encoding_format \"float\" is supported").param("encoding_format")
-        );
-    }
+    let base64 = match b.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "encoding_format {other:?}: use \"float\" or \"base64\""
+            ))
+            .param("encoding_format"));
+        }
+    };
     let texts: Vec<String> = match serde_json::from_value::<OneOrMany>(b.input) {
         Ok(i) => i.into_vec(),
         Err(_) => {
@@ -419,17 +421,30 @@ async fn embeddings(AxState(state): AxState<Shared>, body: Bytes) -> Result<Resp
             .param("input"));
         }
     };
-    let out = embedder.embed(&texts).await.map_err(ApiError::from_llm)?;
+    // The encoder computes on the calling thread: keep it off the async workers.
+    let model_id = embedder.id().to_string();
+    let handle = tokio::runtime::Handle::current();
+    let out = tokio::task::spawn_blocking(move || handle.block_on(embedder.embed(&texts)))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(ApiError::from_llm)?;
     let data: Vec<Value> = out
         .vectors
         .iter()
         .enumerate()
-        .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+        .map(|(i, v)| {
+            let embedding = if base64 {
+                json!(base64_f32(v))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
         .collect();
     Ok(axum::Json(json!({
         "object": "list",
         "data": data,
-        "model": EMBEDDER_ID,
+        "model": model_id,
         "usage": {"prompt_tokens": out.usage.prompt_tokens, "total_tokens": out.usage.prompt_tokens},
     }))
     .into_response())
@@ -506,11 +521,26 @@ mod tests {
         }
         let e = request(json!({"messages": []})).err().unwrap();
         assert!(e.message.contains("model"), "{}", e.message);
-        let e = ApiError::from_llm(LlmError::Backend {
+        let e = ApiError::from_llm(hieramas_llm::LlmError::Backend {
             model: "m".into(),
             detail: "boom".into(),
         });
         assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(e.body()["error"]["type"], "server_error");
+    }
+}
+
+#[cfg(test)]
+mod base64_tests {
+    use super::base64_f32;
+
+    #[test]
+    fn base64_is_little_endian_f32_as_openai_sends_it() {
+        // 1.0f32 = 00 00 80 3f; -2.5f32 = 00 00 20 c0.
+        assert_eq!(base64_f32(&[1.0]), "AACAPw==");
+        assert_eq!(base64_f32(&[1.0, -2.5]), "AACAPwAAIMA=");
+        assert_eq!(base64_f32(&[]), "");
+        // Three floats: 12 bytes, no padding.
+        assert_eq!(base64_f32(&[0.0, 0.0, 0.0]).len(), 16);
     }
 }
