@@ -495,6 +495,19 @@ fn part_intro(o: &Options, part: &Part) -> String {
         part.max_tokens,
         part.graphs.unwrap_or(5),
     ));
+    let bundles: Vec<String> = part
+        .benchmarks
+        .iter()
+        .map(|&b| crate::reproduce::bench_dir(&o.run_dir, &part.name, b).join("system"))
+        .filter(|d| d.join("system.toml").is_file())
+        .map(|d| format!("`{}`", d.strip_prefix(&o.run_dir).unwrap_or(&d).display()))
+        .collect();
+    if !bundles.is_empty() {
+        md.push_str(&format!(
+            "The trained systems, as bundles: {} — ask one a question with `hieramas run --system DIR \"…\"`, serve it with `hieramas serve --system DIR`.\n\n",
+            bundles.join(", ")
+        ));
+    }
     md
 }
 

@@ -5,6 +5,10 @@
 //! hieramas tokenize --model local/gemma3-270m "Hello, world"        # [9259,236764,1902]-style JSON, no BOS
 //! hieramas serve --addr 127.0.0.1:8080                               # OpenAI-compatible API
 //! hieramas run --benchmark math --topology full --pool pools/local.toml --trace t.json "What is 7*8?"
+//! hieramas run --roles general "Why is the sky blue?"                # a fixed system, free-form answer
+//! hieramas export --stage1 S1_DIR --stage2 CLASSIFIER_DIR -o my-system   # a trained system as a bundle
+//! hieramas run --system my-system --cache calls.sqlite "What is 7*8?"     # a line per node, then the answer
+//! hieramas serve --system my-system                                  # as the OpenAI model hieramas/<name>
 //! hieramas eval --benchmark mmlu --method single --model local/smollm2-135m --limit 20
 //! hieramas grade humaneval-plus --samples S.jsonl                    # writes S.eval.jsonl
 //! hieramas grade math --pairs P.jsonl                                # {"gold","response"} lines
@@ -501,7 +505,7 @@ async fn run(command: Command) -> Result<()> {
                 a.out.display(),
                 m.benchmark.name(),
                 m.decision,
-                m.files.classifier.iter().count() * 2 + 4,
+                m.files.all().len() + 1,
                 m.name
             );
         }

@@ -66,19 +66,24 @@ pub struct Manifest {
     /// One of the paper's ablations instead of the method.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ablation: Option<Ablation>,
-    pub faithful: Faithful,
+    pub training: Training,
     pub files: Files,
     pub made_by: Provenance,
 }
 
-/// The official-code switches the system was made with.
+/// How stage 1 was trained: the official-code switch and the credit assignment. (At test time
+/// a HieraMAS always runs in topological order; the official config-order execution is a
+/// switch of fixed systems only.)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Faithful {
-    /// Stage 1 trained with the official loss (temperature mismatch, no baseline).
-    pub stage1_loss: bool,
-    /// Stage 1's credit: `multi` (node + system) or `system`.
+pub struct Training {
+    /// The official loss (temperature mismatch, no baseline) instead of the fixed one.
+    pub faithful_loss: bool,
+    /// `multi` (node + system rewards) or `system`.
     pub credit: crate::records::CreditMode,
+    /// Stage-1 iterations, as configured (absent: the official count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<usize>,
 }
 
 /// The files of a bundle, by role.
@@ -99,7 +104,8 @@ pub struct Files {
 }
 
 impl Files {
-    fn all(&self) -> Vec<&BundleFile> {
+    /// Every file of the bundle.
+    pub fn all(&self) -> Vec<&BundleFile> {
         let mut v = vec![
             &self.pool,
             &self.roles,
@@ -252,10 +258,18 @@ pub fn export(cfg: &ExportConfig) -> Result<Manifest> {
     let pool_name = hieramas_llm::Pool::from_toml(&pool, &sys.pool.display().to_string())?
         .meta
         .name;
-    let name = cfg
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("{}-{}", pool_name, sys.benchmark.name()));
+    let name = cfg.name.clone().unwrap_or_else(|| {
+        format!("{}-{}", pool_name, sys.benchmark.name())
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect()
+    });
     if name.is_empty()
         || !name
             .chars()
@@ -347,9 +361,10 @@ pub fn export(cfg: &ExportConfig) -> Result<Manifest> {
         candidates: cfg.candidates,
         cost_lambda: cfg.cost_lambda,
         ablation: cfg.ablation,
-        faithful: Faithful {
-            stage1_loss: trained.config.faithful,
+        training: Training {
+            faithful_loss: trained.config.faithful,
             credit: trained.config.credit,
+            iterations: trained.config.iterations,
         },
         files,
         made_by: Provenance {
