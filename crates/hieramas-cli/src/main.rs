@@ -308,10 +308,12 @@ struct ServeArgs {
     /// A system bundle to serve as `hieramas/<name>` (repeatable).
     #[arg(long)]
     system: Vec<std::path::PathBuf>,
-    /// Local models to load (repeatable); default: every model of `pools/local.toml` when no
-    /// --system is given, none otherwise.
+    /// Local models to load (repeatable); default: every model of `pools/local.toml`.
     #[arg(long)]
     model: Vec<String>,
+    /// Serve no local model (only the systems and the embedder).
+    #[arg(long, conflicts_with = "model")]
+    no_local_models: bool,
     /// Do not load the all-MiniLM-L6-v2 embedder.
     #[arg(long)]
     no_embeddings: bool,
@@ -368,7 +370,9 @@ async fn serve(a: ServeArgs) -> Result<()> {
             system: Arc::new(system),
         });
     }
-    let ids: Vec<String> = if a.model.is_empty() && a.system.is_empty() {
+    let ids: Vec<String> = if a.no_local_models {
+        Vec::new()
+    } else if a.model.is_empty() {
         local_pool()?.ids().map(String::from).collect()
     } else {
         a.model.clone()
@@ -499,14 +503,15 @@ async fn run(command: Command) -> Result<()> {
                 commands,
                 commit: git_commit(),
             })?;
+            let bundle = hieramas::bundle::Bundle::open(&a.out)?;
             eprintln!(
-                "{}bundle {} ({} on {}, {} files): serve it as hieramas/{}",
+                "{}bundle {} ({} on {}, {} files): serve it as {}",
                 if m.simulated { "SIMULATED " } else { "" },
                 a.out.display(),
                 m.benchmark.name(),
                 m.decision,
                 m.files.all().len() + 1,
-                m.name
+                bundle.model_id()
             );
         }
         Command::Train {

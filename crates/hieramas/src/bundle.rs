@@ -440,9 +440,15 @@ impl Bundle {
         })
     }
 
-    /// The served model id: `hieramas/<name>`.
+    /// The served model id: `hieramas/<name>`, or `hieramas/SIMULATED-<name>` for a SIMULATED
+    /// system whose name does not say so already.
     pub fn model_id(&self) -> String {
-        format!("hieramas/{}", self.manifest.name)
+        let name = &self.manifest.name;
+        if self.manifest.simulated && !name.contains("SIMULATED") {
+            format!("hieramas/SIMULATED-{name}")
+        } else {
+            format!("hieramas/{name}")
+        }
     }
 
     fn file(&self, f: &BundleFile) -> PathBuf {
@@ -479,6 +485,12 @@ impl Bundle {
 
     /// Loads the system, ready to answer any question.
     pub async fn system(&self, opts: &LoadOptions, progress: &mut dyn Progress) -> Result<System> {
+        if self.manifest.simulated {
+            progress.note(&format!(
+                "{}: a SIMULATED system — its models look up gold answers of known benchmark tasks, so a question of your own is refused",
+                self.model_id()
+            ));
+        }
         let mut system = learned_system(&self.config(opts), opts, progress)
             .await
             .with_context(|| format!("loading the bundle {}", self.dir.display()))?;
