@@ -139,6 +139,15 @@ pub struct ModelStore {
     root: PathBuf,
 }
 
+/// hieramas's cache folder: `$HIERAMAS_HOME`, else `$HOME/.cache/hieramas` (models,
+/// embeddings of served systems).
+pub fn hieramas_home() -> PathBuf {
+    std::env::var_os("HIERAMAS_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/hieramas")))
+        .unwrap_or_else(|| PathBuf::from(".cache/hieramas"))
+}
+
 impl ModelStore {
     pub fn new(root: impl Into<PathBuf>) -> ModelStore {
         ModelStore { root: root.into() }
@@ -146,11 +155,7 @@ impl ModelStore {
 
     /// `$HIERAMAS_HOME/models`, else `$HOME/.cache/hieramas/models`.
     pub fn from_env() -> ModelStore {
-        let home = std::env::var_os("HIERAMAS_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/hieramas")))
-            .unwrap_or_else(|| PathBuf::from(".cache/hieramas"));
-        ModelStore::new(home.join("models"))
+        ModelStore::new(hieramas_home().join("models"))
     }
 
     pub fn root(&self) -> &Path {

@@ -58,6 +58,21 @@ async fn start(state: State) -> String {
     format!("http://{addr}/v1")
 }
 
+async fn get_json(http: &reqwest::Client, url: String) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+async fn post_json(http: &reqwest::Client, url: String, body: &Value) -> Value {
+    http.post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 fn ask(stream: bool) -> Value {
     json!({"model": MODEL, "stream": stream, "stream_options": {"include_usage": true},
            "messages": [{"role": "user", "content": "Why is the sky blue?"}]})
@@ -69,27 +84,12 @@ async fn a_system_is_an_openai_model_with_its_cost_and_trace() {
     let base = start(state).await;
     let http = reqwest::Client::new();
 
-    let models: Value = http
-        .get(format!("{base}/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = get_json(&http, format!("{base}/models")).await;
     assert_eq!(models["data"][0]["id"], MODEL);
     assert_eq!(models["data"][0]["owned_by"], "hieramas");
 
     // Plain: the answer, usage summed over every call, the exact cost, and the trace by id.
-    let r: Value = http
-        .post(format!("{base}/chat/completions"))
-        .json(&ask(false))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = post_json(&http, format!("{base}/chat/completions"), &ask(false)).await;
     let answer = r["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(answer.starts_with("echo:"), "{r}");
     assert_eq!(r["choices"][0]["finish_reason"], "stop");
@@ -189,15 +189,12 @@ async fn a_system_is_an_openai_model_with_its_cost_and_trace() {
     assert!(many.iter().all(|r| r.as_ref().unwrap().status() == 200));
 
     // A conversation that does not end with a user message is a 400 naming `messages`.
-    let bad: Value = http
-        .post(format!("{base}/chat/completions"))
-        .json(&json!({"model": MODEL, "messages": [{"role": "assistant", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bad = post_json(
+        &http,
+        format!("{base}/chat/completions"),
+        &json!({"model": MODEL, "messages": [{"role": "assistant", "content": "hi"}]}),
+    )
+    .await;
     assert_eq!(bad["error"]["param"], "messages");
 }
 

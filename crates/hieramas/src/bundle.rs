@@ -199,24 +199,9 @@ fn file_in(path: &Path, name: &str) -> PathBuf {
     }
 }
 
-/// The text of a pool given as a file or a built-in pool's conventional path.
+/// The text of a pool file or of a built-in pool (see [`crate::models::pool_source`]).
 fn pool_text(path: &Path) -> Result<String> {
-    if path.is_file() {
-        return std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()));
-    }
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let builtin = match name {
-        "local.toml" => Some(hieramas_local::pool::LOCAL_POOL_TOML),
-        "paper.toml" => Some(hieramas_llm::pool::PAPER_POOL_TOML),
-        _ => hieramas_sim::POOLS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, t)| *t),
-    };
-    builtin
-        .map(str::to_string)
-        .with_context(|| format!("pool {}: no such file nor built-in pool", path.display()))
+    Ok(crate::models::pool_source(path)?.0)
 }
 
 /// Packs the system trained by `cfg.stage1` and `cfg.stage2` into the bundle `cfg.out`; every
@@ -539,9 +524,5 @@ pub async fn learned_system(
 
 /// `$HIERAMAS_HOME/embeddings`, else `~/.cache/hieramas/embeddings`.
 pub fn default_embeddings() -> PathBuf {
-    let home = std::env::var_os("HIERAMAS_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/hieramas")))
-        .unwrap_or_else(|| PathBuf::from(".hieramas"));
-    home.join("embeddings")
+    hieramas_local::fetch::hieramas_home().join("embeddings")
 }

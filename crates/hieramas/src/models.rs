@@ -12,7 +12,7 @@ use hieramas_llm::{
     ResponseCache,
 };
 use hieramas_local::engine::EngineOptions;
-use hieramas_local::pool::{LocalModels, local_pool};
+use hieramas_local::pool::{LOCAL_POOL_TOML, LocalModels, local_pool};
 use hieramas_tasks::data::DataDir;
 use hieramas_tasks::splits::Benchmark;
 
@@ -20,20 +20,30 @@ use crate::error::{Context, Result, bail};
 
 /// A pool file, or one of the built-in pools by its conventional path.
 pub fn load_pool(path: &Path) -> Result<Pool> {
+    let (text, source) = pool_source(path)?;
+    Ok(Pool::from_toml(&text, &source)?)
+}
+
+/// The TOML of a pool file, or of a built-in pool by its conventional path, and the name its
+/// errors go by.
+pub fn pool_source(path: &Path) -> Result<(String, String)> {
     if path.exists() {
-        return Pool::load(path).with_context(|| format!("{}", path.display()));
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        return Ok((text, path.display().to_string()));
     }
-    match path.file_name().and_then(|n| n.to_str()) {
-        Some("local.toml") => Ok(local_pool()?),
-        Some("paper.toml") => Ok(Pool::paper()),
-        Some(name) if hieramas_sim::POOLS.iter().any(|(n, _)| *n == name) => {
-            let text = hieramas_sim::POOLS
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map_or("", |(_, t)| t);
-            Ok(Pool::from_toml(text, name)?)
-        }
-        _ => bail!(
+    let builtin = match path.file_name().and_then(|n| n.to_str()) {
+        Some("local.toml") => Some((LOCAL_POOL_TOML, "pools/local.toml")),
+        Some("paper.toml") => Some((hieramas_llm::pool::PAPER_POOL_TOML, "pools/paper.toml")),
+        Some(name) => hieramas_sim::POOLS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(n, t)| (*t, *n)),
+        None => None,
+    };
+    match builtin {
+        Some((text, source)) => Ok((text.to_string(), source.to_string())),
+        None => bail!(
             "{}: no such pool file (built in: pools/local.toml, pools/paper.toml, pools/sim-paper.toml, pools/sim-credit.toml)",
             path.display()
         ),

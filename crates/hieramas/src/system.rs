@@ -334,8 +334,9 @@ impl System {
     /// [`System::answer`], telling `observer` of every node as it finishes; the reply also
     /// keeps a learned system's choice.
     pub async fn answer_with(&self, query: &str, observer: Option<Observer>) -> Result<Reply> {
+        let chosen;
         let (setup, plan) = match &self.choice {
-            Choice::Fixed(_) => (None, None),
+            Choice::Fixed(setup) => (setup.as_ref(), None),
             Choice::Learned(h) => {
                 let q = Query {
                     id: query_id(query),
@@ -344,13 +345,9 @@ impl System {
                     gold: hieramas_bench::query::Gold::Math(String::new()),
                 };
                 let (setup, plan) = h.choose(&q).await?;
-                (Some(setup), Some(plan))
+                chosen = setup;
+                (&chosen, Some(plan))
             }
-        };
-        let setup = match (&setup, &self.choice) {
-            (Some(s), _) => s,
-            (None, Choice::Fixed(s)) => s.as_ref(),
-            (None, Choice::Learned(_)) => bail!("a learned system chose no setup"),
         };
         let mut p = setup.plan();
         p.observer = observer;
