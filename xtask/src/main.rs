@@ -67,6 +67,10 @@ enum Task {
         /// (`benchmarks/reproduce-baseline.json`) instead of comparing with it.
         #[arg(long)]
         record_baseline: bool,
+        /// What a difference from the tracked baseline does: `warn` (print it, exit 0), `fail`
+        /// (exit 1 on a regression) or `identical` (exit 1 unless every row is identical).
+        #[arg(long, value_enum, default_value = "warn")]
+        baseline_check: report::Check,
     },
     /// Fetches the local models into $HIERAMAS_HOME/models (no-op when present).
     Models {
@@ -132,6 +136,7 @@ fn main() -> Result<()> {
             budget_usd,
             yes,
             record_baseline,
+            baseline_check,
         } => reproduce(
             &root,
             data_dir,
@@ -145,6 +150,7 @@ fn main() -> Result<()> {
                 budget_usd,
                 yes,
                 record_baseline,
+                baseline_check,
             },
         ),
         Task::Datasets {
@@ -364,6 +370,7 @@ struct Wanted {
     budget_usd: Option<f64>,
     yes: bool,
     record_baseline: bool,
+    baseline_check: report::Check,
 }
 
 /// The paid pools of a profile and the API-key variables their models need.
@@ -554,6 +561,7 @@ fn reproduce(root: &Path, data_dir: Option<PathBuf>, wanted: Wanted) -> Result<(
             &options.run_dir,
             &options.profile_name,
             wanted.record_baseline,
+            wanted.baseline_check,
         )?;
     }
     Ok(())

@@ -116,25 +116,52 @@ pub fn profile(name: &str) -> Result<Profile> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Method {
     Hieramas(Option<&'static str>),
-    Mas(String),
-    Baseline(String),
+    /// A fixed multi-agent system of one model (`--assign fixed:`, and the decision node).
+    Mas {
+        /// full, random (one seeded DAG shared by every query), chain or star.
+        topology: String,
+        /// `mas:` — the paper's in-framework baseline (method §7.1): one call per role (its
+        /// persona and answer format), no proposers, no synthesis. `mas-w2:` — our
+        /// propose–synthesise supernodes at the role set's W.
+        one_call: bool,
+        /// `@MODEL`: instead of the part's decision model.
+        model: Option<String>,
+    },
+    /// single, cot, sc, debate or moa; `@MODEL` instead of the part's decision model.
+    Baseline(String, Option<String>),
 }
 
 impl Method {
+    /// `hieramas[:fixed-llm|:random-graph]`, `mas:T[@MODEL]` (one call per role),
+    /// `mas-w2:T[@MODEL]`, `single|cot|sc|debate|moa[@MODEL]`.
     pub fn parse(m: &str) -> Result<Method> {
-        Ok(match m.split_once(':') {
-            None if m == "hieramas" => Method::Hieramas(None),
-            Some(("hieramas", "fixed-llm")) => Method::Hieramas(Some("fixed-llm")),
-            Some(("hieramas", "random-graph")) => Method::Hieramas(Some("random-graph")),
-            Some(("mas", t)) if matches!(t, "full" | "random" | "chain" | "star") => {
-                Method::Mas(t.to_string())
+        let unknown = || {
+            anyhow::anyhow!(
+                "unknown method {m:?} (hieramas, hieramas:fixed-llm, hieramas:random-graph, mas:full|random|chain|star, mas-w2:…, single, cot, sc, debate, moa; mas and the baselines take @MODEL)"
+            )
+        };
+        let (name, model) = match m.split_once('@') {
+            Some((n, model)) if !model.is_empty() => (n, Some(model.to_string())),
+            Some(_) => return Err(unknown()),
+            None => (m, None),
+        };
+        Ok(match (name.split_once(':'), model) {
+            (None, None) if name == "hieramas" => Method::Hieramas(None),
+            (Some(("hieramas", "fixed-llm")), None) => Method::Hieramas(Some("fixed-llm")),
+            (Some(("hieramas", "random-graph")), None) => Method::Hieramas(Some("random-graph")),
+            (Some((kind @ ("mas" | "mas-w2"), t)), model)
+                if matches!(t, "full" | "random" | "chain" | "star") =>
+            {
+                Method::Mas {
+                    topology: t.to_string(),
+                    one_call: kind == "mas",
+                    model,
+                }
             }
-            None if matches!(m, "single" | "cot" | "sc" | "debate" | "moa") => {
-                Method::Baseline(m.to_string())
+            (None, model) if matches!(name, "single" | "cot" | "sc" | "debate" | "moa") => {
+                Method::Baseline(name.to_string(), model)
             }
-            _ => bail!(
-                "unknown method {m:?} (hieramas, hieramas:fixed-llm, hieramas:random-graph, mas:full|random|chain|star, single, cot, sc, debate, moa)"
-            ),
+            _ => return Err(unknown()),
         })
     }
 
@@ -498,16 +525,32 @@ impl<'a> BenchPlan<'a> {
                 }
                 args.extend(["--embeddings".into(), self.embeddings.clone()]);
             }
-            Method::Mas(t) => {
+            Method::Mas {
+                topology,
+                one_call,
+                model: fixed,
+            } => {
                 args.extend(["--method".into(), "mas".into(), "--topology".into()]);
-                args.push(t.clone());
-                // The in-framework baselines (method §7.1): one fixed model everywhere.
-                args.extend(["--assign".into(), format!("fixed:{}", model())]);
+                args.push(topology.clone());
+                // The in-framework baselines (method §7.1): one fixed model everywhere, the
+                // decision node included.
+                let m = fixed.clone().unwrap_or_else(model);
+                args.extend(["--assign".into(), format!("fixed:{m}")]);
+                if fixed.is_some() {
+                    set_decision(&mut args, &m);
+                }
+                if *one_call {
+                    args.extend(["--width".into(), "1".into()]);
+                }
             }
-            Method::Baseline(k) => {
+            Method::Baseline(k, fixed) => {
                 args.extend(["--method".into(), k.clone()]);
+                let m = fixed.clone().unwrap_or_else(model);
                 if matches!(k.as_str(), "single" | "cot" | "sc") {
-                    args.extend(["--model".into(), model()]);
+                    args.extend(["--model".into(), m.clone()]);
+                }
+                if fixed.is_some() {
+                    set_decision(&mut args, &m);
                 }
                 if k == "sc" {
                     args.extend(["--samples".into(), part.samples.to_string()]);
@@ -524,6 +567,14 @@ impl<'a> BenchPlan<'a> {
             args,
             after,
         )
+    }
+}
+
+/// Makes `--decision` of `args` (added when absent) `model`.
+fn set_decision(args: &mut Vec<String>, model: &str) {
+    match args.iter().position(|a| a == "--decision") {
+        Some(i) if i + 1 < args.len() => args[i + 1] = model.to_string(),
+        _ => args.extend(["--decision".into(), model.to_string()]),
     }
 }
 
@@ -720,6 +771,55 @@ mod tests {
             Method::parse("hieramas:fixed-llm").unwrap(),
             Method::Hieramas(Some("fixed-llm"))
         );
+        assert_eq!(
+            Method::parse("mas:random@qwen3-80b").unwrap(),
+            Method::Mas {
+                topology: "random".into(),
+                one_call: true,
+                model: Some("qwen3-80b".into())
+            }
+        );
+        assert_eq!(
+            Method::parse("mas-w2:full").unwrap(),
+            Method::Mas {
+                topology: "full".into(),
+                one_call: false,
+                model: None
+            }
+        );
+        assert_eq!(
+            Method::parse("sc@qwen3-80b").unwrap(),
+            Method::Baseline("sc".into(), Some("qwen3-80b".into()))
+        );
+        for bad in ["hieramas@x", "mas:full@", "single:x"] {
+            assert!(Method::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_paper_baselines_make_one_call_per_role_of_one_model() {
+        let o = options("default", None);
+        let steps = plan(&o).unwrap();
+        let args = |id: &str| {
+            steps
+                .iter()
+                .find(|s| s.id == id)
+                .unwrap_or_else(|| panic!("no step {id}"))
+                .args
+                .join(" ")
+        };
+        let full = args("sim-math-eval-mas-full");
+        assert!(full.contains("--width 1"), "{full}");
+        assert!(full.contains("--assign fixed:gpt-5-mini"), "{full}");
+        let qwen = args("sim-math-eval-mas-random-qwen3-80b");
+        assert!(qwen.contains("--width 1 "), "{qwen}");
+        assert!(qwen.contains("--assign fixed:qwen3-80b"), "{qwen}");
+        assert!(qwen.contains("--decision qwen3-80b"), "{qwen}");
+        assert!(!qwen.contains("gpt-5-mini"), "{qwen}");
+        let ours = args("sim-math-eval-mas-w2-full");
+        assert!(!ours.contains("--width"), "{ours}");
+        let sc = args("sim-mmlu-eval-sc-qwen3-80b");
+        assert!(sc.contains("--model qwen3-80b"), "{sc}");
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub struct EvalConfig {
     /// For `mas`: what defines the system (topology, role set, assignment, decision model,
     /// execution order); part of the hash. `null` for the baselines.
     pub mas: serde_json::Value,
+    /// Seeds the system's own randomness (a random graph or assignment, a simulated pool),
+    /// apart from the split's seed; part of the hash when not 0.
+    #[serde(default)]
+    pub system_seed: u64,
 }
 
 impl EvalConfig {
@@ -53,7 +57,7 @@ impl EvalConfig {
     /// The limit and the concurrency are not part of it: a larger `--limit` extends a run.
     pub fn hash(&self) -> String {
         let s = &self.selection;
-        let key = serde_json::json!({
+        let mut key = serde_json::json!({
             "benchmark": s.benchmark.name(),
             "split": s.split,
             "seed": s.seed,
@@ -66,6 +70,13 @@ impl EvalConfig {
             "grader_version": GRADER_VERSION,
             "mas": self.mas,
         });
+        // Absent when 0, so logs written before the split and system seeds were apart keep
+        // their hash.
+        if self.system_seed != 0
+            && let Some(m) = key.as_object_mut()
+        {
+            m.insert("system_seed".into(), self.system_seed.into());
+        }
         let digest = Sha256::digest(key.to_string().as_bytes());
         hex::encode(&digest[..8])
     }

@@ -87,6 +87,7 @@ fn config(concurrency: usize) -> EvalConfig {
         samples: 1,
         concurrency,
         mas: serde_json::Value::Null,
+        system_seed: 0,
     }
 }
 

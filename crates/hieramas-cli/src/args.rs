@@ -388,6 +388,7 @@ impl MasArgs {
             max_tokens: self.max_tokens,
             consensus: !self.no_consensus,
             roles: self.roles.clone(),
+            width: None,
         }
     }
 }

@@ -49,8 +49,12 @@ pub struct EvalArgs {
     /// mas: the system (random topologies and assignments are seeded by --seed).
     #[command(flatten)]
     mas: crate::args::MasArgs,
-    /// Split seed (the committed splits use 0).
+    /// Which queries: the split's seed (the committed splits use 0).
     #[arg(long, default_value_t = hieramas_tasks::splits::DEFAULT_SEED)]
+    split_seed: u64,
+    /// The system's own randomness (a random topology or assignment, a simulated pool); the
+    /// test queries stay those of --split-seed.
+    #[arg(long, default_value_t = 0)]
     seed: u64,
     /// MMLU: also evaluate rows the Redux annotators flagged as wrong.
     #[arg(long)]
@@ -86,7 +90,8 @@ pub struct EvalArgs {
     /// choice on one random DAG per query; --stage2 not needed).
     #[arg(long)]
     ablation: Option<Ablation>,
-    /// hieramas: proposers per supernode (default: the role set's).
+    /// hieramas and mas: proposers per supernode (default: the role set's); mas with 1 is one
+    /// call per role, no synthesis (the paper's in-framework baselines).
     #[arg(long)]
     width: Option<usize>,
     /// Record every model call to, and replay it from, this SQLite file (a hit costs $0; the
@@ -109,7 +114,11 @@ impl EvalArgs {
             out_dir: self.out_dir.clone(),
             data_dir: self.data_dir.clone(),
             pool: self.pool.clone(),
-            mas: self.mas.config(),
+            mas: hieramas::system::MasConfig {
+                width: self.width,
+                ..self.mas.config()
+            },
+            split_seed: self.split_seed,
             seed: self.seed,
             keep_flagged: self.keep_flagged,
             prompts: self.prompts.clone(),

@@ -228,6 +228,9 @@ async fn run_query(a: RunArgs) -> Result<()> {
     if let Some(p) = &trace.consensus {
         eprintln!("[consensus override: every supernode predicted {p:?}]");
     }
+    if let (Some(p), false) = (&reply.prediction, a.json) {
+        eprintln!("[the answer, as a grader reads it: {p}]");
+    }
     let edges = trace.edges.iter().filter(|e| e[1] != "decision").count();
     eprintln!(
         "[{} roles, {edges} edges ({}), {} calls, {} tokens, ${:.6} (exact: {} pico-USD), {:.1} s]",

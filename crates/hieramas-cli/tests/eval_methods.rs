@@ -17,13 +17,21 @@ async fn mas_moa_and_debate_keep_every_call_and_say_what_ran() {
     let dir = tempfile::tempdir().unwrap();
     let pool = dir.path().join("pool.toml");
     std::fs::write(&pool, server.pool_toml()).unwrap();
-    // (method, calls per query, responses per record)
-    for (method, calls, responses) in [
-        ("mas", 8 * 3 + 1, 1),
-        ("moa", 2 * 3 + 1, 1),
-        ("debate", 3 * 2, 3),
+    // (method, extra flags, calls per query, responses per record)
+    for (method, extra, calls, responses) in [
+        ("mas", &[][..], 8 * 3 + 1, 1),
+        // The paper's in-framework baseline: one call per role (no proposers, no synthesis)
+        // of one fixed model, which also decides.
+        (
+            "mas",
+            &["--width", "1", "--assign", "fixed:m2", "--decision", "m2"][..],
+            8 + 1,
+            1,
+        ),
+        ("moa", &[][..], 2 * 3 + 1, 1),
+        ("debate", &[][..], 3 * 2, 3),
     ] {
-        let out = dir.path().join(format!("{method}.jsonl"));
+        let out = dir.path().join(format!("{method}{}.jsonl", extra.len()));
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hieramas"));
         cmd.args([
             "eval",
@@ -34,6 +42,7 @@ async fn mas_moa_and_debate_keep_every_call_and_say_what_ran() {
             "--limit",
             "2",
         ])
+        .args(extra)
         .args(["--max-tokens", "32", "--pool"])
         .arg(&pool)
         .arg("--data-dir")
@@ -71,6 +80,19 @@ async fn mas_moa_and_debate_keep_every_call_and_say_what_ran() {
                 "{method}"
             );
             assert_eq!(r["method"], method);
+            if !extra.is_empty() {
+                // One call at position 0 of every role, then the decision node's; one model.
+                for c in &tcalls[..tcalls.len() - 1] {
+                    assert_eq!(c["position"], 0, "{c}");
+                }
+                assert_eq!(tcalls.last().unwrap()["position"], "decision");
+                assert!(tcalls.iter().all(|c| c["model"] == "m2"), "{tcalls:?}");
+                let mut nodes: Vec<&str> =
+                    tcalls.iter().map(|c| c["node"].as_str().unwrap()).collect();
+                nodes.sort();
+                nodes.dedup();
+                assert_eq!(nodes.len(), 8 + 1, "every role once, and the decision");
+            }
         }
         // Every request honoured the cap.
         for req in server.requests().iter().skip(before) {

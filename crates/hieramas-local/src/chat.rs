@@ -39,6 +39,18 @@ pub struct ChatFormat {
     pub stop_ids: Vec<u32>,
     /// Context cap (prompt + completion) for loading; keeps RoPE tables and caches small.
     pub max_context: usize,
+    /// A base (pre-trained, not instruction-tuned) model: it continues text rather than
+    /// follows turns, so its "template" is a completion — `prefix` (a few worked examples),
+    /// then the turns as plain text — and it stops at `stop` (the start of the next question)
+    /// as well as at `stop_ids`.
+    #[serde(default)]
+    pub base: bool,
+    /// Text after BOS and before the first turn (a base model's few-shot examples).
+    #[serde(default)]
+    pub prefix: String,
+    /// Stop strings added to every request's own (cut from the completion).
+    #[serde(default)]
+    pub stop: Vec<String>,
 }
 
 impl ChatFormat {
@@ -59,6 +71,9 @@ impl ChatFormat {
             .turn
             .split_once("{content}")
             .ok_or_else(|| LocalError::Format("chat turn template has no {content}".into()))?;
+        if !self.prefix.is_empty() {
+            ids.extend(tok.encode(&self.prefix)?);
+        }
         let mut turns: Vec<(&str, String)> = Vec::new();
         let mut pending_system: Option<String> = None;
         let has_system = messages.iter().any(|m| m.role == Role::System);
@@ -214,10 +229,17 @@ impl LocalChatModel {
             prompt_tokens: g.prompt_tokens as u64,
             completion_tokens: g.completion_tokens as u64,
         };
+        // A completion template ends with "Answer:"; the space the model writes after it is
+        // not part of the answer.
+        let text = if self.format.base {
+            g.text.trim_start().to_string()
+        } else {
+            g.text
+        };
         Ok(ChatResponse {
             model: self.id.clone(),
             provider_model: self.model.clone(),
-            text: g.text,
+            text,
             finish_reason: match g.finish {
                 Finish::Stop => FinishReason::Stop,
                 Finish::Length => FinishReason::Length,
@@ -262,7 +284,7 @@ impl LocalChatModel {
             top_p,
             seed,
             stop_ids: self.format.stop_ids.clone(),
-            stop_strings: req.stop.clone(),
+            stop_strings: req.stop.iter().chain(&self.format.stop).cloned().collect(),
         })
     }
 }

@@ -246,7 +246,7 @@ async fn futures_collect(m: &Arc<LocalChatModel>, reqs: Vec<ChatRequest>) -> Vec
 }
 
 #[tokio::test]
-async fn gemma_answers_in_turn_format_and_over_long_prompts_are_refused() {
+async fn gemma_is_prompted_as_a_base_model_and_over_long_prompts_are_refused() {
     let Some(m) = chat_model("local/gemma3-270m") else {
         return;
     };
@@ -261,9 +261,20 @@ async fn gemma_answers_in_turn_format_and_over_long_prompts_are_refused() {
     assert!(r.usage.completion_tokens >= 1 && r.usage.completion_tokens <= 8);
     let prompt = m
         .format()
-        .render(&[Message::user("hi")], m.tokenizer())
+        .render(
+            &[Message::system("Be brief."), Message::user("hi")],
+            m.tokenizer(),
+        )
         .unwrap();
     assert_eq!(prompt[0], 2, "BOS first");
+    // A completion: the worked examples, the instructions, the question, "Answer:".
+    let text = m.tokenizer().decode(&prompt[1..]).unwrap();
+    assert!(m.format().base);
+    assert!(text.starts_with("Question: What is 3 + 4?"), "{text}");
+    assert!(
+        text.ends_with("Instructions: Be brief.\n\nQuestion: hi\n\nAnswer:"),
+        "{text}"
+    );
     let long = "word ".repeat(9000);
     let err = m.chat(&ChatRequest::user(long)).await.unwrap_err();
     assert!(
@@ -276,4 +287,31 @@ async fn gemma_answers_in_turn_format_and_over_long_prompts_are_refused() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("temperature"), "{err}");
+}
+
+/// Each local model, greedy, answers simple questions sensibly through its own template (a
+/// chat template for the instruction-tuned SmolLM2, a completion template for the base Gemma
+/// 3): a broken template gives echoes and noise ("What is 7*8? mendatang").
+#[tokio::test]
+async fn every_local_model_answers_simple_questions_sensibly() {
+    let questions = [
+        ("What is the capital of Japan?", "tokyo"),
+        ("What is the opposite of hot?", "cold"),
+        ("Which animal says meow?", "cat"),
+    ];
+    for id in ["local/smollm2-135m", "local/gemma3-270m"] {
+        let Some(m) = chat_model(id) else {
+            return;
+        };
+        for (q, want) in questions {
+            let r = m
+                .chat(&ChatRequest::user(q).temperature(0.0).max_tokens(24))
+                .await
+                .unwrap();
+            let answer = r.text.to_lowercase();
+            assert!(answer.contains(want), "{id}: {q} -> {:?}", r.text);
+            assert!(!answer.contains("question:"), "{id}: {q} -> {:?}", r.text);
+            assert_eq!(r.text, r.text.trim_start(), "{id}: no leading space");
+        }
+    }
 }

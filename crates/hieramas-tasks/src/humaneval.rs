@@ -134,6 +134,20 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The verdict on a task's reference program: it passes base and plus by definition.
+    pub fn reference(sandboxed: bool) -> Outcome {
+        let pass = PartResult {
+            status: Status::Pass,
+            failed_input: None,
+            error: None,
+        };
+        Outcome {
+            base: pass.clone(),
+            plus: pass,
+            sandboxed,
+        }
+    }
+
     pub fn base_pass(&self) -> bool {
         self.base.status == Status::Pass
     }
@@ -254,6 +268,16 @@ enum RunEnd {
     TimedOut { after: Duration },
     /// The sandbox could not be started.
     NotStarted(String),
+}
+
+/// Whether `solution` is the task's reference program: prompt + canonical solution, up to
+/// whitespace at the very end (which changes nothing a program does).
+pub fn is_reference_program(task: &HumanEvalTask, solution: &str) -> bool {
+    let solution = solution.trim_end();
+    let canonical = task.canonical_solution.trim_end();
+    solution.len() == task.prompt.len() + canonical.len()
+        && solution.starts_with(task.prompt.as_str())
+        && solution.ends_with(canonical)
 }
 
 /// Grades programs against the HumanEval+ tasks.
@@ -398,7 +422,20 @@ impl Grader {
 
     /// Grades `solution` (a whole program: prompt + completion) on task `task_id`. The verdict
     /// on a program this grader has already run to a decision is reused.
+    ///
+    /// The task's own reference program (prompt + canonical solution, trailing whitespace
+    /// aside) passes without another run: its outputs *are* the expected outputs, made by
+    /// running it in the sandbox (and cached) before anything is graded. So its verdict never
+    /// depends on a deadline under a loaded CPU — the reason the SIMULATED HumanEval+ results
+    /// (whose right answers are the reference programs) drifted between machines.
     pub fn grade(&self, task_id: &str, solution: &str) -> Result<Outcome, TasksError> {
+        if let Some(task) = self.tasks.get(task_id)
+            && is_reference_program(task, solution)
+        {
+            let isolation = self.isolation()?;
+            self.reference(task_id)?;
+            return Ok(Outcome::reference(isolation == Isolation::Bubblewrap));
+        }
         let mut h = Sha256::new();
         h.update(task_id.as_bytes());
         h.update([0u8]);
@@ -1092,8 +1129,9 @@ fn parallel_map<T: Sync, R: Send>(
 /// The code is the first fenced block (```` ```python ```` or ```` ``` ````) that defines the
 /// entry point, else the first fenced block, else the whole response. If it defines the entry
 /// point, the program is the prompt (for its imports and helper functions) followed by the
-/// code, whose definition replaces the prompt's; otherwise the code is taken as the body that
-/// completes the prompt.
+/// code, whose definition replaces the prompt's — or the code alone when it starts with the
+/// whole prompt (it has them already); otherwise the code is taken as the body that completes
+/// the prompt.
 pub fn program_from_response(task: &HumanEvalTask, response: &str) -> String {
     let def = format!("def {}(", task.entry_point);
     let blocks = fenced_blocks(response);
@@ -1103,7 +1141,9 @@ pub fn program_from_response(task: &HumanEvalTask, response: &str) -> String {
         .or(blocks.first())
         .map(|s| s.as_str())
         .unwrap_or(response);
-    if code.contains(&def) {
+    if code.starts_with(task.prompt.as_str()) && code.contains(&def) {
+        format!("{}\n", code.trim_end())
+    } else if code.contains(&def) {
         format!("{}\n\n{}\n", task.prompt.trim_end(), code.trim_end())
     } else {
         format!("{}{}\n", task.prompt, code.trim_end())

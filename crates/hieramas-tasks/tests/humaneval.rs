@@ -26,7 +26,12 @@ fn every_canonical_solution_passes_base_and_plus() {
         .map(|t| {
             (
                 t.task_id.clone(),
-                format!("{}{}", t.prompt, t.canonical_solution),
+                // A comment at the end, so that the program is run and compared (the reference
+                // program itself passes without a run).
+                format!(
+                    "{}{}\n# graded by running\n",
+                    t.prompt, t.canonical_solution
+                ),
             )
         })
         .collect();
@@ -160,6 +165,10 @@ fn programs_from_chat_responses() {
     );
     assert!(p.starts_with("import math\n"), "{p}");
     assert!(p.ends_with("def f(x):\n    return math.floor(x)\n"), "{p}");
+    // A response that repeats the whole prompt and completes it is the program as it stands.
+    let whole = format!("{}{}", task.prompt, task.canonical_solution);
+    let p = program_from_response(&task, &format!("```python\n{whole}```"));
+    assert_eq!(p, whole);
     // A bare body completes the prompt.
     let p = program_from_response(&task, "    return x + 1");
     assert_eq!(p, format!("{}    return x + 1\n", task.prompt));
@@ -182,7 +191,7 @@ fn programs_from_chat_responses() {
 fn an_identical_program_is_run_once_and_keeps_its_verdict() {
     let Some(g) = grader() else { return };
     let t = g.task("HumanEval/2").unwrap();
-    let right = format!("{}{}", t.prompt, t.canonical_solution);
+    let right = format!("{}{}\n# mine\n", t.prompt, t.canonical_solution);
     let wrong = format!("{}    return 0.0\n", t.prompt);
     let id = t.task_id.clone();
     let first = g.grade(&id, &right).unwrap();
@@ -197,6 +206,27 @@ fn an_identical_program_is_run_once_and_keeps_its_verdict() {
     assert_eq!(g.grade(&id, &wrong).unwrap(), failed);
     assert_eq!(g.sandbox_runs(), runs + 1);
     assert!(!g.grade("HumanEval/0", &right).unwrap().base_pass());
+    assert_eq!(g.sandbox_runs(), runs + 2);
+}
+
+#[test]
+fn the_reference_program_passes_without_a_run_whatever_the_clock() {
+    let Some(g) = grader() else { return };
+    let t = g.task("HumanEval/13").unwrap();
+    let reference = format!("{}{}", t.prompt, t.canonical_solution);
+    let id = t.task_id.clone();
+    let first = g.grade(&id, &reference).unwrap();
+    let runs = g.sandbox_runs();
+    assert!(first.plus_pass(), "{:?}", first.first_error());
+    // Whitespace at the very end changes nothing; nothing is run for it.
+    let trailing = format!("{}{}\n\n  \n", t.prompt, t.canonical_solution.trim_end());
+    assert_eq!(g.grade(&id, &trailing).unwrap(), first);
+    assert_eq!(g.sandbox_runs(), runs, "the reference program is not run");
+    // Anything else is run: a comment, or the reference of another task.
+    let commented = format!("{reference}# a comment\n");
+    assert!(g.grade(&id, &commented).unwrap().plus_pass());
+    assert_eq!(g.sandbox_runs(), runs + 1);
+    assert!(!g.grade("HumanEval/0", &reference).unwrap().base_pass());
     assert_eq!(g.sandbox_runs(), runs + 2);
 }
 

@@ -58,7 +58,10 @@ pub struct EvalOptions {
     /// `decision` is also moa's aggregator and HieraMAS's decision model, its `max_tokens`
     /// every method's (the baselines' default: the prompts file).
     pub mas: MasConfig,
-    /// Split seed (the committed splits use 0).
+    /// Which queries: the split's seed (the committed splits use 0).
+    pub split_seed: u64,
+    /// The system's own randomness: a random topology or assignment, a simulated pool. Apart
+    /// from `split_seed`, so trying another random graph keeps the test queries.
     pub seed: u64,
     /// MMLU: also evaluate rows the Redux annotators flagged as wrong.
     pub keep_flagged: bool,
@@ -104,7 +107,8 @@ impl Default for EvalOptions {
             data_dir: None,
             pool: None,
             mas: MasConfig::default(),
-            seed: hieramas_tasks::splits::DEFAULT_SEED,
+            split_seed: hieramas_tasks::splits::DEFAULT_SEED,
+            seed: 0,
             keep_flagged: false,
             prompts: None,
             samples: None,
@@ -201,7 +205,7 @@ pub async fn evaluate(o: &EvalOptions, progress: &mut dyn Progress) -> Result<Ev
     let selection = Selection {
         benchmark,
         split: o.split.clone(),
-        seed: o.seed,
+        seed: o.split_seed,
         limit: o.limit,
         keep_flagged: o.keep_flagged,
     };
@@ -243,6 +247,7 @@ pub async fn evaluate(o: &EvalOptions, progress: &mut dyn Progress) -> Result<Ev
         samples: prompts.samples(method),
         concurrency: o.concurrency.max(1),
         mas: prepared.description,
+        system_seed: o.seed,
     };
     let path = o
         .out

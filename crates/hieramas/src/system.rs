@@ -41,6 +41,11 @@ pub struct MasConfig {
     /// default: the benchmark's, or `general` for free-form answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub roles: Option<String>,
+    /// Proposers per supernode instead of the role set's W. 1 is one call per role, no
+    /// synthesis: the paper's in-framework baselines (method §7.1), whose one call is the
+    /// role's persona with the answer format.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<usize>,
 }
 
 /// What a system's final answer is.
@@ -101,6 +106,7 @@ impl Default for MasConfig {
             max_tokens: None,
             consensus: true,
             roles: None,
+            width: None,
         }
     }
 }
@@ -198,6 +204,10 @@ pub struct Reply {
     pub trace: Trace,
     /// A learned system's choice of topology and models for this query.
     pub plan: Option<crate::records::PlanRecord>,
+    /// What a grader reads as the answer (MATH: the result, normalised; MMLU: the letter);
+    /// `None` for free-form answers, programs, or when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<String>,
 }
 
 /// A multi-agent system ready to answer queries.
@@ -227,10 +237,15 @@ impl System {
         seed: u64,
         temperature: f32,
     ) -> Result<System> {
-        let roles = role_set(
+        let mut roles = role_set(
             cfg.roles.as_deref().map(std::path::Path::new),
             answer.default_roles(),
         )?;
+        match cfg.width {
+            Some(0) => bail!("a supernode needs at least one proposer (width 0)"),
+            Some(w) => roles.width = w,
+            None => {}
+        }
         let topology = topology(&cfg.topology, roles.names(), seed)?;
         let ids = models.ids();
         let slots = assignment(&cfg.assign, &ids, roles.roles.len(), roles.width, seed)?;
@@ -352,10 +367,17 @@ impl System {
         let mut p = setup.plan();
         p.observer = observer;
         let trace = run_query(&p, query).await?;
+        let prediction = match self.answer {
+            Answer::Benchmark(b @ (Benchmark::Math | Benchmark::Mmlu)) => {
+                hieramas_bench::prediction_extractor(b)(&trace.answer)
+            }
+            _ => None,
+        };
         Ok(Reply {
             answer: trace.answer.trim().to_string(),
             trace,
             plan,
+            prediction,
         })
     }
 }
