@@ -42,7 +42,8 @@ enum Task {
     Reproduce {
         /// A profile of xtask/reproduce.toml: `default` (simulated paper pool + a small real
         /// local run, <30 min here), `paper` (the real reproduction, OpenRouter; the default
-        /// when --pool is given) or `smoke` (a minute, SIMULATED).
+        /// when --pool is given), `smoke` (a minute, SIMULATED) or `mmlu-sweep` (the paper's
+        /// candidate-pool sweep, SIMULATED).
         #[arg(long)]
         profile: Option<String>,
         /// A pool file for every part instead of the profile's.
@@ -71,6 +72,17 @@ enum Task {
         /// (exit 1 on a regression) or `identical` (exit 1 unless every row is identical).
         #[arg(long, value_enum, default_value = "warn")]
         baseline_check: report::Check,
+        /// Also run every part as the official code does (method §10: config-order execution,
+        /// whole-text consensus, the official loss and clamp, decision-only label cost, W per
+        /// stage, the official checkpoints, the zero-metadata skip decision), as the part
+        /// `<part>-official` beside ours; the report compares them.
+        #[arg(long)]
+        faithful: bool,
+        /// Like --faithful with only these official behaviours restored (comma-separated:
+        /// config-order, whole-text-consensus, loss, decision-cost, width, checkpoints,
+        /// skip-metadata): an ablation of our fixes.
+        #[arg(long, value_name = "SWITCHES", conflicts_with = "faithful")]
+        official: Option<String>,
     },
     /// Fetches the local models into $HIERAMAS_HOME/models (no-op when present).
     Models {
@@ -137,6 +149,8 @@ fn main() -> Result<()> {
             yes,
             record_baseline,
             baseline_check,
+            faithful,
+            official,
         } => reproduce(
             &root,
             data_dir,
@@ -151,6 +165,11 @@ fn main() -> Result<()> {
                 yes,
                 record_baseline,
                 baseline_check,
+                official: match (faithful, official) {
+                    (true, _) => Some(hieramas::official::Official::all()),
+                    (false, Some(list)) => Some(list.parse()?),
+                    (false, None) => None,
+                },
             },
         ),
         Task::Datasets {
@@ -371,6 +390,8 @@ struct Wanted {
     yes: bool,
     record_baseline: bool,
     baseline_check: report::Check,
+    /// Official behaviours to run beside ours (`--faithful`, `--official`).
+    official: Option<hieramas::official::Official>,
 }
 
 /// The paid pools of a profile and the API-key variables their models need.
@@ -464,6 +485,19 @@ fn reproduce(root: &Path, data_dir: Option<PathBuf>, wanted: Wanted) -> Result<(
         pools: paid,
         keys: paid_keys,
     } = model_pools(&mut profile, pool.as_deref())?;
+    if let Some(official) = wanted.official {
+        reproduce::add_official_parts(&mut profile, official);
+        println!(
+            "   and every part again as the official code runs it ({official}): {}",
+            profile
+                .part
+                .iter()
+                .filter(|p| p.official.is_some())
+                .map(|p| format!("`{}`", p.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     println!("\n2. Datasets and splits");
     let dir = data_dir_or_default(root, data_dir)?;
     let bad = check_datasets(root, &dir)?;

@@ -100,12 +100,10 @@ fn evaluated(run: &Path, part: &str, benchmark: Benchmark, method: &str) -> Resu
     })
 }
 
-/// The eval methods of a part (with `hieramas@unseen` for MMLU when it runs).
+/// The eval methods of a part (with the unseen-subject runs for MMLU when they run).
 fn methods(part: &Part, benchmark: Benchmark) -> Vec<String> {
     let mut m = part.methods.clone();
-    if benchmark == Benchmark::Mmlu && part.unseen.is_some() && m.iter().any(|x| x == "hieramas") {
-        m.push("hieramas@unseen".into());
-    }
+    m.extend(crate::reproduce::unseen_methods(part, benchmark));
     m
 }
 
@@ -384,8 +382,15 @@ pub fn write(o: &Options, outcomes: &[Outcome], wall_s: f64) -> Result<()> {
     let mut md = header(o, outcomes, wall_s, &meta);
     let mut parts = Vec::new();
     let mut csv = String::from(CSV_HEADER);
+    let mut gathered = BTreeMap::new();
     for part in &o.profile.part {
-        let g = Gathered::of(run, part)?;
+        gathered.insert(part.name.clone(), Gathered::of(run, part)?);
+    }
+    md.push_str(&official_section(o, &gathered, &paper));
+    for part in &o.profile.part {
+        let Some(g) = gathered.remove(&part.name) else {
+            continue;
+        };
         md.push_str(&part_intro(o, part));
         md.push_str(&accuracy_table(part, &g, &paper));
         md.push_str(&cost_tables(part, &g, &paper));
@@ -416,6 +421,72 @@ pub fn write(o: &Options, outcomes: &[Outcome], wall_s: f64) -> Result<()> {
         run.join("REPORT.md").display()
     );
     Ok(())
+}
+
+/// Ours beside the official code's behaviour (`--faithful`): for every part run both ways, each
+/// method both ran, accuracy and cost per query side by side (with the paper's reported
+/// HieraMAS numbers). Empty when no part ran the official way.
+fn official_section(
+    o: &Options,
+    gathered: &BTreeMap<String, Gathered>,
+    paper: &PaperNumbers,
+) -> String {
+    let mut md = String::new();
+    for official in o.profile.part.iter().filter(|p| p.official.is_some()) {
+        let Some(ours) = official
+            .name
+            .strip_suffix(crate::reproduce::OFFICIAL_SUFFIX)
+            .and_then(|n| o.profile.part.iter().find(|p| p.name == n))
+        else {
+            continue;
+        };
+        let (Some(go), Some(gf)) = (gathered.get(&ours.name), gathered.get(&official.name)) else {
+            continue;
+        };
+        let label = if ours.simulated {
+            "**SIMULATED** (`hieramas-sim`), both. "
+        } else {
+            ""
+        };
+        md.push_str(&format!(
+            "## Ours beside the official code — part `{}` vs `{}`\n\n{label}The same pool, sizes and seeds; `{}` restores the official behaviours `{}` (method §10; each is also a switch of `hieramas --official`, so one can be flipped at a time). Accuracy in % (queries in brackets); cost per query in USD.\n\n| benchmark | method | ours: accuracy | official: accuracy | ours: cost/query | official: cost/query |\n|---|---|---:|---:|---:|---:|\n",
+            ours.name,
+            official.name,
+            official.name,
+            official.official()
+        ));
+        for &b in &official.benchmarks {
+            if let Some(v) = paper.hieramas.get(b.name()) {
+                md.push_str(&format!(
+                    "| {} | *HieraMAS, paper (reported)* | | *{v}* | | {} |\n",
+                    bench_title(b),
+                    paper
+                        .inference_cost_usd
+                        .get(b.name())
+                        .map_or(String::new(), |c| format!("*${c} (whole test split)*"))
+                ));
+            }
+            for m in methods(official, b) {
+                let cell = |g: &Gathered| {
+                    let acc = g
+                        .acc(b, &m)
+                        .map_or("—".into(), |(a, n)| format!("{a:.1} ({n})"));
+                    let cost = g
+                        .eval(b, &m)
+                        .and_then(per_query)
+                        .map_or("—".into(), |c| format!("{c:.6}"));
+                    (acc, cost)
+                };
+                let ((ao, co), (af, cf)) = (cell(go), cell(gf));
+                md.push_str(&format!(
+                    "| {} | {m} | {ao} | {af} | {co} | {cf} |\n",
+                    bench_title(b)
+                ));
+            }
+        }
+        md.push('\n');
+    }
+    md
 }
 
 /// The title and what this invocation did.
@@ -574,12 +645,10 @@ fn accuracy_table(part: &Part, g: &Gathered, paper: &PaperNumbers) -> String {
         }
         md.push_str(&avg_cell(&sum, part.benchmarks.len()));
         if unseen {
-            md.push_str(
-                &match (m.as_str(), g.acc(Benchmark::Mmlu, "hieramas@unseen")) {
-                    ("hieramas", Some((a, n))) => format!(" {a:.1} ({n}) |"),
-                    _ => " |".into(),
-                },
-            );
+            md.push_str(&match g.acc(Benchmark::Mmlu, &format!("{m}@unseen")) {
+                Some((a, n)) => format!(" {a:.1} ({n}) |"),
+                None => " |".into(),
+            });
         }
         md.push('\n');
     }
@@ -664,9 +733,7 @@ fn cost_tables(part: &Part, g: &Gathered, paper: &PaperNumbers) -> String {
         ));
     }
     let mut all_methods: Vec<String> = part.methods.clone();
-    if has_unseen(part) && part.methods.iter().any(|m| m == "hieramas") {
-        all_methods.push("hieramas@unseen".into());
-    }
+    all_methods.extend(crate::reproduce::unseen_methods(part, Benchmark::Mmlu));
     for m in &all_methods {
         md.push_str(&row(format!("inference: {m} (all queries)"), &|b| {
             g.eval(b, m).map(|e| e.spent_pico)
@@ -1182,7 +1249,12 @@ fn same_row(base: &BaselineRow, now: &BaselineRow) -> bool {
 /// The SIMULATED parts' accuracy and cost per query, by `part/benchmark/method`.
 fn tracked(results: &Results) -> BTreeMap<String, BaselineRow> {
     let mut rows = BTreeMap::new();
-    for part in results.parts.iter().filter(|p| p.simulated) {
+    // The official-code parts (`--faithful`) are not part of the tracked pipeline.
+    for part in results
+        .parts
+        .iter()
+        .filter(|p| p.simulated && p.settings.official.is_none())
+    {
         for (b, v) in &part.benchmarks {
             for (m, e) in &v.methods {
                 let Some(s) = e.summary.as_ref().filter(|s| s.queries > 0) else {

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use hieramas::Benchmark;
+use hieramas::official::Official;
 use serde::{Deserialize, Serialize};
 
 const PROFILES: &str = include_str!("../reproduce.toml");
@@ -69,6 +70,69 @@ pub struct Part {
     pub concurrency: usize,
     pub samples: u32,
     pub methods: Vec<String>,
+    /// The official behaviours this part restores (`hieramas::official`, e.g. `all`): its
+    /// steps get `--official`, and with `checkpoints` the official stage-1 checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub official: Option<String>,
+}
+
+impl Part {
+    /// The official behaviours this part restores (none: ours).
+    pub fn official(&self) -> Official {
+        self.official
+            .as_deref()
+            .and_then(|o| o.parse().ok())
+            .unwrap_or_default()
+    }
+}
+
+/// The suffix of a method's run on MMLU's unseen subjects (`test_unseen`).
+pub const UNSEEN: &str = "@unseen";
+
+/// The methods a part also runs on MMLU's unseen subjects (method §7): HieraMAS, and the
+/// paper's unseen-subject baseline, self-consistency CoT with qwen3-80b (`sc@qwen3-80b`) —
+/// each when the part runs it on the test split and asks for `unseen` queries.
+pub fn unseen_methods(part: &Part, benchmark: Benchmark) -> Vec<String> {
+    if benchmark != Benchmark::Mmlu || part.unseen.is_none() {
+        return Vec::new();
+    }
+    ["hieramas", "sc@qwen3-80b"]
+        .into_iter()
+        .filter(|m| part.methods.iter().any(|x| x == m))
+        .map(|m| format!("{m}{UNSEEN}"))
+        .collect()
+}
+
+/// The suffix of a part run as the official code does, beside the part of the same name.
+pub const OFFICIAL_SUFFIX: &str = "-official";
+
+/// Adds, for every part of ours, the same part as the official code runs it
+/// (`<part>-official`): the methods the official switches change (HieraMAS, its ablations, the
+/// in-framework baselines); the standalone baselines are the same in both and run once.
+pub fn add_official_parts(profile: &mut Profile, official: Official) {
+    let copies: Vec<Part> = profile
+        .part
+        .iter()
+        .filter(|p| p.official.is_none())
+        .map(|p| Part {
+            name: format!("{}{OFFICIAL_SUFFIX}", p.name),
+            title: format!("{} — as the official code runs it ({official})", p.title),
+            methods: p
+                .methods
+                .iter()
+                .filter(|m| {
+                    matches!(
+                        Method::parse(m),
+                        Ok(Method::Hieramas { .. } | Method::Mas { .. })
+                    )
+                })
+                .cloned()
+                .collect(),
+            official: Some(official.to_string()),
+            ..p.clone()
+        })
+        .collect();
+    profile.part.extend(copies);
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -115,7 +179,13 @@ pub fn profile(name: &str) -> Result<Profile> {
 /// A method of a profile.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Method {
-    Hieramas(Option<&'static str>),
+    /// HieraMAS, or one of its ablations (`fixed-llm`, `random-graph`); `candidates`: scoring
+    /// this many candidate DAGs instead of the benchmark's official count (`hieramas:kN`,
+    /// the paper's MMLU sweep over 50 / 200 / 500).
+    Hieramas {
+        ablation: Option<&'static str>,
+        candidates: Option<usize>,
+    },
     /// A fixed multi-agent system of one model (`--assign fixed:`, and the decision node).
     Mas {
         /// full, random (one seeded DAG shared by every query), chain or star.
@@ -132,12 +202,20 @@ pub enum Method {
 }
 
 impl Method {
-    /// `hieramas[:fixed-llm|:random-graph]`, `mas:T[@MODEL]` (one call per role),
+    /// HieraMAS (or an ablation) at the official candidate count.
+    fn hieramas(ablation: Option<&'static str>) -> Method {
+        Method::Hieramas {
+            ablation,
+            candidates: None,
+        }
+    }
+
+    /// `hieramas[:fixed-llm|:random-graph|:kN]`, `mas:T[@MODEL]` (one call per role),
     /// `mas-w2:T[@MODEL]`, `single|cot|sc|debate|moa[@MODEL]`.
     pub fn parse(m: &str) -> Result<Method> {
         let unknown = || {
             anyhow::anyhow!(
-                "unknown method {m:?} (hieramas, hieramas:fixed-llm, hieramas:random-graph, mas:full|random|chain|star, mas-w2:…, single, cot, sc, debate, moa; mas and the baselines take @MODEL)"
+                "unknown method {m:?} (hieramas, hieramas:fixed-llm, hieramas:random-graph, hieramas:kN (N candidate DAGs), mas:full|random|chain|star, mas-w2:…, single, cot, sc, debate, moa; mas and the baselines take @MODEL)"
             )
         };
         let (name, model) = match m.split_once('@') {
@@ -146,9 +224,19 @@ impl Method {
             None => (m, None),
         };
         Ok(match (name.split_once(':'), model) {
-            (None, None) if name == "hieramas" => Method::Hieramas(None),
-            (Some(("hieramas", "fixed-llm")), None) => Method::Hieramas(Some("fixed-llm")),
-            (Some(("hieramas", "random-graph")), None) => Method::Hieramas(Some("random-graph")),
+            (None, None) if name == "hieramas" => Method::hieramas(None),
+            (Some(("hieramas", "fixed-llm")), None) => Method::hieramas(Some("fixed-llm")),
+            (Some(("hieramas", "random-graph")), None) => Method::hieramas(Some("random-graph")),
+            (Some(("hieramas", k)), None)
+                if k.strip_prefix('k')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .is_some_and(|n| n > 0) =>
+            {
+                Method::Hieramas {
+                    ablation: None,
+                    candidates: k[1..].parse().ok(),
+                }
+            }
             (Some((kind @ ("mas" | "mas-w2"), t)), model)
                 if matches!(t, "full" | "random" | "chain" | "star") =>
             {
@@ -168,8 +256,11 @@ impl Method {
     /// Needs the stage-1 selector / the classifier.
     fn needs(&self) -> (bool, bool) {
         match self {
-            Method::Hieramas(Some("random-graph")) => (true, false),
-            Method::Hieramas(_) => (true, true),
+            Method::Hieramas {
+                ablation: Some("random-graph"),
+                ..
+            } => (true, false),
+            Method::Hieramas { .. } => (true, true),
             _ => (false, false),
         }
     }
@@ -336,6 +427,9 @@ impl<'a> BenchPlan<'a> {
         if let Some(dm) = &part.decision {
             system.extend(["--decision".into(), dm.clone()]);
         }
+        if let Some(o) = &part.official {
+            system.extend(["--official".into(), o.clone()]);
+        }
         BenchPlan {
             o,
             part,
@@ -353,6 +447,29 @@ impl<'a> BenchPlan<'a> {
 
     fn path(&self, p: &str) -> String {
         self.dir.join(p).display().to_string()
+    }
+
+    /// The stage-1 weights that stage-2 data (`inference` false) or the test runs read: the
+    /// final ones; with the official `checkpoints` switch as the official pipeline (method §6):
+    /// the validation-best for data generation and MMLU / HumanEval+ inference, iteration 10
+    /// for MATH inference — each when the part's stage 1 makes it (validation on, 10
+    /// iterations reached), else the final weights.
+    fn stage1_checkpoint(&self, inference: bool) -> String {
+        let s = &self.part.stage1;
+        if self.part.official().checkpoints {
+            let official =
+                hieramas_reward::config::Stage1Config::builtin(self.benchmark.name()).ok();
+            let iterations = s.iterations.or(official.as_ref().map(|c| c.iterations));
+            let every = official.as_ref().map_or(1, |c| c.checkpoint_every.max(1));
+            if inference && self.benchmark == Benchmark::Math {
+                if iterations.is_some_and(|n| n >= 10) && 10 % every == 0 {
+                    return self.path("stage1/iter10.safetensors");
+                }
+            } else if s.val_limit != Some(0) {
+                return self.path("stage1/best.safetensors");
+            }
+        }
+        self.path("stage1/selector.safetensors")
     }
 
     fn id(&self, name: &str) -> String {
@@ -404,7 +521,7 @@ impl<'a> BenchPlan<'a> {
         let mut args: Vec<String> = vec!["train".into(), "stage2-data".into()];
         args.extend(self.system.iter().cloned());
         args.extend(["--embeddings".into(), self.embeddings.clone()]);
-        args.extend(["--stage1".into(), self.path("stage1/selector.safetensors")]);
+        args.extend(["--stage1".into(), self.stage1_checkpoint(false)]);
         if let Some(n) = part
             .stage2_tasks
             .as_ref()
@@ -441,13 +558,13 @@ impl<'a> BenchPlan<'a> {
         ]
     }
 
-    /// `hieramas export`: stage 1 + the classifier as the bundle `<benchmark>/system`, served
-    /// as `hieramas/<part>-<benchmark>`.
+    /// `hieramas export`: stage 1 (the weights the test runs read) + the classifier as the
+    /// bundle `<benchmark>/system`, served as `hieramas/<part>-<benchmark>`.
     fn export(&self) -> Step {
         let args = vec![
             "export".into(),
             "--stage1".into(),
-            self.path("stage1"),
+            self.stage1_checkpoint(true),
             "--stage2".into(),
             self.path("classifier"),
             "-o".into(),
@@ -478,17 +595,14 @@ impl<'a> BenchPlan<'a> {
             .iter()
             .map(|(name, m)| (name.clone(), m.clone(), "test", test))
             .collect();
-        if self.benchmark == Benchmark::Mmlu
-            && let Some(n) = part.unseen
-            && methods.iter().any(|(_, m)| *m == Method::Hieramas(None))
-        {
+        if let Some(n) = part.unseen {
             let n = o.limit.map_or(n, |l| l.min(n));
-            evals.push((
-                "hieramas@unseen".into(),
-                Method::Hieramas(None),
-                "test_unseen",
-                Some(n),
-            ));
+            for name in unseen_methods(part, self.benchmark) {
+                let base = name.trim_end_matches(UNSEEN);
+                if let Some((_, m)) = methods.iter().find(|(x, _)| x == base) {
+                    evals.push((name, m.clone(), "test_unseen", Some(n)));
+                }
+            }
         }
         evals
     }
@@ -506,9 +620,12 @@ impl<'a> BenchPlan<'a> {
         // `auto`: the pool's first model, resolved by the caller.
         let model = || part.decision.clone().unwrap_or_else(|| "auto".into());
         match m {
-            Method::Hieramas(ablation) => {
+            Method::Hieramas {
+                ablation,
+                candidates,
+            } => {
                 args.extend(["--method".into(), "hieramas".into()]);
-                args.extend(["--stage1".into(), self.path("stage1/selector.safetensors")]);
+                args.extend(["--stage1".into(), self.stage1_checkpoint(true)]);
                 after.push(self.id("stage1"));
                 if m.needs().1 {
                     args.extend([
@@ -519,6 +636,9 @@ impl<'a> BenchPlan<'a> {
                 }
                 if let Some(x) = ablation {
                     args.extend(["--ablation".into(), x.to_string()]);
+                }
+                if let Some(k) = candidates {
+                    args.extend(["--candidates".into(), k.to_string()]);
                 }
                 if let Some(w) = part.stage1.width {
                     args.extend(["--width".into(), w.to_string()]);
@@ -554,6 +674,10 @@ impl<'a> BenchPlan<'a> {
                 }
                 if k == "sc" {
                     args.extend(["--samples".into(), part.samples.to_string()]);
+                }
+                // The official debate: 3 agents of the one model (method §7.6), not the pool.
+                if k == "debate" {
+                    args.extend(["--assign".into(), format!("fixed:{m}")]);
                 }
             }
         }
@@ -757,7 +881,7 @@ mod tests {
 
     #[test]
     fn profiles_parse_and_name_known_methods() {
-        for name in ["default", "paper", "smoke"] {
+        for name in ["default", "paper", "smoke", "mmlu-sweep"] {
             let p = profile(name).unwrap();
             assert!(!p.part.is_empty());
             for part in &p.part {
@@ -769,8 +893,18 @@ mod tests {
         assert!(Method::parse("hieramas:nope").is_err());
         assert_eq!(
             Method::parse("hieramas:fixed-llm").unwrap(),
-            Method::Hieramas(Some("fixed-llm"))
+            Method::hieramas(Some("fixed-llm"))
         );
+        assert_eq!(
+            Method::parse("hieramas:k500").unwrap(),
+            Method::Hieramas {
+                ablation: None,
+                candidates: Some(500)
+            }
+        );
+        for bad in ["hieramas:k0", "hieramas:k", "hieramas:kx"] {
+            assert!(Method::parse(bad).is_err(), "{bad}");
+        }
         assert_eq!(
             Method::parse("mas:random@qwen3-80b").unwrap(),
             Method::Mas {
@@ -820,6 +954,11 @@ mod tests {
         assert!(!ours.contains("--width"), "{ours}");
         let sc = args("sim-mmlu-eval-sc-qwen3-80b");
         assert!(sc.contains("--model qwen3-80b"), "{sc}");
+        // Debate: three agents of the one model, as the paper ran it.
+        let debate = args("sim-mmlu-eval-debate");
+        assert!(debate.contains("--assign fixed:gpt-5-mini"), "{debate}");
+        assert!(args("sim-math-eval-moa").contains("--decision gpt-5-mini"));
+        assert!(!args("sim-math-eval-moa").contains("--assign"));
     }
 
     #[test]
@@ -864,6 +1003,17 @@ mod tests {
         assert!(!r.args.iter().any(|a| a == "--stage2"));
         let u = get("sim-mmlu-eval-hieramas-unseen");
         assert!(u.args.windows(2).any(|w| w == ["--split", "test_unseen"]));
+        // The paper's unseen-subject baseline: self-consistency CoT with qwen3-80b.
+        let sc = get("sim-mmlu-eval-sc-qwen3-80b-unseen");
+        assert!(sc.args.windows(2).any(|w| w == ["--split", "test_unseen"]));
+        assert!(sc.args.windows(2).any(|w| w == ["--model", "qwen3-80b"]));
+        assert!(sc.args.windows(2).any(|w| w == ["--limit", "40"]));
+        assert_eq!(sc.method.as_deref(), Some("sc@qwen3-80b@unseen"));
+        assert!(
+            !steps
+                .iter()
+                .any(|s| s.id == "sim-math-eval-sc-qwen3-80b-unseen")
+        );
         // The local part: W = 1 everywhere the selector is used.
         let l = get("local-math-eval-hieramas");
         assert!(l.args.windows(2).any(|w| w == ["--width", "1"]));
@@ -887,6 +1037,95 @@ mod tests {
                 .windows(2)
                 .any(|w| w == ["--assign", "fixed:gpt-5-mini"])
         );
+    }
+
+    #[test]
+    fn faithful_adds_each_part_as_the_official_code_runs_it() {
+        let mut o = options("default", None);
+        let ours = plan(&o).unwrap();
+        add_official_parts(&mut o.profile, Official::all());
+        let steps = plan(&o).unwrap();
+        let get = |id: &str| {
+            steps
+                .iter()
+                .find(|s| s.id == id)
+                .unwrap_or_else(|| panic!("no step {id}"))
+        };
+        let has = |s: &Step, pair: [&str; 2]| s.args.windows(2).any(|w| w == pair);
+        let path = |s: &Step, flag: &str| {
+            s.args[s.args.iter().position(|a| a == flag).unwrap() + 1].clone()
+        };
+        // Our steps are unchanged, and none of them restores an official behaviour.
+        for s in &ours {
+            let same = get(&s.id);
+            assert_eq!(same.args, s.args, "{}", s.id);
+            assert!(!s.args.iter().any(|a| a == "--official"), "{}", s.id);
+        }
+        // The official copy trains and evaluates with every switch, under its own folder.
+        let all = Official::all().to_string();
+        for id in [
+            "sim-official-math-stage1",
+            "sim-official-math-data",
+            "sim-official-math-eval-hieramas",
+            "sim-official-mmlu-eval-mas-full",
+            "local-official-math-eval-hieramas-random-graph",
+        ] {
+            let s = get(id);
+            assert!(has(s, ["--official", &all]), "{id}: {:?}", s.args);
+            assert!(path(s, "--out").contains("/sim-official/") || id.starts_with("local"));
+        }
+        // The official checkpoints: validation-best for data and MMLU / HumanEval+ inference,
+        // iteration 10 for MATH inference; the local part trains 2 iterations (no iteration
+        // 10): its final weights.
+        assert!(
+            path(get("sim-official-math-data"), "--stage1").ends_with("stage1/best.safetensors")
+        );
+        assert!(
+            path(get("sim-official-math-eval-hieramas"), "--stage1")
+                .ends_with("stage1/iter10.safetensors")
+        );
+        assert!(
+            path(get("sim-official-mmlu-eval-hieramas"), "--stage1")
+                .ends_with("stage1/best.safetensors")
+        );
+        assert!(
+            path(get("sim-official-humaneval-plus-eval-hieramas"), "--stage1")
+                .ends_with("stage1/best.safetensors")
+        );
+        assert!(
+            path(get("local-official-math-eval-hieramas"), "--stage1")
+                .ends_with("stage1/selector.safetensors")
+        );
+        // The bundle holds the weights its test runs read.
+        assert!(
+            path(get("sim-official-mmlu-export"), "--stage1").ends_with("stage1/best.safetensors")
+        );
+        assert!(
+            path(get("sim-math-eval-hieramas"), "--stage1")
+                .ends_with("stage1/selector.safetensors")
+        );
+        // Only the methods the switches change run again.
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.id == "sim-official-mmlu-eval-hieramas-unseen")
+        );
+        for gone in [
+            "sim-official-math-eval-single",
+            "sim-official-mmlu-eval-sc-qwen3-80b",
+        ] {
+            assert!(!steps.iter().any(|s| s.id == gone), "{gone}");
+        }
+        // One switch alone: only it is passed, and the checkpoints stay ours.
+        let mut o = options("smoke", None);
+        add_official_parts(&mut o.profile, "config-order".parse().unwrap());
+        let steps = plan(&o).unwrap();
+        let e = steps
+            .iter()
+            .find(|s| s.id == "sim-official-math-eval-hieramas")
+            .unwrap();
+        assert!(has(e, ["--official", "config-order"]));
+        assert!(path(e, "--stage1").ends_with("stage1/selector.safetensors"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use hieramas::Benchmark;
+use hieramas::official::Official;
 use hieramas::records::CreditMode;
 use hieramas::stage1::{Stage1Config, SystemConfig};
 use hieramas::stage2::{DataConfig, FitConfig};
@@ -72,6 +73,33 @@ pub struct SystemArgs {
     /// Record every model call to, and replay it from, this SQLite file (a hit costs $0).
     #[arg(long)]
     pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub official: OfficialArgs,
+}
+
+/// The official behaviours to restore (method §10; `hieramas::official`).
+#[derive(clap::Args, Clone, Default)]
+pub struct OfficialArgs {
+    /// Restore every official behaviour that we fix (= --official all): config-order
+    /// execution, whole-text consensus, the official loss and clamp, decision-only label cost,
+    /// W per stage, and the zero-metadata skip decision.
+    #[arg(long)]
+    pub faithful: bool,
+    /// Restore some official behaviours, comma-separated: config-order, whole-text-consensus,
+    /// loss, decision-cost, width, checkpoints, skip-metadata (or all).
+    #[arg(long, value_name = "SWITCHES")]
+    pub official: Option<String>,
+}
+
+impl OfficialArgs {
+    pub fn official(&self) -> Result<Official> {
+        let listed: Official = self.official.as_deref().unwrap_or("").parse()?;
+        Ok(if self.faithful {
+            listed.union(Official::all())
+        } else {
+            listed
+        })
+    }
 }
 
 impl SystemArgs {
@@ -90,6 +118,7 @@ impl SystemArgs {
             budget: budget(self.budget_usd.as_deref())?,
             roles: self.roles.clone(),
             cache: self.cache.clone(),
+            official: self.official.official()?,
         })
     }
 }
@@ -98,9 +127,6 @@ impl SystemArgs {
 pub struct TrainArgs {
     #[command(flatten)]
     pub system: SystemArgs,
-    /// The official loss (temperature mismatch, no baseline) instead of the fixed one.
-    #[arg(long)]
-    pub faithful: bool,
     /// Multi-level credit (`multi`, default) or the system reward alone (`system`).
     #[arg(long, default_value = "multi")]
     pub credit: CreditMode,
@@ -143,7 +169,6 @@ impl TrainArgs {
     pub fn config(&self) -> Result<Stage1Config> {
         Ok(Stage1Config {
             system: self.system.config()?,
-            faithful: self.faithful,
             credit: self.credit,
             iterations: self.iterations,
             batch_size: self.batch_size,
@@ -361,9 +386,8 @@ pub struct MasArgs {
     /// The decision node's model (default: the pool's first).
     #[arg(long)]
     pub decision: Option<String>,
-    /// The official execution: config order, backward edges unused.
-    #[arg(long)]
-    pub faithful: bool,
+    #[command(flatten)]
+    pub official: OfficialArgs,
     /// Most tokens per call (mas, moa, debate: default 256; the baselines: default from the
     /// prompts file).
     #[arg(long)]
@@ -379,16 +403,16 @@ pub struct MasArgs {
 }
 
 impl MasArgs {
-    pub fn config(&self) -> MasConfig {
-        MasConfig {
+    pub fn config(&self) -> Result<MasConfig> {
+        Ok(MasConfig {
             topology: self.topology.clone(),
             assign: self.assign.clone(),
             decision: self.decision.clone(),
-            faithful: self.faithful,
+            official: self.official.official()?,
             max_tokens: self.max_tokens,
             consensus: !self.no_consensus,
             roles: self.roles.clone(),
             width: None,
-        }
+        })
     }
 }

@@ -116,7 +116,7 @@ impl EvalArgs {
             pool: self.pool.clone(),
             mas: hieramas::system::MasConfig {
                 width: self.width,
-                ..self.mas.config()
+                ..self.mas.config()?
             },
             split_seed: self.split_seed,
             seed: self.seed,

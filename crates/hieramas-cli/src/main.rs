@@ -214,7 +214,7 @@ async fn run_query(a: RunArgs) -> Result<()> {
             Some(b) if !a.free_form => hieramas::system::Answer::Benchmark(args::benchmark(b)?),
             _ => hieramas::system::Answer::FreeForm,
         };
-        hieramas::System::fixed(answer, &a.mas.config(), &mut models, a.seed, a.temperature)?
+        hieramas::System::fixed(answer, &a.mas.config()?, &mut models, a.seed, a.temperature)?
     };
     let started = std::time::Instant::now();
     let observer = (!a.quiet).then(|| node_lines(started));
@@ -407,7 +407,8 @@ async fn serve(a: ServeArgs) -> Result<()> {
 /// `hieramas export`: a trained system as one bundle directory.
 #[derive(clap::Args)]
 struct ExportArgs {
-    /// The stage-1 output (directory or selector.safetensors).
+    /// The stage-1 output: its directory (the final weights, selector.safetensors) or one
+    /// checkpoint in it (best.safetensors, iter10.safetensors, …).
     #[arg(long)]
     stage1: std::path::PathBuf,
     /// The stage-2 classifier (directory or classifier.safetensors).

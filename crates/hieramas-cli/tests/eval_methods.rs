@@ -30,6 +30,8 @@ async fn mas_moa_and_debate_keep_every_call_and_say_what_ran() {
         ),
         ("moa", &[][..], 2 * 3 + 1, 1),
         ("debate", &[][..], 3 * 2, 3),
+        // The paper's debate: three agents of one model.
+        ("debate", &["--assign", "fixed:m2"][..], 3 * 2, 3),
     ] {
         let out = dir.path().join(format!("{method}{}.jsonl", extra.len()));
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hieramas"));
@@ -80,7 +82,19 @@ async fn mas_moa_and_debate_keep_every_call_and_say_what_ran() {
                 "{method}"
             );
             assert_eq!(r["method"], method);
-            if !extra.is_empty() {
+            let models: std::collections::BTreeSet<&str> = tcalls
+                .iter()
+                .map(|c| c["model"].as_str().unwrap())
+                .collect();
+            if method == "debate" {
+                let want: &[&str] = if extra.is_empty() {
+                    &["m1", "m2"]
+                } else {
+                    &["m2"]
+                };
+                assert_eq!(models.into_iter().collect::<Vec<_>>(), want, "{extra:?}");
+            }
+            if method == "mas" && !extra.is_empty() {
                 // One call at position 0 of every role, then the decision node's; one model.
                 for c in &tcalls[..tcalls.len() - 1] {
                     assert_eq!(c["position"], 0, "{c}");

@@ -66,7 +66,11 @@ pub enum SimError {
 }
 
 /// The shipped SIMULATED pools: `(file name, TOML)`, also linked as `pools/<file name>`.
-pub const POOLS: [(&str, &str); 2] = [
+pub const POOLS: [(&str, &str); 3] = [
     ("sim-paper.toml", include_str!("../pools/sim-paper.toml")),
+    (
+        "sim-paper-qwen.toml",
+        include_str!("../pools/sim-paper-qwen.toml"),
+    ),
     ("sim-credit.toml", include_str!("../pools/sim-credit.toml")),
 ];

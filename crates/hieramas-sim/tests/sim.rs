@@ -243,4 +243,24 @@ fn shipped_pools_name_catalogue_models_and_say_simulated() {
             .collect::<Vec<_>>()
     };
     assert_eq!(key(&sim), key(&paper));
+    // The Qwen-only stand-in: the same, with the OpenAI models excluded too (method §1.1),
+    // as the real Qwen-only pool beside the paper's.
+    let qwen = hieramas_llm::pool::Pool::from_toml(hieramas_sim::POOLS[1].1, "q").unwrap();
+    let excluded: Vec<&str> = qwen
+        .models
+        .iter()
+        .filter(|m| m.exclude)
+        .map(|m| m.id.as_str())
+        .collect();
+    assert_eq!(
+        excluded,
+        ["deepseek-r1-14b", "gpt-5-nano", "gpt-5-mini", "gpt-4o-mini"]
+    );
+    let real = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../hieramas-llm/pools/paper-qwen.toml");
+    let real = hieramas_llm::pool::Pool::load(&real).unwrap();
+    assert_eq!(key(&qwen), key(&real));
+    let ids =
+        |p: &hieramas_llm::pool::Pool| p.models.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&qwen), ids(&paper));
 }

@@ -71,14 +71,18 @@ pub struct Manifest {
     pub made_by: Provenance,
 }
 
-/// How stage 1 was trained: the official-code switch and the credit assignment. (At test time
-/// a HieraMAS always runs in topological order; the official config-order execution is a
-/// switch of fixed systems only.)
+/// How stage 1 was trained: the official behaviours restored (method §10) and the credit
+/// assignment. The system answers with the same switches (config order, whole-text consensus,
+/// the skip decision's metadata).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Training {
     /// The official loss (temperature mismatch, no baseline) instead of the fixed one.
     pub faithful_loss: bool,
+    /// Every official behaviour restored in training, and so at inference (`faithful_loss` is
+    /// its `loss`).
+    #[serde(default, skip_serializing_if = "crate::official::Official::is_fixed")]
+    pub official: crate::official::Official,
     /// `multi` (node + system rewards) or `system`.
     pub credit: crate::records::CreditMode,
     /// Stage-1 iterations, as configured (absent: the official count).
@@ -347,7 +351,8 @@ pub fn export(cfg: &ExportConfig) -> Result<Manifest> {
         cost_lambda: cfg.cost_lambda,
         ablation: cfg.ablation,
         training: Training {
-            faithful_loss: trained.config.faithful,
+            faithful_loss: sys.official.loss,
+            official: sys.official,
             credit: trained.config.credit,
             iterations: trained.config.iterations,
         },
@@ -458,6 +463,7 @@ impl Bundle {
                 budget: opts.budget,
                 roles: Some(self.file(&m.files.roles)),
                 cache: opts.cache.clone(),
+                official: m.training.official,
             },
             stage1: self.file(&m.files.selector),
             stage2: m.files.classifier.as_ref().map(|f| self.file(f)),

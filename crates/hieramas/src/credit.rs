@@ -217,8 +217,11 @@ pub async fn run(a: &CreditConfig, progress: &mut dyn Progress) -> Result<Credit
                     budget: None,
                     roles: None,
                     cache: None,
+                    official: crate::official::Official {
+                        loss: arm.faithful,
+                        ..Default::default()
+                    },
                 },
-                faithful: arm.faithful,
                 credit: arm.credit,
                 iterations: Some(a.iterations),
                 lr: a.lr,

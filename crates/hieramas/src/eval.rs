@@ -369,6 +369,7 @@ async fn prepare_hieramas(cx: &Inputs<'_>, progress: &mut dyn Progress) -> Resul
             budget: None,
             roles: None,
             cache: o.cache.clone(),
+            official: o.mas.official,
         },
         stage1: stage1.clone(),
         stage2: o.stage2.clone(),
@@ -395,7 +396,22 @@ fn prepare_ensemble(
 ) -> Result<Prepared> {
     let o = cx.o;
     let (mut models, pool_name) = pool_models(cx, progress)?;
-    let ids = models.ids();
+    // `--assign fixed:MODEL`: every agent is MODEL (the official debate baseline: 3 agents of
+    // one model, method §7.6); otherwise the pool's models in turn.
+    let ids = match o.mas.assign.strip_prefix("fixed:") {
+        Some(id) => {
+            models
+                .get(id)
+                .with_context(|| format!("--assign fixed:{id}"))?;
+            vec![id.to_string()]
+        }
+        None if o.mas.assign == "round-robin" => models.ids(),
+        None => bail!(
+            "{}: the agents are the pool's models in turn (round-robin) or one model (fixed:MODEL), not {:?}",
+            o.method.name(),
+            o.mas.assign
+        ),
+    };
     let Some(first) = ids.first() else {
         bail!("the pool {pool_name} has no selectable models");
     };

@@ -13,6 +13,8 @@
 //! - [`eval`]: a method over a benchmark split, resumable ([`eval::evaluate`]).
 //! - [`credit`], [`topology_exp`]: the experiments on the optimiser.
 //! - [`records`]: the typed records every step writes (built without the `engine` feature).
+//! - [`official`]: the official code's behaviours that we fix, one named switch each
+//!   (`--faithful` restores them all).
 //!
 //! Every step takes a plain config struct (serde; `Default` is the paper's settings) and a
 //! [`Progress`] callback, and never prints.
@@ -42,6 +44,7 @@
 //! `tests/facade` (a crate that depends on this one only) on a SIMULATED pool.
 
 pub mod error;
+pub mod official;
 pub mod progress;
 pub mod records;
 

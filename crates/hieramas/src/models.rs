@@ -44,7 +44,7 @@ pub fn pool_source(path: &Path) -> Result<(String, String)> {
     match builtin {
         Some((text, source)) => Ok((text.to_string(), source.to_string())),
         None => bail!(
-            "{}: no such pool file (built in: pools/local.toml, pools/paper.toml, pools/sim-paper.toml, pools/sim-credit.toml)",
+            "{}: no such pool file (built in: pools/local.toml, pools/paper.toml, pools/sim-paper.toml, pools/sim-paper-qwen.toml, pools/sim-credit.toml)",
             path.display()
         ),
     }

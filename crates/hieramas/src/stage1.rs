@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use hieramas_bench::Checker;
 use hieramas_bench::query::Query;
-use hieramas_bench::{Checker, prediction_extractor};
 use hieramas_llm::{ChatModel, Embedder, Price};
 use hieramas_local::pool::LocalModels;
 use hieramas_reward::config::Stage1Config as Settings;
@@ -43,6 +43,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Result, bail};
+use crate::official::Official;
 use crate::progress::Progress;
 use crate::records::{CreditMode, CurveRow, Loss, RolePolicy, Validation};
 
@@ -85,6 +86,9 @@ pub struct SystemConfig {
     /// nothing).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<PathBuf>,
+    /// The official behaviours restored (method §10; default: none, the fixed pipeline).
+    #[serde(skip_serializing_if = "Official::is_fixed")]
+    pub official: Official,
 }
 
 impl Default for SystemConfig {
@@ -103,6 +107,7 @@ impl Default for SystemConfig {
             budget: None,
             roles: None,
             cache: None,
+            official: Official::default(),
         }
     }
 }
@@ -120,8 +125,6 @@ impl SystemConfig {
 #[serde(default)]
 pub struct Stage1Config {
     pub system: SystemConfig,
-    /// The official loss (temperature mismatch, no baseline) instead of the fixed one.
-    pub faithful: bool,
     /// Multi-level credit (default) or the system reward alone.
     pub credit: CreditMode,
     pub iterations: Option<usize>,
@@ -151,7 +154,6 @@ impl Default for Stage1Config {
     fn default() -> Self {
         Stage1Config {
             system: SystemConfig::default(),
-            faithful: false,
             credit: CreditMode::Multi,
             iterations: None,
             batch_size: None,
@@ -248,6 +250,8 @@ pub struct Stage {
     pub pool_name: String,
     /// Width of the embeddings.
     pub dim: usize,
+    /// The official behaviours restored in every run of this system.
+    pub official: Official,
 }
 
 impl Stage {
@@ -347,6 +351,7 @@ impl Stage {
             models,
             pool_name,
             dim,
+            official: sys.official,
         })
     }
 
@@ -363,7 +368,7 @@ impl Stage {
         q: &Query,
         synth_may_skip: bool,
     ) -> Result<(Vec<Members>, u64)> {
-        let (logits, meta_cost) = self.logits(sel, q).await?;
+        let (logits, meta_cost) = self.logits(sel, q, false).await?;
         let masks = Masks {
             synth_may_skip,
             ..self.masks.clone()
@@ -376,9 +381,16 @@ impl Stage {
     }
 
     /// The selector's raw logits (`W + 1` rows by options) for every supernode of `q`, and what
-    /// the metadata call cost (pico-USD).
-    pub async fn logits(&self, sel: &Selector, q: &Query) -> Result<(Vec<Tensor>, u64)> {
+    /// the metadata call cost (pico-USD); with `zero_meta` a zero metadata vector instead of the
+    /// task's (the official test-time skip decision, method §10.10).
+    pub async fn logits(
+        &self,
+        sel: &Selector,
+        q: &Query,
+        zero_meta: bool,
+    ) -> Result<(Vec<Tensor>, u64)> {
         let (roles, meta, meta_cost) = self.inputs(q).await?;
+        let meta = if zero_meta { meta.zeros_like()? } else { meta };
         let logits = roles
             .iter()
             .map(|r| sel.logits(&self.e_llm, r, &meta, self.width + 1))
@@ -459,8 +471,11 @@ impl Stage {
             members,
             decision: self.decision.clone(),
             sampling: self.sampling,
-            faithful: false,
-            consensus: Some(prediction_extractor(self.benchmark)),
+            faithful: self.official.config_order,
+            consensus: Some(crate::system::consensus_extractor(
+                self.benchmark,
+                self.official,
+            )),
             observer: None,
         };
         let trace = run_query(&plan, &q.task)
@@ -752,7 +767,7 @@ pub async fn train(cfg: &Stage1Config, progress: &mut dyn Progress) -> Result<St
     let sys = &cfg.system;
     let benchmark = sys.benchmark;
     let settings = settings(cfg)?;
-    let variant = if cfg.faithful {
+    let variant = if cfg.system.official.loss {
         Variant::Faithful
     } else {
         Variant::Fixed

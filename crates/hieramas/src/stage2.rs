@@ -192,8 +192,16 @@ impl TrainedSelector {
         Ok(Run {
             edges: edges.iter().map(|&(s, d)| [s, d]).collect(),
             selected: Stage::selected(members),
-            // The fix of method §10: every call's cost, not the decision call's alone.
-            reward: shape.reward(g.final_ok, hieramas_llm::Usd::from_pico(g.total_cost_pico)),
+            // The fix of method §10.6: every call's cost, not the decision call's alone
+            // (`official.decision_cost` restores that).
+            reward: shape.reward(
+                g.final_ok,
+                hieramas_llm::Usd::from_pico(if self.stage.official.decision_cost {
+                    g.decision_cost_pico
+                } else {
+                    g.total_cost_pico
+                }),
+            ),
             solved: g.final_ok,
             cost_pico: g.total_cost_pico,
             rank: 0,
@@ -293,8 +301,15 @@ pub async fn generate_data(a: &DataConfig, progress: &mut dyn Progress) -> Resul
         .embeddings
         .clone()
         .unwrap_or_else(|| out.join("embeddings"));
+    // The official scripts generate the data at stage 1's W (MMLU: 6; method §10.9), ours at
+    // the W the system answers with.
+    let width = match a.width {
+        Some(w) => Some(w),
+        None if sys.official.width => Some(Stage1Config::builtin(benchmark.name())?.width),
+        None => None,
+    };
     let system =
-        TrainedSelector::build(sys, &data_dir, &known, &a.stage1, a.width, cache_dir, None).await?;
+        TrainedSelector::build(sys, &data_dir, &known, &a.stage1, width, cache_dir, None).await?;
     let stage = &system.stage;
     if stage.simulated {
         progress.note(crate::sim::BANNER);
@@ -325,6 +340,10 @@ pub async fn generate_data(a: &DataConfig, progress: &mut dyn Progress) -> Resul
             "seed": sys.seed,
         }),
     };
+    let mut meta = meta;
+    if !sys.official.is_fixed() {
+        meta.settings["official"] = sys.official.to_string().into();
+    }
     let mut done = open_dataset(&ds, &meta, a.fresh)?;
     let have: std::collections::HashSet<String> = done.iter().map(|r| r.task_id.clone()).collect();
     let todo: Vec<(usize, &Query)> = queries
@@ -897,16 +916,26 @@ impl Hieramas {
             (None, false) => bail!("HieraMAS needs the stage-2 classifier"),
             (_, true) => (0, None),
         };
-        let (logits, _) = stage.logits(&self.system.selector, q).await?;
-        let rows: Vec<Vec<Vec<f64>>> = logits
-            .iter()
-            .map(|l| l.to_dtype(DType::F64)?.to_vec2())
-            .collect::<candle_core::Result<_>>()?;
+        let to_rows = |logits: Vec<candle_core::Tensor>| {
+            logits
+                .iter()
+                .map(|l| l.to_dtype(DType::F64)?.to_vec2())
+                .collect::<candle_core::Result<Vec<Vec<Vec<f64>>>>>()
+        };
+        let (logits, _) = stage.logits(&self.system.selector, q, false).await?;
+        let rows = to_rows(logits)?;
+        let skip_rows = if stage.official.skip_metadata {
+            let (logits, _) = stage.logits(&self.system.selector, q, true).await?;
+            Some(to_rows(logits)?)
+        } else {
+            None
+        };
         let answers: Vec<bool> = stage.roles.roles.iter().map(|r| r.answer).collect();
         let mut rng =
             <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(self.query_seed(q));
         let acts = test_time_choice(
             &rows,
+            skip_rows.as_deref(),
             &answers,
             stage.ids().len(),
             self.rotation,
@@ -949,8 +978,11 @@ impl Hieramas {
             members,
             decision: stage.decision.clone(),
             sampling: stage.sampling,
-            faithful: false,
-            consensus: Some(hieramas_bench::prediction_extractor(stage.benchmark)),
+            faithful: stage.official.config_order,
+            consensus: Some(crate::system::consensus_extractor(
+                stage.benchmark,
+                stage.official,
+            )),
         };
         Ok((setup, plan))
     }
@@ -977,9 +1009,13 @@ impl hieramas_bench::Planner for Hieramas {
 /// - every other role's proposers take the top `rotation` models (never `skip`) of one random
 ///   proposer row, round-robin, and its synthesiser the argmax of its own row without `skip`.
 ///
+/// `skip_logits` (default: `logits`) are the rows the skip decision reads: the official code
+/// reads them with a zero metadata vector (method §10.10).
+///
 /// Returns the option at every position per role; a skipped role is `skip` everywhere.
 pub fn test_time_choice(
     logits: &[Vec<Vec<f64>>],
+    skip_logits: Option<&[Vec<Vec<f64>>]>,
     answers: &[bool],
     skip: usize,
     rotation: usize,
@@ -994,7 +1030,7 @@ pub fn test_time_choice(
     };
     // Roles that would rather skip, by the softmax probability of `skip` in the synthesiser row.
     let mut wants_skip: Vec<(usize, f64)> = Vec::new();
-    for (i, rows) in logits.iter().enumerate() {
+    for (i, rows) in skip_logits.unwrap_or(logits).iter().enumerate() {
         let Some(synth) = rows.last() else { continue };
         if !answers.get(i).copied().unwrap_or(true) || skip >= synth.len() {
             continue;
@@ -1049,24 +1085,34 @@ mod tests {
         let answers = [true, true, true];
         // Nothing skipped when not allowed: proposers alternate the row's top two (never
         // skip), the synthesiser takes its argmax without skip.
-        let a = test_time_choice(&logits, &answers, 3, 2, 0, &mut rng);
+        let a = test_time_choice(&logits, None, &answers, 3, 2, 0, &mut rng);
         assert_eq!(a[0], vec![1, 2, 1]);
         assert_eq!(a[1], vec![0, 2, 1]);
         assert_eq!(a[2], vec![2, 1, 0]);
         // One allowed: the surer one goes.
-        let a = test_time_choice(&logits, &answers, 3, 2, 1, &mut rng);
+        let a = test_time_choice(&logits, None, &answers, 3, 2, 1, &mut rng);
         assert_eq!(a[0], vec![3, 3, 3]);
         assert_eq!(a[1], vec![0, 2, 1]);
         // Many allowed: both go, the third answer role stays.
-        let a = test_time_choice(&logits, &answers, 3, 2, 5, &mut rng);
+        let a = test_time_choice(&logits, None, &answers, 3, 2, 5, &mut rng);
         assert_eq!((a[0][2], a[1][2], a[2][2]), (3, 3, 0));
         // Never the last answer role, and never a role whose output is not an answer.
-        let a = test_time_choice(&logits[..2], &[true, true], 3, 2, 5, &mut rng);
+        let a = test_time_choice(&logits[..2], None, &[true, true], 3, 2, 5, &mut rng);
         assert_eq!((a[0][2], a[1][2]), (3, 1));
-        let a = test_time_choice(&logits[..2], &[false, true], 3, 2, 5, &mut rng);
+        let a = test_time_choice(&logits[..2], None, &[false, true], 3, 2, 5, &mut rng);
         assert_eq!((a[0][2], a[1][2]), (1, 1));
         // rotation 1: every proposer takes the row's best.
-        let a = test_time_choice(&logits[2..], &[true], 3, 1, 0, &mut rng);
+        let a = test_time_choice(&logits[2..], None, &[true], 3, 1, 0, &mut rng);
         assert_eq!(a[0], vec![2, 2, 0]);
+        // The skip decision reads its own rows (the official zero-metadata ones): the third
+        // role wants to skip there, the first does not; the models still come from `logits`.
+        let skip_rows = vec![
+            role([1.0, 3.0, 2.0, 9.0], [9.0, 1.0, 0.0, 0.0]),
+            role([3.0, 1.0, 2.0, 0.0], [0.0, 2.0, 0.0, 0.0]),
+            role([0.0, 1.0, 2.0, 0.0], [0.0, 0.0, 0.0, 4.0]),
+        ];
+        let a = test_time_choice(&logits, Some(&skip_rows), &answers, 3, 2, 1, &mut rng);
+        assert_eq!(a[2], vec![3, 3, 3]);
+        assert_eq!(a[0][2], 1, "kept, its synthesiser from the real rows");
     }
 }

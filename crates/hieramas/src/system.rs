@@ -1,6 +1,6 @@
 //! One multi-agent system, ready to answer: the benchmark's role set, a topology (fixed) or the
 //! trained HieraMAS planner (a topology and models chosen per query), the models at every
-//! position, the decision node, sampling, the consensus override and the faithful switch.
+//! position, the decision node, sampling, the consensus override and the official switches.
 
 use std::sync::Arc;
 
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Result, bail};
 use crate::models::Models;
+use crate::official::Official;
 use crate::stage2::Hieramas;
 
 /// What defines a fixed multi-agent system besides its benchmark and pool (`hieramas run`,
@@ -30,8 +31,10 @@ pub struct MasConfig {
     pub assign: String,
     /// The decision node's model (default: the pool's first).
     pub decision: Option<String>,
-    /// The official execution: config order, backward edges unused.
-    pub faithful: bool,
+    /// The official behaviours restored (method §10): `config_order` runs the supernodes in
+    /// config order with backward edges unused, `whole_text_consensus` compares whole texts.
+    #[serde(skip_serializing_if = "Official::is_fixed")]
+    pub official: Official,
     /// Most tokens per call (default 256).
     pub max_tokens: Option<u32>,
     /// The consensus override (method §3.3): when every supernode's extracted prediction
@@ -96,13 +99,28 @@ pub fn role_set(spec: Option<&std::path::Path>, default: &str) -> Result<RoleSet
     }
 }
 
+/// The consensus override's extractor for `benchmark` (method §3.3): the graded prediction,
+/// or with `official.whole_text_consensus` the whole text for MATH and MMLU (the official
+/// code's, which practically never agrees; HumanEval+ compares code blocks in both).
+pub fn consensus_extractor(benchmark: Benchmark, official: Official) -> Extractor {
+    if official.whole_text_consensus && benchmark != Benchmark::HumanevalPlus {
+        whole_text
+    } else {
+        hieramas_bench::prediction_extractor(benchmark)
+    }
+}
+
+fn whole_text(text: &str) -> Option<String> {
+    Some(text.to_string())
+}
+
 impl Default for MasConfig {
     fn default() -> Self {
         MasConfig {
             topology: "full".into(),
             assign: "round-robin".into(),
             decision: None,
-            faithful: false,
+            official: Official::default(),
             max_tokens: None,
             consensus: true,
             roles: None,
@@ -272,14 +290,18 @@ impl System {
             "assignment": slots,
             "decision": decision_id,
             "models": specs,
-            "faithful": cfg.faithful,
+            "faithful": cfg.official.config_order,
             "max_tokens": cfg.max_tokens(),
             "consensus": cfg.consensus,
         });
+        let mut description = description;
+        if cfg.official.whole_text_consensus {
+            description["whole_text_consensus"] = true.into();
+        }
         let consensus = answer
             .benchmark()
             .filter(|_| cfg.consensus)
-            .map(hieramas_bench::prediction_extractor);
+            .map(|b| consensus_extractor(b, cfg.official));
         let sampling = Sampling {
             temperature: Some(temperature),
             max_tokens: cfg.max_tokens(),
@@ -296,12 +318,12 @@ impl System {
                 members,
                 decision,
                 sampling,
-                faithful: cfg.faithful,
+                faithful: cfg.official.config_order,
                 consensus,
             })),
             roles,
             sampling,
-            faithful: cfg.faithful,
+            faithful: cfg.official.config_order,
             description,
         })
     }
@@ -314,8 +336,8 @@ impl System {
             roles: stage.roles.clone(),
             decision: stage.decision.clone(),
             sampling: stage.sampling,
-            faithful: false,
-            consensus: Some(hieramas_bench::prediction_extractor(stage.benchmark)),
+            faithful: stage.official.config_order,
+            consensus: Some(consensus_extractor(stage.benchmark, stage.official)),
             description,
             choice: Choice::Learned(Box::new(planner)),
         }
@@ -387,4 +409,35 @@ fn query_id(query: &str) -> String {
     use sha2::Digest;
     let h = sha2::Sha256::digest(query.as_bytes());
     h.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_official_consensus_compares_whole_texts_except_for_code() {
+        let a = "Adding them gives 56.\nThe answer is 56";
+        let b = "7*8 is 56.\nThe answer is 56";
+        let agree = |benchmark, official| {
+            hieramas_topology::schedule::consensus(consensus_extractor(benchmark, official), [a, b])
+                .map(|(p, _)| p)
+        };
+        let whole: Official = "whole-text-consensus".parse().expect("a switch");
+        assert_eq!(
+            agree(Benchmark::Math, Official::default()).as_deref(),
+            Some("56")
+        );
+        assert_eq!(agree(Benchmark::Math, whole), None);
+        assert_eq!(agree(Benchmark::Mmlu, whole), None);
+        // HumanEval+ compares the extracted programs in both modes.
+        let (p, q) = (
+            "Here:\n```python\ndef f():\n    return 1\n```",
+            "Sure.\n```python\ndef f():\n    return 1\n```",
+        );
+        for o in [Official::default(), whole] {
+            let e = consensus_extractor(Benchmark::HumanevalPlus, o);
+            assert!(hieramas_topology::schedule::consensus(e, [p, q]).is_some());
+        }
+    }
 }
