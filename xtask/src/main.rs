@@ -301,7 +301,28 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
     {
         cmd.env("HIERAMAS_DATA_DIR", d);
     }
+    println!("{}", qmm_coverage());
     run(&mut cmd)
+}
+
+/// Whether this CPU runs `hieramas-local`'s AVX-512 VNNI kernels (its only `unsafe` code): the
+/// `qmm` tests compare them with the scalar reference only where it does.
+fn qmm_coverage() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    let simd = std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512vl")
+        && std::is_x86_feature_detected!("avx512vnni")
+        && std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("fma")
+        && std::is_x86_feature_detected!("f16c");
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd = false;
+    if simd {
+        "qmm: this CPU has AVX-512 VNNI: the SIMD kernels are tested against the scalar reference"
+    } else {
+        "NOTE qmm: this CPU lacks AVX-512 VNNI: the SIMD kernels (hieramas-local's unsafe code) \
+         are NOT exercised by these tests; the scalar path and candle's kernels are"
+    }
 }
 
 #[derive(Deserialize)]

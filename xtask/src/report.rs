@@ -91,7 +91,8 @@ struct Evaluated {
 
 fn evaluated(run: &Path, part: &str, benchmark: Benchmark, method: &str) -> Result<Evaluated> {
     let log = eval_log(run, part, benchmark, method);
-    let records: Vec<Record> = lines(&log)?;
+    // Read as the eval step does (complete lines only: a log cut by a crash still reports).
+    let records: Vec<Record> = hieramas::bench::ResultLog::read(&log)?;
     Ok(Evaluated {
         method: method.to_string(),
         summary: record(&log.with_extension("summary.json"))?,

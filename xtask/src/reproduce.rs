@@ -800,7 +800,8 @@ pub fn run(o: &Options, bin: &Path, first_model: &dyn Fn(&Part) -> Result<String
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs()),
             };
-            std::fs::write(&mark, serde_json::to_string_pretty(&d)? + "\n")
+            // Crash-safe: a step record is whole or absent (then the step runs again).
+            hieramas::records::write_json_atomic(&mark, &d)
                 .with_context(|| format!("writing {}", mark.display()))?;
             outcomes.push(Outcome {
                 step,

@@ -59,6 +59,11 @@ pub enum BenchError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "{}: the results log is in use by another run (locked): wait for it to finish, or write to another file",
+        path.display()
+    )]
+    Locked { path: PathBuf },
     #[error("{source_name}: {detail}")]
     Prompts { source_name: String, detail: String },
     #[error("{0}")]

@@ -62,9 +62,12 @@ pub struct ResultLog {
 }
 
 impl ResultLog {
-    /// Opens (or creates) the log at `path` and returns the records already in it. A torn last
-    /// line — a write cut short by a crash — is cut off; any other malformed line is an error
-    /// naming it.
+    /// Opens (or creates) the log at `path` for appending and returns the records already in
+    /// it. The log is locked (`flock`, exclusive) for as long as the [`ResultLog`] lives: a
+    /// second writer — another process, or a second `open` in this one — is refused with
+    /// [`BenchError::Locked`] instead of interleaving its lines. A torn last line — a write
+    /// cut short by a crash, possibly inside a multi-byte character — is cut off; any other
+    /// malformed line is an error naming it.
     pub fn open(path: &Path) -> Result<(ResultLog, Vec<Record>), BenchError> {
         let io = |e| BenchError::Io {
             path: path.to_path_buf(),
@@ -79,27 +82,29 @@ impl ResultLog {
             .create(true)
             .open(path)
             .map_err(io)?;
-        let mut text = String::new();
-        file.read_to_string(&mut text).map_err(io)?;
-        if !text.is_empty() && !text.ends_with('\n') {
-            let keep = text.rfind('\n').map_or(0, |i| i + 1);
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(BenchError::Locked {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io)?;
+        let keep = complete_len(&bytes);
+        if keep < bytes.len() {
             tracing::warn!(
                 "{}: dropping a torn last line ({} bytes) left by an interrupted run",
                 path.display(),
-                text.len() - keep
+                bytes.len() - keep
             );
             file.set_len(keep as u64).map_err(io)?;
+            file.sync_data().map_err(io)?;
             file.seek(SeekFrom::End(0)).map_err(io)?;
-            text.truncate(keep);
         }
-        let mut records = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let r: Record = hieramas_tasks::data::parse_line(path, i + 1, line)?;
-            records.push(r);
-        }
+        let records = parse(path, &bytes[..keep])?;
         Ok((
             ResultLog {
                 path: path.to_path_buf(),
@@ -107,6 +112,23 @@ impl ResultLog {
             },
             records,
         ))
+    }
+
+    /// The records of the log at `path` without opening it for writing (no lock, nothing
+    /// truncated): what [`ResultLog::open`] would return, read while a writer may be
+    /// appending. A missing file has no records.
+    pub fn read(path: &Path) -> Result<Vec<Record>, BenchError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(BenchError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                });
+            }
+        };
+        parse(path, &bytes[..complete_len(&bytes)])
     }
 
     pub fn path(&self) -> &Path {
@@ -127,6 +149,33 @@ impl ResultLog {
         self.file.write_all(line.as_bytes()).map_err(io)?;
         self.file.sync_data().map_err(io)
     }
+}
+
+/// The length of the log's complete lines: up to and including the last newline (a line is
+/// written whole with its newline, so anything after the last one is a torn write).
+fn complete_len(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+}
+
+/// The records of complete lines, each decoded on its own: a line that is not UTF-8 or not a
+/// record is an error naming its line number.
+fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Record>, BenchError> {
+    let mut records = Vec::new();
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = std::str::from_utf8(line).map_err(|e| {
+            BenchError::Tasks(hieramas_tasks::TasksError::Malformed {
+                file: path.to_path_buf(),
+                line: i + 1,
+                field: "(whole line)".to_string(),
+                detail: format!("not UTF-8: {e}"),
+            })
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        records.push(hieramas_tasks::data::parse_line(path, i + 1, line)?);
+    }
+    Ok(records)
 }
 
 fn is_zero(v: &u64) -> bool {

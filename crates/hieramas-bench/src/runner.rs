@@ -567,10 +567,7 @@ pub async fn resume(
 
 /// The ids of `cfg`'s queries already in the log at `path` (empty if there is no log).
 pub fn logged_ids(cfg: &EvalConfig, path: &std::path::Path) -> Result<HashSet<String>, BenchError> {
-    if !path.exists() {
-        return Ok(HashSet::new());
-    }
-    let (_, records) = ResultLog::open(path)?;
+    let records = ResultLog::read(path)?;
     let hash = cfg.hash();
     Ok(records
         .into_iter()

@@ -121,7 +121,8 @@ async fn records_are_graded_priced_and_durable() {
     assert!(out.failed.is_empty() && !out.budget_exhausted);
     assert!(server.max_in_flight() <= 3, "concurrency 3 was exceeded");
 
-    let (_, records) = ResultLog::open(&path).unwrap();
+    // `log` is still open (and locked): read without opening for writing.
+    let records = ResultLog::read(&path).unwrap();
     assert_eq!(records.len(), 6);
     let ids: HashSet<_> = records.iter().map(|r| r.query_id.clone()).collect();
     assert_eq!(ids, seen.into_iter().collect());

@@ -58,6 +58,41 @@ async fn stage1_trains_and_leaves_a_verified_checkpoint() {
     let out2 = dir.path().join("resumed");
     let (_, stderr) = succeed(train(&out2, &["--stop-after", "1"])).await;
     assert!(stderr.contains("stopped after iteration 1"), "{stderr}");
+    // The state names iteration 1's files by sha256.
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(out2.join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["iterations_done"], 1);
+    assert_eq!(state["files"]["weights"], "last-1.safetensors");
+    assert_eq!(state["files"]["adam"], "last-1.adam.safetensors");
+    // A copy whose optimiser file changed after the state was written is refused by its hash.
+    let corrupt = dir.path().join("corrupt");
+    std::fs::create_dir(&corrupt).unwrap();
+    for e in std::fs::read_dir(&out2).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), corrupt.join(e.file_name())).unwrap();
+        }
+    }
+    let adam = corrupt.join("last-1.adam.safetensors");
+    let mut bytes = std::fs::read(&adam).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&adam, bytes).unwrap();
+    let mut bad = train(&corrupt, &[]);
+    let output = tokio::task::spawn_blocking(move || bad.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("last-1.adam.safetensors") && stderr.contains("sha256"),
+        "{stderr}"
+    );
+    // A kill while iteration 2 was being saved left half of its files: the state still names
+    // iteration 1's, and the rerun does not read the torn ones.
+    std::fs::write(out2.join("last-2.safetensors"), b"torn").unwrap();
+    std::fs::write(out2.join(".last-2.adam.safetensors.tmp"), b"torn").unwrap();
     let (_, stderr) = succeed(train(&out2, &[])).await;
     assert!(
         stderr.contains("resuming") && stderr.contains("iter  2:"),
@@ -80,6 +115,21 @@ async fn stage1_trains_and_leaves_a_verified_checkpoint() {
             .collect()
     };
     assert_eq!(curve_of(&out), curve_of(&out2));
+    // One iteration's resume files remain, the last one's.
+    let mut resume_files: Vec<String> = std::fs::read_dir(&out2)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("last"))
+        .collect();
+    resume_files.sort();
+    assert_eq!(
+        resume_files,
+        [
+            "last-2.adam.safetensors",
+            "last-2.safetensors",
+            "last-2.safetensors.json"
+        ]
+    );
 
     // Other settings in the same folder are refused, not mixed in.
     let mut other = train(&out2, &[]);

@@ -158,6 +158,17 @@ impl<M: ChatModel> ChatModel for Budgeted<M> {
         self.inner.price()
     }
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        // The provider is told the completion length the reservation assumed: a request
+        // without `max_tokens` goes out with `default_max_tokens`, so no answer can cost more
+        // than was reserved.
+        let capped;
+        let req = match req.max_tokens {
+            Some(_) => req,
+            None => {
+                capped = req.clone().max_tokens(self.default_max_tokens);
+                &capped
+            }
+        };
         let worst = worst_case_cost(self.inner.price(), req, self.default_max_tokens);
         let reservation = self.budget.reserve(self.inner.id(), worst)?;
         let resp = self.inner.chat(req).await?;

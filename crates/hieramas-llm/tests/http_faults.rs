@@ -634,6 +634,35 @@ async fn budget_refuses_before_calling_and_never_passes_the_cap() {
 }
 
 #[tokio::test]
+async fn a_budgeted_call_sends_the_max_tokens_it_reserved() {
+    let s = server().await;
+    let budget = Budget::new(Usd::parse("1").unwrap());
+    let mut m = Budgeted::new(client(&s), budget.clone());
+    m.chat(&ChatRequest::user("hi")).await.unwrap();
+    m.default_max_tokens = 321;
+    m.chat(&ChatRequest::user("hi")).await.unwrap();
+    m.chat(&ChatRequest::user("hi").max_tokens(9))
+        .await
+        .unwrap();
+    let sent: Vec<_> = s
+        .requests()
+        .iter()
+        .map(|r| r.body["max_tokens"].clone())
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            serde_json::json!(4096),
+            serde_json::json!(321),
+            serde_json::json!(9)
+        ]
+    );
+    // Unbudgeted, an unset max_tokens stays unset on the wire.
+    client(&s).chat(&ChatRequest::user("hi")).await.unwrap();
+    assert!(s.requests()[3].body.get("max_tokens").is_none());
+}
+
+#[tokio::test]
 async fn nothing_listens_is_a_connection_error() {
     let s = server().await;
     let mut ep = endpoint(&s);

@@ -92,8 +92,16 @@ pub(crate) struct QAct {
 
 impl QAct {
     /// Quantizes `x` (`m` rows of `k`, `k` a multiple of 32).
+    ///
+    /// # Panics
+    /// If `k` is not a multiple of 32 or `x` does not hold exactly `m · k` values: the vector
+    /// quantizer writes one block per 32 inputs, so either would write past the buffers.
     pub(crate) fn new(x: &[f32], m: usize, k: usize) -> QAct {
-        debug_assert!(k.is_multiple_of(QK) && x.len() == m * k);
+        assert!(
+            k.is_multiple_of(QK) && Some(x.len()) == m.checked_mul(k),
+            "QAct::new: {} values for {m} rows of {k} (k must be a multiple of {QK})",
+            x.len()
+        );
         let blocks = m * k / QK;
         let mut a = QAct {
             m,
@@ -550,11 +558,17 @@ mod tests {
     }
 
     proptest! {
-        /// The vector quantizer gives the scalar one's bytes and scales exactly.
+        /// The vector quantizer gives the scalar one's bytes and scales exactly (on a CPU that
+        /// has it).
         #[test]
         fn vector_and_scalar_quantizers_agree(
             x in proptest::collection::vec(-300f32..300.0, 32..=256), scale in 0.001f32..10.0,
         ) {
+            // Without the CPU features both would be the scalar path (`cargo xtask test`
+            // prints that the SIMD kernels go untested on such a CPU).
+            if !cpu_has_features() {
+                return Ok(());
+            }
             let k = x.len() / QK * QK;
             let x: Vec<f32> = x[..k].iter().map(|v| v * scale).collect();
             let fast = QAct::new(&x, 1, k);
@@ -567,6 +581,18 @@ mod tests {
                 prop_assert!((f - s).abs() <= 1e-6 * s.abs().max(1.0));
             }
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "96 values for 1 rows of 64")]
+    fn a_too_long_input_is_refused() {
+        let _ = QAct::new(&[1.0; 96], 1, 64);
+    }
+
+    #[test]
+    #[should_panic(expected = "k must be a multiple of 32")]
+    fn a_width_off_the_block_size_is_refused() {
+        let _ = QAct::new(&[1.0; 40], 1, 40);
     }
 
     #[test]

@@ -248,8 +248,8 @@ pub fn log_prob_and_entropy(
 }
 
 /// Saves the selector's parameters to `path` (safetensors) and `<path>.json` (configuration,
-/// tensor names, sha256 of the safetensors file).
-pub fn save(varmap: &VarMap, config: &SelectorConfig, path: &Path) -> Result<()> {
+/// tensor names, sha256 of the safetensors file), each crash-safe; returns that sha256.
+pub fn save(varmap: &VarMap, config: &SelectorConfig, path: &Path) -> Result<String> {
     let sha256 = hieramas_checkpoint::save_weights(varmap, path)?;
     let tensors =
         hieramas_checkpoint::tensor_names(varmap).ok_or_else(|| SelectorError::Checkpoint {
@@ -261,7 +261,8 @@ pub fn save(varmap: &VarMap, config: &SelectorConfig, path: &Path) -> Result<()>
         tensors,
         sha256,
     };
-    Ok(hieramas_checkpoint::write_sidecar(path, &meta)?)
+    hieramas_checkpoint::write_sidecar(path, &meta)?;
+    Ok(meta.sha256)
 }
 
 /// What a checkpoint's JSON sidecar holds.

@@ -168,8 +168,9 @@ impl Trainer {
         Ok(norm)
     }
 
-    /// Saves the moments to `path` (safetensors) with the step count as metadata tensor.
-    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+    /// Saves the moments to `path` (safetensors, crash-safe) with the step count as metadata
+    /// tensor; returns the file's sha256, which [`Trainer::load`] checks.
+    pub fn save(&self, path: &std::path::Path) -> Result<String> {
         let mut map = std::collections::HashMap::new();
         for (i, name) in self.names.iter().enumerate() {
             map.insert(format!("m.{name}"), self.m[i].clone());
@@ -179,17 +180,18 @@ impl Trainer {
             "steps".to_string(),
             Tensor::new(&[self.steps as f64], &candle_core::Device::Cpu)?,
         );
-        candle_core::safetensors::save(&map, path)?;
-        Ok(())
+        Ok(hieramas_checkpoint::save_tensors(&map, path)?)
     }
 
-    /// Restores what [`Trainer::save`] wrote; the variables must be the same.
-    pub fn load(&mut self, path: &std::path::Path) -> Result<()> {
+    /// Restores what [`Trainer::save`] wrote (its bytes checked against the `sha256` it
+    /// returned); the variables must be the same.
+    pub fn load(&mut self, path: &std::path::Path, sha256: &str) -> Result<()> {
         let bad = |detail: String| crate::selector::SelectorError::Checkpoint {
             path: path.to_path_buf(),
             detail,
         };
-        let map = candle_core::safetensors::load(path, &candle_core::Device::Cpu)?;
+        let map =
+            hieramas_checkpoint::load_tensors_verified(path, sha256, &candle_core::Device::Cpu)?;
         for (i, name) in self.names.iter().enumerate() {
             let get = |k: String| {
                 map.get(&k)
@@ -306,9 +308,11 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("adam.safetensors");
-        first.save(&p).unwrap();
+        let sha = first.save(&p).unwrap();
         let mut second = Trainer::new(&vm2, 0.1, 1e-5, 1.0).unwrap();
-        second.load(&p).unwrap();
+        let e = second.load(&p, &"0".repeat(64)).unwrap_err();
+        assert!(e.to_string().contains("sha256"), "{e}");
+        second.load(&p, &sha).unwrap();
         assert_eq!(second.steps(), 2);
         for _ in 0..2 {
             second.step(&loss(&w2)).unwrap();

@@ -198,6 +198,37 @@ struct ResumeState {
     rng_word_pos: u128,
     #[serde(default)]
     best_val: Option<f64>,
+    /// The weights and optimiser moments of this iteration (none in a state written before
+    /// they were named here: `last.safetensors` and `last.adam.safetensors`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    files: Option<StateFiles>,
+}
+
+/// The files a resume loads, each with the sha256 of the bytes written. `state.json` is written
+/// last and atomically, naming files of its own iteration: a kill at any moment leaves the
+/// previous state and the files it names intact (the previous iteration's files are removed
+/// only after the new state is on disk), so a half-written set is never loaded.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct StateFiles {
+    weights: String,
+    weights_sha256: String,
+    adam: String,
+    adam_sha256: String,
+}
+
+impl StateFiles {
+    /// The files of a state written before they were named in it (not verifiable beyond the
+    /// weights' sidecar).
+    fn legacy(out: &std::path::Path) -> Result<StateFiles> {
+        let adam = "last.adam.safetensors".to_string();
+        Ok(StateFiles {
+            weights: "last.safetensors".into(),
+            weights_sha256: String::new(),
+            adam_sha256: hieramas_checkpoint::file_sha256(&out.join(&adam))
+                .map_err(selector::SelectorError::from)?,
+            adam,
+        })
+    }
 }
 
 /// What a finished (or stopped) stage 1 leaves.
@@ -790,8 +821,15 @@ pub async fn train(cfg: &Stage1Config, progress: &mut dyn Progress) -> Result<St
             simulated,
         },
     )?;
+    let resume_files = match &resumed {
+        Some(st) => Some(match &st.files {
+            Some(f) => f.clone(),
+            None => StateFiles::legacy(&out)?,
+        }),
+        None => None,
+    };
     let (varmap, sel, mut trainer) = selector_and_trainer(
-        resumed.is_some().then_some(out.as_path()),
+        resume_files.as_ref().map(|f| (out.as_path(), f)),
         &settings,
         dim,
         &dev,
@@ -898,14 +936,7 @@ pub async fn train(cfg: &Stage1Config, progress: &mut dyn Progress) -> Result<St
         }
         // The state that lets a rerun continue exactly: weights, optimiser, data order, rng.
         let st = order.state(fingerprint.clone(), done, best_val);
-        save_iteration(
-            &out,
-            &varmap,
-            &sel,
-            &trainer,
-            &st,
-            settings.checkpoint_every,
-        )?;
+        save_iteration(&out, &varmap, &sel, &trainer, st, settings.checkpoint_every)?;
     }
     progress.finish();
     let path = out.join("selector.safetensors");
@@ -965,25 +996,59 @@ async fn prepare(
 }
 
 /// Saves what lets a rerun continue exactly after an iteration: the weights, the optimiser's
-/// moments, the state (data order, rng); every `checkpoint_every` iterations a checkpoint.
+/// moments (files of this iteration, `last-<n>.*`), then the state naming them (data order,
+/// rng, sha256 of each file), then removes the previous iteration's files; every
+/// `checkpoint_every` iterations a checkpoint.
 fn save_iteration(
     out: &std::path::Path,
     varmap: &VarMap,
     sel: &Selector,
     trainer: &Trainer,
-    st: &ResumeState,
+    mut st: ResumeState,
     checkpoint_every: usize,
 ) -> Result<()> {
-    selector::save(varmap, &sel.config, &out.join("last.safetensors"))?;
-    trainer.save(&out.join("last.adam.safetensors"))?;
-    crate::records::write_json_atomic(&out.join("state.json"), st)?;
     let done = st.iterations_done;
+    let weights = format!("last-{done}.safetensors");
+    let adam = format!("last-{done}.adam.safetensors");
+    let weights_sha256 = selector::save(varmap, &sel.config, &out.join(&weights))?;
+    let adam_sha256 = trainer.save(&out.join(&adam))?;
+    st.files = Some(StateFiles {
+        weights,
+        weights_sha256,
+        adam,
+        adam_sha256,
+    });
+    crate::records::write_json_atomic(&out.join("state.json"), &st)?;
+    remove_stale_iteration_files(out, done)?;
     if done.is_multiple_of(checkpoint_every.max(1)) {
         selector::save(
             varmap,
             &sel.config,
             &out.join(format!("iter{done}.safetensors")),
         )?;
+    }
+    Ok(())
+}
+
+/// Removes the resume files of iterations other than `keep` (and of the unnamed layout), and
+/// temporary files a killed save left.
+fn remove_stale_iteration_files(out: &std::path::Path, keep: usize) -> Result<()> {
+    let own = format!("last-{keep}.");
+    let entries = std::fs::read_dir(out).with_context(|| format!("listing {}", out.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", out.display()))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let stale = (name.starts_with("last-") && !name.starts_with(&own))
+            || name.starts_with(".last-")
+            || matches!(
+                name,
+                "last.safetensors" | "last.safetensors.json" | "last.adam.safetensors"
+            );
+        if stale {
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+        }
     }
     Ok(())
 }
@@ -1017,16 +1082,31 @@ fn fingerprint(
     Ok(fingerprint)
 }
 
-/// The selector (seeded, or the last one saved in `resume_from`) and its optimiser.
+/// The selector (seeded, or the one a saved state names) and its optimiser.
 fn selector_and_trainer(
-    resume_from: Option<&std::path::Path>,
+    resume_from: Option<(&std::path::Path, &StateFiles)>,
     settings: &Settings,
     dim: usize,
     dev: &Device,
     seed: u64,
 ) -> Result<(VarMap, Selector, Trainer)> {
     let (varmap, sel) = match resume_from {
-        Some(out) => selector::load(&out.join("last.safetensors"), dev, DType::F32)?,
+        Some((out, files)) => {
+            let path = out.join(&files.weights);
+            // The state must name these bytes: weights and sidecar of another iteration would
+            // pass the sidecar's own check.
+            let meta: selector::CheckpointMeta =
+                hieramas_checkpoint::read_sidecar(&path).map_err(selector::SelectorError::from)?;
+            if !files.weights_sha256.is_empty() && meta.sha256 != files.weights_sha256 {
+                bail!(
+                    "{}: sha256 {} is not the {} that state.json records",
+                    path.display(),
+                    meta.sha256,
+                    files.weights_sha256
+                );
+            }
+            selector::load(&path, dev, DType::F32)?
+        }
         None => {
             let varmap = VarMap::new();
             let sel = Selector::new(
@@ -1043,8 +1123,8 @@ fn selector_and_trainer(
         settings.weight_decay,
         settings.grad_clip,
     )?;
-    if let Some(out) = resume_from {
-        trainer.load(&out.join("last.adam.safetensors"))?;
+    if let Some((out, files)) = resume_from {
+        trainer.load(&out.join(&files.adam), &files.adam_sha256)?;
     }
     Ok((varmap, sel, trainer))
 }
@@ -1098,6 +1178,7 @@ impl Order {
             order: self.order.clone(),
             rng_word_pos: self.rng.get_word_pos(),
             best_val,
+            files: None,
         }
     }
 }

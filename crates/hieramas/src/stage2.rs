@@ -636,9 +636,7 @@ pub fn fit(a: &FitConfig, progress: &mut dyn Progress) -> Result<FitOutput> {
         cost_model,
         test,
     };
-    let json = serde_json::to_string_pretty(&output)?;
-    std::fs::write(out.join("report.json"), json + "\n")
-        .with_context(|| format!("writing {}", out.join("report.json").display()))?;
+    crate::records::write_json_atomic(&out.join("report.json"), &output)?;
     progress.note(&format!(
         "{label}classifier: {} (best epoch {}, valid task ROC-AUC {:.3})",
         path.display(),
