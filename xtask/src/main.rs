@@ -532,7 +532,7 @@ fn reproduce(root: &Path, data_dir: Option<PathBuf>, wanted: Wanted) -> Result<(
 
     println!("\n3. Building hieramas");
     let status = cargo()
-        .args(["build", "-q", "-p", "hieramas-cli"])
+        .args(["build", "-q", "-p", "xtask", "-p", "hieramas-cli"])
         .status()
         .context("cannot start cargo build")?;
     if !status.success() {
@@ -750,7 +750,7 @@ fn bench(root: &Path, suite: &str, record: bool, threshold: f64) -> Result<()> {
 /// first use), same samples and machine; results go to `benchmarks/humaneval-grader.md` by hand.
 fn bench_humaneval() -> Result<()> {
     let root = workspace_root()?;
-    run(cargo().args(["build", "-p", "hieramas-cli"]))?;
+    run(cargo().args(["build", "-p", "xtask", "-p", "hieramas-cli"]))?;
     let venv = root.join("target/evalplus-venv");
     if !venv.join("bin/python").exists() {
         run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
