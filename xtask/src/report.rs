@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use hieramas::Benchmark;
 
-use crate::reproduce::{Options, Outcome, Part, Profile, Status, bench_dir, eval_log};
+use crate::reproduce::{Options, Outcome, Part, Status, bench_dir, eval_log};
 
 const PAPER: &str = include_str!("../paper.toml");
 
@@ -106,22 +106,6 @@ fn methods(part: &Part, benchmark: Benchmark) -> Vec<String> {
     let mut m = part.methods.clone();
     m.extend(crate::reproduce::unseen_methods(part, benchmark));
     m
-}
-
-/// Everything the run has spent so far on model calls (USD): stage 1, stage-2 data and every
-/// eval record.
-pub fn spent_usd(run: &Path, profile: &Profile) -> Result<f64> {
-    let mut total = 0u64;
-    for part in &profile.part {
-        for &b in &part.benchmarks {
-            let t = training(&bench_dir(run, &part.name, b))?;
-            total += t.stage1_pico + t.data_pico;
-            for m in methods(part, b) {
-                total += evaluated(run, &part.name, b, &m)?.spent_pico;
-            }
-        }
-    }
-    Ok(total as f64 / 1e12)
 }
 
 /// `results.json`: the run, written by [`write`] and read back by [`track`].

@@ -769,15 +769,23 @@ pub fn run(o: &Options, bin: &Path, first_model: &dyn Fn(&Part) -> Result<String
         }
         let mut args = step.args.clone();
         if let Some(cap) = o.budget_usd {
-            let spent = crate::report::spent_usd(&o.run_dir, &o.profile)?;
-            let left = cap - spent;
-            if left <= 0.0 {
+            // One ledger for the whole run: every step charges it, every attempt (retries and
+            // calls of killed steps included) counts against the one cap.
+            let ledger = budget_ledger(&o.run_dir);
+            let spent = ledger_spent(&ledger)?;
+            if spent >= cap {
                 bail!(
-                    "the budget of ${cap:.2} is spent (${spent:.4} so far); rerun with a larger --budget-usd to go on"
+                    "the budget of ${cap:.2} is spent (${spent:.4} so far, {}); rerun with a larger --budget-usd to go on",
+                    ledger.display()
                 );
             }
             if !matches!(step.kind, Kind::Classifier | Kind::Export) {
-                args.extend(["--budget-usd".into(), format!("{left:.6}")]);
+                args.extend([
+                    "--budget-usd".into(),
+                    format!("{cap}"),
+                    "--budget-ledger".into(),
+                    ledger.display().to_string(),
+                ]);
             }
         }
         println!(
@@ -861,6 +869,22 @@ pub fn run_dir(root: &Path, name: Option<&str>, profile: &str, pool: Option<&Pat
         (None, None) => profile.to_string(),
     };
     root.join("results").join(name)
+}
+
+/// The run's budget ledger (`hieramas_llm::budget`): every step with a budget charges it.
+pub fn budget_ledger(run_dir: &Path) -> PathBuf {
+    run_dir.join("budget.jsonl")
+}
+
+/// Dollars charged in a budget ledger so far (open reservations of killed steps in full).
+pub fn ledger_spent(ledger: &Path) -> Result<f64> {
+    let models = hieramas_llm::budget::ledger_summary(ledger)
+        .with_context(|| format!("reading the budget ledger {}", ledger.display()))?;
+    Ok(models
+        .values()
+        .map(|m| m.total())
+        .sum::<hieramas_llm::Usd>()
+        .as_f64())
 }
 
 #[cfg(test)]

@@ -66,6 +66,11 @@ pub struct SystemArgs {
     /// fail, and so does the command (a rerun resumes where it stopped).
     #[arg(long)]
     pub budget_usd: Option<String>,
+    /// Keep the budget's ledger (every attempt's reservation and charge) in this file, so that
+    /// a rerun after a kill counts what was spent; default with --budget-usd:
+    /// <out>/budget.jsonl. `hieramas budget FILE` shows it per model.
+    #[arg(long)]
+    pub budget_ledger: Option<PathBuf>,
     /// The role set: a TOML file (see crates/hieramas-topology/roles/) or a built-in name
     /// (math, mmlu, humaneval-plus, general); default: the benchmark's.
     #[arg(long)]
@@ -116,6 +121,7 @@ impl SystemArgs {
             embeddings: self.embeddings.clone(),
             data_dir: self.data_dir.clone(),
             budget: budget(self.budget_usd.as_deref())?,
+            budget_ledger: self.budget_ledger.clone(),
             roles: self.roles.clone(),
             cache: self.cache.clone(),
             official: self.official.official()?,

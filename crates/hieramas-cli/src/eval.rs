@@ -33,6 +33,10 @@ pub struct EvalArgs {
     /// Stop starting queries once this much has been spent (USD, e.g. 0.50).
     #[arg(long)]
     budget_usd: Option<String>,
+    /// Keep the budget's ledger in this file (what a killed run spent counts when it resumes);
+    /// default with --budget-usd: next to --out, else <out-dir>/budget.jsonl.
+    #[arg(long)]
+    budget_ledger: Option<PathBuf>,
     /// Results JSONL (appended to; default under --out-dir, named by the configuration).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -110,6 +114,7 @@ impl EvalArgs {
             limit: self.limit,
             concurrency: self.concurrency,
             budget: crate::args::budget(self.budget_usd.as_deref())?,
+            budget_ledger: self.budget_ledger.clone(),
             out: self.out.clone(),
             out_dir: self.out_dir.clone(),
             data_dir: self.data_dir.clone(),

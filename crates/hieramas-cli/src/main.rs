@@ -138,6 +138,16 @@ enum Command {
         #[command(subcommand)]
         what: grade::GradeCommand,
     },
+    /// Shows a budget ledger (`--budget-ledger`, `<out>/budget.jsonl`): calls, attempts,
+    /// retries, failed and interrupted attempts, and money per model — known from reported
+    /// usage, and estimated where a provider may have billed an attempt that returned none.
+    Budget {
+        /// The ledger file.
+        ledger: std::path::PathBuf,
+        /// Print the per-model ledger as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serves trained systems (`hieramas/<name>`), the local models and the embedder over the
     /// OpenAI API: `/v1/models`, `/v1/chat/completions`, `/v1/embeddings`, `/v1/traces/{id}`.
     Serve(ServeArgs),
@@ -562,6 +572,14 @@ async fn run(command: Command) -> Result<()> {
             println!("{}", out.report_md);
             eprintln!("report: {}", out.report_path.display());
         }
+        Command::Budget { ledger, json } => {
+            let models = hieramas::llm::budget::ledger_summary(&ledger)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&models)?);
+            } else {
+                print!("{}", budget_table(&models));
+            }
+        }
         Command::Grade { what } => {
             tokio::task::spawn_blocking(move || grade::run(what)).await??;
         }
@@ -626,4 +644,50 @@ async fn run(command: Command) -> Result<()> {
         Command::Serve(a) => serve(a).await?,
     }
     Ok(())
+}
+
+/// The per-model ledger as a table, with a total row.
+fn budget_table(
+    models: &std::collections::BTreeMap<String, hieramas::llm::budget::ModelLedger>,
+) -> String {
+    use hieramas::llm::budget::ModelLedger;
+    let mut out = format!(
+        "{:<28} {:>7} {:>8} {:>7} {:>6} {:>11} {:>14} {:>14} {:>14}\n",
+        "model",
+        "calls",
+        "attempts",
+        "retries",
+        "failed",
+        "interrupted",
+        "known",
+        "estimated",
+        "total"
+    );
+    let mut all = ModelLedger::default();
+    let mut row = |name: &str, m: &ModelLedger| {
+        out.push_str(&format!(
+            "{:<28} {:>7} {:>8} {:>7} {:>6} {:>11} {:>14} {:>14} {:>14}\n",
+            name,
+            m.calls,
+            m.attempts,
+            m.retries,
+            m.failed,
+            m.interrupted,
+            m.known.to_string(),
+            m.estimated.to_string(),
+            m.total().to_string()
+        ));
+    };
+    for (name, m) in models {
+        row(name, m);
+        all.calls += m.calls;
+        all.attempts += m.attempts;
+        all.retries += m.retries;
+        all.failed += m.failed;
+        all.interrupted += m.interrupted;
+        all.known += m.known;
+        all.estimated += m.estimated;
+    }
+    row("total", &all);
+    out
 }

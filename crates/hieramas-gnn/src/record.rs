@@ -5,7 +5,7 @@
 //! follow the official rule: the runs are ranked by system reward, highest first, and a run is
 //! positive iff its rank is below `top` (official: 2) and it solved the task.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -118,43 +118,61 @@ impl Dataset {
             line: None,
             detail: e.to_string(),
         })?;
-        std::fs::write(&tmp, text + "\n").map_err(|e| GnnError::io(&tmp, e))?;
+        write_synced(&tmp, (text + "\n").as_bytes())?;
         std::fs::rename(&tmp, &path).map_err(|e| GnnError::io(&path, e))
     }
 
-    /// Every complete task line. A last line cut short by a crash is ignored (and overwritten
-    /// by the next append); a bad line anywhere else is an error naming it.
+    /// Every complete task line. A last line cut short by a crash — even inside a multi-byte
+    /// character — is ignored (and overwritten by the next append); a bad line anywhere else
+    /// is an error naming it.
     pub fn read_tasks(&self) -> Result<Vec<TaskRecord>, GnnError> {
         let path = self.tasks_path();
-        let file = match std::fs::File::open(&path) {
-            Ok(f) => f,
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(GnnError::io(&path, e)),
         };
-        let lines: Vec<String> = std::io::BufReader::new(file)
-            .lines()
-            .collect::<Result<_, _>>()
-            .map_err(|e| GnnError::io(&path, e))?;
-        let mut out = Vec::with_capacity(lines.len());
-        for (i, line) in lines.iter().enumerate() {
-            if line.trim().is_empty() {
+        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if complete < bytes.len() {
+            tracing::warn!("{}: ignoring a cut-off last line", path.display());
+        }
+        let mut out = Vec::new();
+        for (i, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            match serde_json::from_str::<TaskRecord>(line) {
-                Ok(r) => out.push(r),
-                Err(_) if i + 1 == lines.len() => {
-                    tracing::warn!("{}: ignoring a cut-off last line", path.display());
-                }
-                Err(e) => {
-                    return Err(GnnError::Format {
-                        path,
-                        line: Some(i + 1),
-                        detail: e.to_string(),
-                    });
-                }
-            }
+            let r = serde_json::from_slice::<TaskRecord>(line).map_err(|e| GnnError::Format {
+                path: path.clone(),
+                line: Some(i + 1),
+                detail: e.to_string(),
+            })?;
+            out.push(r);
         }
         Ok(out)
+    }
+
+    /// Takes the dataset's writer lock (`flock` on `<dir>/.lock`), held until the file is
+    /// dropped: a second process writing the same dataset is refused with an error naming it.
+    pub fn lock(&self) -> Result<std::fs::File, GnnError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| GnnError::io(&self.dir, e))?;
+        let path = self.dir.join(".lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| GnnError::io(&path, e))?;
+        match f.try_lock() {
+            Ok(()) => Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) => Err(GnnError::io(
+                &self.dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    "another process is writing this stage-2 dataset (it is locked)",
+                ),
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(GnnError::io(&path, e)),
+        }
     }
 
     /// Rewrites `tasks.jsonl` with `records` (used once at open, to drop a cut-off line).
@@ -165,7 +183,7 @@ impl Dataset {
         for r in records {
             text.push_str(&line(r, &path)?);
         }
-        std::fs::write(&tmp, text).map_err(|e| GnnError::io(&tmp, e))?;
+        write_synced(&tmp, text.as_bytes())?;
         std::fs::rename(&tmp, &path).map_err(|e| GnnError::io(&path, e))
     }
 
@@ -181,6 +199,14 @@ impl Dataset {
             .and_then(|()| f.sync_data())
             .map_err(|e| GnnError::io(&path, e))
     }
+}
+
+/// Writes `bytes` to `path` and flushes them to disk (before the rename that publishes them).
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), GnnError> {
+    let mut f = std::fs::File::create(path).map_err(|e| GnnError::io(path, e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| GnnError::io(path, e))
 }
 
 fn line(r: &TaskRecord, path: &Path) -> Result<String, GnnError> {
@@ -300,5 +326,42 @@ mod tests {
             err.contains("tasks.jsonl") && err.contains("line 1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_line_cut_inside_a_multibyte_character_is_dropped_and_a_second_writer_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = Dataset {
+            dir: dir.path().to_path_buf(),
+        };
+        let t = TaskRecord {
+            task_id: "数学-1".into(),
+            embedding: vec![0.25],
+            runs: vec![run(1.0, true)],
+        };
+        ds.append(&t).unwrap();
+        let mut bytes = std::fs::read(ds.tasks_path()).unwrap();
+        let second = line(
+            &TaskRecord {
+                task_id: "数学-2".into(),
+                ..t.clone()
+            },
+            &ds.tasks_path(),
+        )
+        .unwrap();
+        // Cut inside the three bytes of '数'.
+        let cut = second.find('数').unwrap() + 1;
+        bytes.extend_from_slice(&second.as_bytes()[..cut]);
+        std::fs::write(ds.tasks_path(), &bytes).unwrap();
+        assert_eq!(ds.read_tasks().unwrap(), vec![t.clone()]);
+
+        let held = ds.lock().unwrap();
+        let e = ds.lock().unwrap_err().to_string();
+        assert!(
+            e.contains("locked") && e.contains(&dir.path().display().to_string()),
+            "{e}"
+        );
+        drop(held);
+        ds.lock().unwrap();
     }
 }

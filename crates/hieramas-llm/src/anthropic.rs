@@ -122,12 +122,20 @@ impl ChatModel for AnthropicClient {
 
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let start = Instant::now();
+        let req = self.core.capped(req);
+        let req = req.as_ref();
         let body = self.body(req)?;
         if req.seed.is_some() {
             tracing::debug!(model = %self.core.endpoint.id, "the Anthropic API has no seed; not sent");
         }
         let ep = &self.core.endpoint;
-        let ((v, usage), attempts) = ep.retry.run(&ep.id, |_| self.attempt(&body)).await?;
+        let ((v, usage), attempts) = ep
+            .retry
+            .run(&ep.id, |n| {
+                self.core
+                    .charged(n, req, self.attempt(&body), |(_, u): &(Value, Usage)| *u)
+            })
+            .await?;
         let blocks = v["content"].as_array().ok_or_else(|| {
             self.core.malformed(
                 &ep.url("messages"),

@@ -78,6 +78,9 @@ pub enum LlmError {
     /// The response cache could not be read or written.
     #[error("response cache {path}: {detail}")]
     Cache { path: String, detail: String },
+    /// The budget's ledger file could not be read, written or locked.
+    #[error("budget ledger {path}: {detail}")]
+    Ledger { path: String, detail: String },
     /// A required API key is not in the environment.
     #[error("{model}: no API key: environment variable {var} is not set")]
     MissingApiKey { model: String, var: String },
@@ -114,6 +117,22 @@ impl LlmError {
         }
     }
 
+    /// Whether a provider may have billed the failed attempt although we got no usage: the
+    /// request may have been processed — a timeout, a connection broken after sending, a
+    /// garbled, truncated or usage-less answer. An error status (the provider refused or failed
+    /// the request and says so) and failures before sending are not billed.
+    pub fn may_be_billed(&self) -> bool {
+        match self {
+            LlmError::Timeout { .. }
+            | LlmError::Connection { .. }
+            | LlmError::Malformed { .. }
+            | LlmError::MissingUsage { .. }
+            | LlmError::TruncatedStream { .. } => true,
+            LlmError::RetriesExhausted { last, .. } => last.may_be_billed(),
+            _ => false,
+        }
+    }
+
     /// The pool id of the model the failed call was for, where there is one.
     pub fn model(&self) -> Option<&str> {
         match self {
@@ -130,7 +149,7 @@ impl LlmError {
             | LlmError::InvalidRequest { model, .. }
             | LlmError::UnsupportedProvider { model, .. }
             | LlmError::Backend { model, .. } => Some(model),
-            LlmError::Cache { .. } | LlmError::Pool { .. } => None,
+            LlmError::Cache { .. } | LlmError::Pool { .. } | LlmError::Ledger { .. } => None,
         }
     }
 

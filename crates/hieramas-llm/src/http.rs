@@ -9,9 +9,11 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::budget::{Budget, Charge, DEFAULT_MAX_TOKENS, worst_case_cost};
 use crate::cost::Price;
 use crate::error::LlmError;
 use crate::retry::{RetryPolicy, parse_retry_after};
+use crate::types::{ChatRequest, Usage};
 
 /// An API key. Its `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -52,6 +54,10 @@ pub struct Endpoint {
     pub retry: RetryPolicy,
     /// Provider parameters sent verbatim with every request ([`crate::ModelSpec::params`]).
     pub params: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Every attempt (retries included) is reserved on and charged to this budget
+    /// ([`crate::budget`]); a request without `max_tokens` is then sent with the default the
+    /// reservation assumed.
+    pub budget: Option<Arc<Budget>>,
 }
 
 impl Endpoint {
@@ -74,6 +80,7 @@ impl Endpoint {
             timeout: Duration::from_secs(120),
             retry: RetryPolicy::default(),
             params: Default::default(),
+            budget: None,
         }
     }
 
@@ -140,6 +147,44 @@ impl HttpCore {
     pub fn without_bearer(mut self) -> HttpCore {
         self.bearer = false;
         self
+    }
+
+    /// `req` as this endpoint sends it: with a budget, `max_tokens` is always set (to the
+    /// default the reservation assumes when the request has none).
+    pub fn capped<'r>(&self, req: &'r ChatRequest) -> std::borrow::Cow<'r, ChatRequest> {
+        match self.endpoint.budget {
+            Some(_) => crate::budget::capped(req, DEFAULT_MAX_TOKENS),
+            None => std::borrow::Cow::Borrowed(req),
+        }
+    }
+
+    /// Runs one attempt (number `attempt`, 1-based) at `req`, charged to the endpoint's budget
+    /// when it has one: the worst case is reserved before the request goes out, then settled
+    /// as the price of the reported `usage`, or by how the attempt failed
+    /// ([`LlmError::may_be_billed`]); an attempt abandoned mid-flight is charged in full.
+    pub async fn charged<T>(
+        &self,
+        attempt: u32,
+        req: &ChatRequest,
+        run: impl std::future::Future<Output = Result<T, LlmError>>,
+        usage: impl FnOnce(&T) -> Usage,
+    ) -> Result<T, LlmError> {
+        let Some(budget) = &self.endpoint.budget else {
+            return run.await;
+        };
+        let ep = &self.endpoint;
+        let worst = worst_case_cost(ep.price, req, DEFAULT_MAX_TOKENS);
+        let reservation = budget.reserve_attempt(&ep.id, attempt, worst, Charge::Estimated)?;
+        match run.await {
+            Ok(v) => {
+                reservation.settle(ep.price.cost(usage(&v)));
+                Ok(v)
+            }
+            Err(e) => {
+                reservation.settle_failed(&e);
+                Err(e)
+            }
+        }
     }
 
     pub async fn permit(&self) -> OwnedSemaphorePermit {

@@ -60,10 +60,12 @@ impl OpenAiClient {
     ) -> Result<ChatResponse, LlmError> {
         let start = Instant::now();
         let ep = &self.core.endpoint;
+        let req = self.core.capped(req);
         let mut retrier = ep.retry.retrier(&ep.id);
         loop {
             let n = retrier.start_attempt();
-            match self.attempt_stream(req, Some(&mut *on_delta)).await {
+            let attempt = self.attempt_stream(&req, Some(&mut *on_delta));
+            match self.core.charged(n, &req, attempt, |c| c.usage).await {
                 Ok(c) => return Ok(self.finish(c, start, n)),
                 Err(e) => retrier.wait_or_give_up(e).await?,
             }
@@ -306,12 +308,21 @@ impl ChatModel for OpenAiClient {
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let start = Instant::now();
         let ep = &self.core.endpoint;
+        let req = self.core.capped(req);
+        let usage = |c: &Completion| c.usage;
         let (c, attempts) = if self.stream {
             ep.retry
-                .run(&ep.id, |_| self.attempt_stream(req, None))
+                .run(&ep.id, |n| {
+                    self.core
+                        .charged(n, &req, self.attempt_stream(&req, None), usage)
+                })
                 .await?
         } else {
-            ep.retry.run(&ep.id, |_| self.attempt_json(req)).await?
+            ep.retry
+                .run(&ep.id, |n| {
+                    self.core.charged(n, &req, self.attempt_json(&req), usage)
+                })
+                .await?
         };
         Ok(self.finish(c, start, attempts))
     }

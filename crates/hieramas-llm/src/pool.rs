@@ -17,6 +17,8 @@
 //! # base_url = "http://127.0.0.1:8080/v1"   # default per provider; env overrides below
 //! # api_key_env = "MY_KEY"                  # default per provider
 //! # timeout_s = 120
+//! # max_attempts = 4                        # attempts per call, retries included (default 4)
+//! # retry_base_s = 0.5                       # first back-off ceiling, doubling (default 0.5)
 //! # stream = false
 //! # exclude = false                          # left out of selection by default
 //! ```
@@ -120,6 +122,9 @@ pub struct ModelSpec {
     pub api_key_env: Option<String>,
     pub max_concurrency: usize,
     pub timeout: Duration,
+    /// Attempts per call and back-off (the pool file's `max_attempts`, `retry_base_s`).
+    #[serde(skip_serializing_if = "crate::retry::RetryPolicy::is_default")]
+    pub retry: crate::retry::RetryPolicy,
     pub stream: bool,
     /// Left out of selection unless asked for (the paper excludes `deepseek-r1-14b`).
     pub exclude: bool,
@@ -171,6 +176,8 @@ struct RawModel {
     api_key_env: Option<String>,
     max_concurrency: Option<usize>,
     timeout_s: Option<f64>,
+    max_attempts: Option<u32>,
+    retry_base_s: Option<f64>,
     #[serde(default)]
     stream: bool,
     #[serde(default)]
@@ -273,6 +280,24 @@ impl Pool {
                 Some(s) if s > 0.0 && s.is_finite() => Duration::from_secs_f64(s),
                 Some(s) => return Err(err(format!("{at}: timeout_s must be positive, got {s}"))),
             };
+            let mut retry = crate::retry::RetryPolicy::default();
+            if let Some(n) = m.max_attempts {
+                if n == 0 {
+                    return Err(err(format!("{at}: max_attempts must be at least 1")));
+                }
+                retry.max_attempts = n;
+            }
+            match m.retry_base_s {
+                None => {}
+                Some(s) if s >= 0.0 && s.is_finite() => {
+                    retry.base_delay = Duration::from_secs_f64(s);
+                }
+                Some(s) => {
+                    return Err(err(format!(
+                        "{at}: retry_base_s must be a non-negative number, got {s}"
+                    )));
+                }
+            }
             models.push(ModelSpec {
                 id: m.id,
                 provider: m.provider,
@@ -282,6 +307,7 @@ impl Pool {
                 api_key_env: m.api_key_env,
                 max_concurrency: m.max_concurrency.unwrap_or(16),
                 timeout,
+                retry,
                 stream: m.stream,
                 exclude: m.exclude,
                 params: m.params,
@@ -390,8 +416,9 @@ impl ModelSpec {
             price: self.price,
             max_concurrency: self.max_concurrency,
             timeout: self.timeout,
-            retry: crate::retry::RetryPolicy::default(),
+            retry: self.retry.clone(),
             params: self.params.clone(),
+            budget: None,
         })
     }
 
@@ -401,7 +428,20 @@ impl ModelSpec {
         env: &Env,
         http: &reqwest::Client,
     ) -> Result<Arc<dyn ChatModel>, LlmError> {
-        let endpoint = self.endpoint(env)?;
+        self.connect_budgeted(env, http, None)
+    }
+
+    /// A chat client for this model whose every attempt, retries included, is charged to
+    /// `budget` ([`crate::budget`]). Put a response cache in front of it, not behind: a cache
+    /// hit then reserves nothing.
+    pub fn connect_budgeted(
+        &self,
+        env: &Env,
+        http: &reqwest::Client,
+        budget: Option<Arc<crate::Budget>>,
+    ) -> Result<Arc<dyn ChatModel>, LlmError> {
+        let mut endpoint = self.endpoint(env)?;
+        endpoint.budget = budget;
         Ok(match self.provider {
             Provider::Anthropic => Arc::new(crate::anthropic::AnthropicClient::new(
                 endpoint,

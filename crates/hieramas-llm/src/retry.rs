@@ -39,6 +39,11 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// Whether this is [`RetryPolicy::default`] (for leaving it out of serialised specs).
+    pub fn is_default(&self) -> bool {
+        *self == RetryPolicy::default()
+    }
+
     /// A policy that never retries.
     pub fn none() -> RetryPolicy {
         RetryPolicy {

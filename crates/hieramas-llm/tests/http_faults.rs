@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hieramas_llm::budget::{ledger_summary, worst_case_cost};
 use hieramas_llm::{
     AnthropicClient, ApiKey, Budget, Budgeted, ChatModel, ChatRequest, Embedder, Endpoint,
     FinishReason, LlmError, Message, OpenAiClient, Price, RetryPolicy, Usd, http_client,
@@ -676,4 +677,77 @@ async fn nothing_listens_is_a_connection_error() {
         .unwrap_err();
     assert_names_model(&e);
     assert!(matches!(e, LlmError::Connection { .. }), "{e:?}");
+}
+
+fn budgeted_client(s: &TestServer, budget: &Arc<Budget>) -> OpenAiClient {
+    OpenAiClient::new(
+        Endpoint {
+            budget: Some(budget.clone()),
+            ..endpoint(s)
+        },
+        http_client().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn every_attempt_is_charged_and_the_ledger_counts_retries() {
+    let s = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("budget.jsonl");
+    let budget = Budget::open(Usd::parse("1").unwrap(), &path).unwrap();
+    let m = budgeted_client(&s, &budget);
+    // Billed or not: a 503 is an error answer (free); a garbled body and a connection cut
+    // after the request may have been processed (charged their worst case).
+    s.push_faults([
+        Fault::status(503),
+        Fault::MalformedJson,
+        Fault::DropConnection,
+    ]);
+    let r = m.chat(&req()).await.unwrap();
+    assert_eq!((r.attempts, s.request_count()), (4, 4));
+    let worst = worst_case_cost(price(), &req(), 4096);
+    let mini = budget.summary()["mini"].clone();
+    assert_eq!(
+        (
+            mini.calls,
+            mini.attempts,
+            mini.retries,
+            mini.failed,
+            mini.interrupted
+        ),
+        (1, 4, 3, 3, 0)
+    );
+    assert_eq!((mini.known, mini.estimated), (r.cost, worst + worst));
+    assert_eq!(budget.spent(), r.cost + worst + worst);
+    drop((m, budget));
+    assert_eq!(ledger_summary(&path).unwrap()["mini"], mini);
+}
+
+#[tokio::test]
+async fn retries_stop_at_the_cap() {
+    let s = server().await;
+    let worst = worst_case_cost(price(), &req(), 4096);
+    // Room for two attempts' worst cases, not three.
+    let budget = Budget::new(Usd::from_pico(worst.pico() * 5 / 2));
+    let m = budgeted_client(&s, &budget);
+    s.push_faults([
+        Fault::MalformedJson,
+        Fault::MalformedJson,
+        Fault::MalformedJson,
+    ]);
+    let e = m.chat(&req()).await.unwrap_err();
+    assert!(matches!(e, LlmError::BudgetExceeded { .. }), "{e:?}");
+    assert_eq!(s.request_count(), 2, "the third attempt was never sent");
+    assert_eq!(budget.spent(), worst + worst);
+    assert!(budget.spent() <= budget.cap());
+    assert_eq!(budget.summary()["mini"].retries, 1);
+}
+
+#[tokio::test]
+async fn a_budgeted_endpoint_sends_the_max_tokens_it_reserved() {
+    let s = server().await;
+    let budget = Budget::new(Usd::parse("1").unwrap());
+    let m = budgeted_client(&s, &budget);
+    m.chat(&ChatRequest::user("hi")).await.unwrap();
+    assert_eq!(s.requests()[0].body["max_tokens"], serde_json::json!(4096));
 }

@@ -567,6 +567,7 @@ mod tests {
             // Without the CPU features both would be the scalar path (`cargo xtask test`
             // prints that the SIMD kernels go untested on such a CPU).
             if !cpu_has_features() {
+                crate::note_test_skip("qmm: vector_and_scalar_quantizers_agree (this CPU lacks AVX-512 VNNI)");
                 return Ok(());
             }
             let k = x.len() / QK * QK;
@@ -618,6 +619,7 @@ mod tests {
             n in 1usize..70, kb in 1usize..12, m in 1usize..10, seed in 0u64..1000, q41 in any::<bool>(),
         ) {
             if !available() {
+                crate::note_test_skip("qmm: kernels_match_the_reference (this CPU lacks AVX-512 VNNI)");
                 return Ok(());
             }
             let k = kb * QK;
@@ -644,6 +646,9 @@ mod tests {
     #[test]
     fn products_are_close_to_the_f32_matmul() {
         if !available() {
+            crate::note_test_skip(
+                "qmm: products_are_close_to_the_f32_matmul (this CPU lacks AVX-512 VNNI)",
+            );
             return;
         }
         let (n, k, m) = (40, 640, 3);

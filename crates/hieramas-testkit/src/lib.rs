@@ -132,6 +132,48 @@ pub struct ServerOptions {
     pub api_key: Option<String>,
     /// Keep no request records (benchmarks with millions of requests).
     pub no_recording: bool,
+    /// Faults drawn at random for requests that find the queue empty (chaos tests).
+    pub random_faults: Option<RandomFaults>,
+}
+
+/// Faults the server injects by itself: each request (when no queued fault waits) gets one of
+/// `faults` with probability `rate`, drawn from `seed` and the request's number.
+#[derive(Clone, Debug, Default)]
+pub struct RandomFaults {
+    pub rate: f64,
+    pub seed: u64,
+    pub faults: Vec<Fault>,
+}
+
+impl RandomFaults {
+    fn draw(&self, n: u64) -> Option<Fault> {
+        if self.faults.is_empty() {
+            return None;
+        }
+        let x = splitmix64(self.seed ^ splitmix64(n));
+        let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+        (u < self.rate).then(|| {
+            let i = (splitmix64(x) % self.faults.len() as u64) as usize;
+            self.faults[i].clone()
+        })
+    }
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// What the server, as a provider, bills one model: every OpenAI chat request it processed —
+/// answered, or answered in a way the client could not use (garbled, cut, late, without
+/// usage, connection dropped) — but not error statuses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bill {
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
 }
 
 struct State {
@@ -142,6 +184,7 @@ struct State {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     catalog: Mutex<Value>,
+    bills: Mutex<std::collections::BTreeMap<String, Bill>>,
     /// Times `options.latency` (only when it is set).
     timer: Option<PreciseTimer>,
 }
@@ -205,6 +248,7 @@ impl TestServer {
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             catalog: Mutex::new(default_catalog()),
+            bills: Mutex::new(Default::default()),
         });
         let accept_state = state.clone();
         let task = tokio::spawn(async move {
@@ -287,6 +331,11 @@ impl TestServer {
     /// Every request received so far (empty with `no_recording`).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.state.requests).clone()
+    }
+
+    /// What the server billed so far, per `model` name (see [`Bill`]).
+    pub fn bills(&self) -> std::collections::BTreeMap<String, Bill> {
+        lock(&self.state.bills).clone()
     }
 
     /// Replaces the body served at `GET /api/v1/models`.
@@ -388,7 +437,7 @@ async fn handle(
         .map_err(std::io::Error::other)?
         .to_bytes();
     let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    state.count.fetch_add(1, Ordering::SeqCst);
+    let number = state.count.fetch_add(1, Ordering::SeqCst) as u64;
     let _in_flight = InFlight::enter(&state);
     let recorded = RecordedRequest {
         method: method.to_string(),
@@ -399,7 +448,13 @@ async fn handle(
     if !state.options.no_recording {
         lock(&state.requests).push(recorded.clone());
     }
-    let fault = lock(&state.faults).pop_front();
+    let fault = lock(&state.faults).pop_front().or_else(|| {
+        state
+            .options
+            .random_faults
+            .as_ref()
+            .and_then(|r| r.draw(number))
+    });
     match &state.timer {
         Some(timer) => timer.sleep(state.options.latency).await,
         None if !state.options.latency.is_zero() => tokio::time::sleep(state.options.latency).await,
@@ -414,6 +469,16 @@ async fn handle(
         }
     };
 
+    if api == Api::OpenAiChat
+        && !matches!(fault, Some(Fault::Status { .. } | Fault::ErrorIn200 { .. }))
+        && state
+            .options
+            .api_key
+            .as_deref()
+            .is_none_or(|key| recorded.header("authorization") == Some(&format!("Bearer {key}")))
+    {
+        bill(&state, &recorded.body);
+    }
     let mut fault_for_answer = None;
     match fault {
         Some(Fault::Status {
@@ -497,6 +562,25 @@ async fn handle(
             &format!("no route for {method} {path}"),
         ),
     })
+}
+
+/// Bills a well-formed OpenAI chat request for the answer the server computes for it.
+fn bill(state: &State, body: &Value) {
+    let (Some(model), Some(messages)) = (body["model"].as_str(), body["messages"].as_array())
+    else {
+        return;
+    };
+    let reply = echo_reply(
+        messages,
+        body["max_tokens"].as_u64(),
+        &stop_list(&body["stop"]),
+        None,
+    );
+    let mut bills = lock(&state.bills);
+    let b = bills.entry(model.to_string()).or_default();
+    b.requests += 1;
+    b.prompt_tokens += reply.prompt_tokens;
+    b.completion_tokens += reply.completion_tokens;
 }
 
 fn words(s: &str) -> u64 {

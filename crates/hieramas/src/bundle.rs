@@ -180,6 +180,9 @@ pub struct LoadOptions {
     pub data_dir: Option<PathBuf>,
     /// Stop once this much has been spent on model calls.
     pub budget: Option<hieramas_llm::Usd>,
+    /// Keep the budget's ledger in this file (what earlier runs spent counts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_ledger: Option<PathBuf>,
 }
 
 /// The file each training step writes with the command line that ran it.
@@ -461,6 +464,7 @@ impl Bundle {
                 embeddings: Some(opts.embeddings.clone().unwrap_or_else(default_embeddings)),
                 data_dir: opts.data_dir.clone(),
                 budget: opts.budget,
+                budget_ledger: opts.budget_ledger.clone(),
                 roles: Some(self.file(&m.files.roles)),
                 cache: opts.cache.clone(),
                 official: m.training.official,
@@ -507,6 +511,7 @@ pub fn trained(stage1: &Path, stage2: Option<&Path>, opts: &LoadOptions) -> Resu
     system.embeddings = Some(opts.embeddings.clone().unwrap_or_else(default_embeddings));
     system.data_dir = opts.data_dir.clone().or(system.data_dir);
     system.budget = opts.budget;
+    system.budget_ledger = opts.budget_ledger.clone();
     system.cache = opts.cache.clone();
     Ok(HieramasConfig {
         system,

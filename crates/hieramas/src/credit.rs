@@ -215,6 +215,7 @@ pub async fn run(a: &CreditConfig, progress: &mut dyn Progress) -> Result<Credit
                     embeddings: Some(a.out.join("embeddings")),
                     data_dir: a.data_dir.clone(),
                     budget: None,
+                    budget_ledger: None,
                     roles: None,
                     cache: None,
                     official: crate::official::Official {

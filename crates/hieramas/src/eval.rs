@@ -45,6 +45,11 @@ pub struct EvalOptions {
     pub concurrency: usize,
     /// Stop starting queries once this much has been spent.
     pub budget: Option<Usd>,
+    /// The budget's ledger file, so that what a killed run spent counts when it resumes
+    /// (`hieramas_llm::budget`). Default with a budget: `out` with the extension
+    /// `budget.jsonl`, else `<out_dir>/budget.jsonl` (shared by the evals there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_ledger: Option<PathBuf>,
     /// Results JSONL (appended to; default under `out_dir`, named by the configuration).
     pub out: Option<PathBuf>,
     pub out_dir: PathBuf,
@@ -102,6 +107,7 @@ impl Default for EvalOptions {
             limit: None,
             concurrency: 4,
             budget: None,
+            budget_ledger: None,
             out: None,
             out_dir: PathBuf::from("results/eval"),
             data_dir: None,
@@ -214,7 +220,15 @@ pub async fn evaluate(o: &EvalOptions, progress: &mut dyn Progress) -> Result<Ev
         bail!("{benchmark}/{} selects no queries", o.split);
     }
     let known: Vec<&Query> = queries.iter().collect();
-    let budget = o.budget.map(Budget::new);
+    let ledger = match (&o.budget_ledger, o.budget) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(_)) => Some(match &o.out {
+            Some(out) => out.with_extension("budget.jsonl"),
+            None => o.out_dir.join(crate::stage1::BUDGET_LEDGER),
+        }),
+        (None, None) => None,
+    };
+    let budget = crate::models::open_budget(o.budget, ledger.as_deref())?;
     let mut prompt = prompts.for_method(benchmark, method);
     if let Some(n) = o.mas.max_tokens {
         prompt.max_tokens = n;
@@ -367,6 +381,7 @@ async fn prepare_hieramas(cx: &Inputs<'_>, progress: &mut dyn Progress) -> Resul
             ),
             data_dir: o.data_dir.clone(),
             budget: None,
+            budget_ledger: None,
             roles: None,
             cache: o.cache.clone(),
             official: o.mas.official,
@@ -452,6 +467,7 @@ fn prepare_single(cx: &Inputs<'_>, progress: &mut dyn Progress) -> Result<Prepar
         o.benchmark,
         known,
         o.seed,
+        budget.clone(),
     )?;
     let simulated = spec.provider == Provider::Sim;
     if simulated {
@@ -469,9 +485,12 @@ fn prepare_single(cx: &Inputs<'_>, progress: &mut dyn Progress) -> Result<Prepar
         )),
         None => model,
     };
+    // An HTTP client charges each attempt itself (`models::single`); in-process models here.
     let model: Arc<dyn ChatModel> = match &budget {
-        Some(b) => Arc::new(Budgeted::new(model, b.clone())),
-        None => model,
+        Some(b) if matches!(spec.provider, Provider::Local | Provider::Sim) => {
+            Arc::new(Budgeted::new(model, b.clone()))
+        }
+        _ => model,
     };
     let fingerprint = format!(
         "{}:{}:{}/{}",

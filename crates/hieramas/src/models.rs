@@ -9,7 +9,7 @@ use std::sync::Arc;
 use hieramas_bench::query::Query;
 use hieramas_llm::{
     Budget, Budgeted, CacheMode, Cached, ChatModel, Env, Limited, ModelSpec, Pool, Provider,
-    ResponseCache,
+    ResponseCache, Usd,
 };
 use hieramas_local::engine::EngineOptions;
 use hieramas_local::pool::{LOCAL_POOL_TOML, LocalModels, local_pool};
@@ -48,6 +48,20 @@ pub fn pool_source(path: &Path) -> Result<(String, String)> {
             path.display()
         ),
     }
+}
+
+/// The budget a command charges its calls to: none without a `cap`; kept in the `ledger` file
+/// when one is given (what earlier, perhaps killed, runs spent counts; the file is locked while
+/// open); a ledger without a cap records without limiting.
+pub fn open_budget(cap: Option<Usd>, ledger: Option<&Path>) -> Result<Option<Arc<Budget>>> {
+    Ok(match (cap, ledger) {
+        (None, None) => None,
+        (Some(cap), None) => Some(Budget::new(cap)),
+        (cap, Some(path)) => Some(
+            Budget::open(cap.unwrap_or(Usd::from_pico(u64::MAX / 2)), path)
+                .with_context(|| format!("opening the budget ledger {}", path.display()))?,
+        ),
+    })
 }
 
 /// Connects pool models on first use and hands out one shared instance per id.
@@ -194,15 +208,18 @@ impl Models {
                 self.http = Some(hieramas_llm::http_client()?);
             }
             let http = self.http.as_ref().context("http client")?;
-            spec.connect(&Env::process(), http)?
+            // Every attempt, retries included, is charged by the client itself, behind the
+            // cache (a hit reserves nothing).
+            spec.connect_budgeted(&Env::process(), http, self.budget.clone())?
         };
+        let in_process = matches!(spec.provider, Provider::Local | Provider::Sim);
         let m: Arc<dyn ChatModel> = match &self.cache {
             Some(c) => Arc::new(Cached::for_spec(m, &spec, c.clone(), CacheMode::ReadWrite)),
             None => m,
         };
         let m: Arc<dyn ChatModel> = match &self.budget {
-            Some(b) => Arc::new(Budgeted::new(m, b.clone())),
-            None => m,
+            Some(b) if in_process => Arc::new(Budgeted::new(m, b.clone())),
+            _ => m,
         };
         self.open.insert(id.to_string(), m.clone());
         Ok(m)
@@ -211,7 +228,8 @@ impl Models {
 
 /// The model `id` alone (a baseline's): in-process when it is a local model, SIMULATED when
 /// `pool` says so (answering `queries`), else a client from `pool` (default: the paper's).
-/// Also its pool entry.
+/// Also its pool entry. An HTTP client charges every attempt to `budget`; in-process models
+/// are the caller's to wrap in [`Budgeted`].
 pub fn single(
     id: &str,
     pool: Option<&Path>,
@@ -219,6 +237,7 @@ pub fn single(
     benchmark: Benchmark,
     queries: &[&Query],
     seed: u64,
+    budget: Option<Arc<Budget>>,
 ) -> Result<(ModelSpec, Arc<dyn ChatModel>)> {
     if let Some(spec) = local_pool()?.get(id).cloned() {
         let m = LocalModels::from_env()?
@@ -240,6 +259,6 @@ pub fn single(
     if spec.provider == Provider::Local {
         bail!("{id} is a local model but not in pools/local.toml");
     }
-    let m = spec.connect(&Env::process(), &hieramas_llm::http_client()?)?;
+    let m = spec.connect_budgeted(&Env::process(), &hieramas_llm::http_client()?, budget)?;
     Ok((spec, m))
 }

@@ -17,7 +17,7 @@
 //! With a SIMULATED pool (`pools/sim-paper.toml`, `pools/sim-credit.toml`) every note, file and
 //! record says so.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
@@ -78,6 +78,11 @@ pub struct SystemConfig {
     /// Stop once this much has been spent on model calls: calls beyond it fail, and so does the
     /// step (a rerun resumes where it stopped).
     pub budget: Option<hieramas_llm::Usd>,
+    /// The budget's ledger file: every attempt's reservation and charge, so that what a killed
+    /// run spent counts when it resumes (`hieramas_llm::budget`). Default with a budget: the
+    /// step's output folder's `budget.jsonl`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_ledger: Option<PathBuf>,
     /// The role set: a TOML file (as `crates/hieramas-topology/roles/*.toml`) or a built-in
     /// name (default: the benchmark's).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -89,6 +94,20 @@ pub struct SystemConfig {
     /// The official behaviours restored (method §10; default: none, the fixed pipeline).
     #[serde(skip_serializing_if = "Official::is_fixed")]
     pub official: Official,
+}
+
+impl SystemConfig {
+    /// The budget this system's calls are charged to (none without `budget`), its ledger
+    /// `budget_ledger`, else `default_ledger`.
+    pub fn open_budget(
+        &self,
+        default_ledger: Option<&Path>,
+    ) -> Result<Option<Arc<hieramas_llm::Budget>>> {
+        crate::models::open_budget(
+            self.budget,
+            self.budget_ledger.as_deref().or(default_ledger),
+        )
+    }
 }
 
 impl Default for SystemConfig {
@@ -105,6 +124,7 @@ impl Default for SystemConfig {
             embeddings: None,
             data_dir: None,
             budget: None,
+            budget_ledger: None,
             roles: None,
             cache: None,
             official: Official::default(),
@@ -169,6 +189,9 @@ impl Default for Stage1Config {
         }
     }
 }
+
+/// The budget ledger's file name in a step's output folder (when no other is given).
+pub const BUDGET_LEDGER: &str = "budget.jsonl";
 
 /// The file in a stage-1 output directory that says what it was trained with.
 pub const TRAINED_WITH: &str = "trained-with.json";
@@ -303,7 +326,10 @@ impl Stage {
         let checker = Checker::new(data, benchmark).await?;
         let pool = crate::models::load_pool(&sys.pool)?;
         let pool_name = pool.meta.name.clone();
-        let budget = budget.or_else(|| sys.budget.map(hieramas_llm::Budget::new));
+        let budget = match budget {
+            Some(b) => Some(b),
+            None => sys.open_budget(None)?,
+        };
         let mut models =
             crate::models::Models::new(pool, budget).with_cache(sys.cache.as_deref())?;
         let simulated = models.simulate_queries(data, benchmark, known, sys.seed)?;
@@ -991,7 +1017,8 @@ async fn prepare(
     // policy freezes uniform over the clamped options (measured on pools/sim-credit.toml:
     // after 100 iterations every model's logit sits at +10). Softmax needs no clamp.
     let clamp = (variant == Variant::Faithful).then_some(10.0);
-    let stage = Stage::build(sys, &data, &all, cache_dir, settings.width, clamp, None).await?;
+    let budget = sys.open_budget(Some(&out.join(BUDGET_LEDGER)))?;
+    let stage = Stage::build(sys, &data, &all, cache_dir, settings.width, clamp, budget).await?;
     Ok((queries, val, out, stage))
 }
 

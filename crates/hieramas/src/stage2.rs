@@ -308,13 +308,16 @@ pub async fn generate_data(a: &DataConfig, progress: &mut dyn Progress) -> Resul
         None if sys.official.width => Some(Stage1Config::builtin(benchmark.name())?.width),
         None => None,
     };
+    let budget = sys.open_budget(Some(&out.join(crate::stage1::BUDGET_LEDGER)))?;
     let system =
-        TrainedSelector::build(sys, &data_dir, &known, &a.stage1, width, cache_dir, None).await?;
+        TrainedSelector::build(sys, &data_dir, &known, &a.stage1, width, cache_dir, budget).await?;
     let stage = &system.stage;
     if stage.simulated {
         progress.note(crate::sim::BANNER);
     }
     let ds = Dataset { dir: out.clone() };
+    // One writer per dataset: a second process on the same --out is refused.
+    let _lock = ds.lock()?;
     let sentences = role_sentences(benchmark.name(), &stage.names)?;
     let role_features = stage
         .cache
