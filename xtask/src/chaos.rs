@@ -21,6 +21,9 @@
 //! - **budget**: the ledger's money never passes the cap, and the provider's bill lies between
 //!   the money the ledger knows from reported usage and all it charged (known + conservative
 //!   estimates), so what we count is never less than what was billed.
+//!
+//! Last, the eval case runs under 40% of the money it needs, killed three times: it stops
+//! when the money is spent, no record written twice, ledger and bill under the cap.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -144,6 +147,115 @@ pub struct Report {
     pub fault_rate: f64,
     pub requests: usize,
     pub cases: Vec<CaseReport>,
+    pub tight_budget: Option<TightBudget>,
+}
+
+/// The eval case again under a cap it cannot finish within, killed as often: the money charged
+/// and the provider's bill both stay under the cap, and no record is written twice.
+#[derive(Debug, Default, Serialize)]
+pub struct TightBudget {
+    pub cap_usd: f64,
+    pub kills: usize,
+    pub runs: usize,
+    /// Queries asked for, and records written before the cap stopped the run.
+    pub queries: usize,
+    pub records: usize,
+    pub duplicated: usize,
+    pub ledger_total_usd: f64,
+    pub billed_usd: f64,
+}
+
+impl TightBudget {
+    fn ok(&self) -> bool {
+        self.duplicated == 0
+            && self.ledger_total_usd <= self.cap_usd
+            && self.billed_usd <= self.cap_usd
+            && self.records > 0
+            && self.records < self.queries
+    }
+}
+
+/// Runs the eval case under `cap` (less than it needs), killed after 0.1-0.7 s until 3 kills
+/// land, then to the end: it stops when the money is spent.
+fn tight_budget(
+    root: &Path,
+    eval: &Case,
+    cap: Usd,
+    server: &TestServer,
+    rng: &mut Rng,
+    out: &Path,
+) -> Result<TightBudget> {
+    let dir = out.join("tight-budget");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    let cap_text = format!("{}", cap.as_f64());
+    let args: Vec<String> = eval
+        .args
+        .iter()
+        .map(|a| {
+            if a == CAP_USD {
+                cap_text.clone()
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    let queries = args
+        .iter()
+        .position(|a| a == "--limit")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .context("the eval case has a --limit")?;
+    let case = Case {
+        name: "tight-budget",
+        program: eval.program.clone(),
+        args,
+        ledger: eval.ledger,
+        cap: CAP_USD,
+    };
+    println!("\ntight budget: eval under {cap}, killed at random");
+    let before = server.bills();
+    let mut t = TightBudget {
+        cap_usd: cap.as_f64(),
+        queries,
+        ..TightBudget::default()
+    };
+    let chaos = dir.join("chaos");
+    loop {
+        let mut child = spawn(root, &case, &chaos)?;
+        t.runs += 1;
+        let limit = (t.kills < 3).then(|| Duration::from_secs_f64(0.1 + 0.6 * rng.next()));
+        match wait(&mut child, limit)? {
+            None => {
+                kill_group(&mut child)?;
+                t.kills += 1;
+            }
+            // Finished, or stopped by the cap (an error exit): either way the last run.
+            Some(_) => break,
+        }
+    }
+    t.billed_usd = bill_usd(&before, &server.bills())?.as_f64();
+    let ledger = hieramas_llm::budget::ledger_summary(&chaos.join(case.ledger))?;
+    t.ledger_total_usd = ledger.values().map(|m| m.total()).sum::<Usd>().as_f64();
+    let mut ids = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(&chaos)? {
+        let path = e?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if name
+            .as_deref()
+            .is_some_and(|n| n.ends_with(".jsonl") && n != case.ledger)
+        {
+            for line in std::fs::read_to_string(&path)?.lines() {
+                let v: Value = serde_json::from_str(line)?;
+                t.records += 1;
+                if !ids.insert(v["query_id"].as_str().unwrap_or_default().to_string()) {
+                    t.duplicated += 1;
+                }
+            }
+        }
+    }
+    Ok(t)
 }
 
 struct Case {
@@ -254,22 +366,50 @@ pub fn run(root: &Path, hieramas: &Path, xtask: &Path, o: &Options) -> Result<Re
         }
         reports.push(report);
     }
+    let tight = match (
+        cases.iter().find(|c| c.name == "eval"),
+        reports.iter().find(|r| r.case == "eval"),
+    ) {
+        (Some(eval), Some(r)) => {
+            // 40% of what one round of the eval case charged: it cannot finish.
+            let cap = Usd::from_f64(r.max_round_spent_usd * 0.4)?;
+            Some(tight_budget(root, eval, cap, &server, &mut rng, &o.out)?)
+        }
+        _ => None,
+    };
+    if let Some(t) = &tight {
+        println!(
+            "  tight budget: eval under ${:.6} with {} kills over {} runs: {} of {} records ({} duplicated), charged ${:.6}, billed ${:.6}",
+            t.cap_usd,
+            t.kills,
+            t.runs,
+            t.records,
+            t.queries,
+            t.duplicated,
+            t.ledger_total_usd,
+            t.billed_usd
+        );
+    }
     let report = Report {
         seed: o.seed,
         fault_rate,
         requests: server.request_count(),
         cases: reports,
+        tight_budget: tight,
     };
     let path = o.out.join("chaos.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", path.display()))?;
     let kills: usize = report.cases.iter().map(|c| c.kills).sum();
-    let bad: Vec<&str> = report
+    let mut bad: Vec<&str> = report
         .cases
         .iter()
         .filter(|c| !c.ok())
         .map(|c| c.case.as_str())
         .collect();
+    if report.tight_budget.as_ref().is_some_and(|t| !t.ok()) {
+        bad.push("tight budget");
+    }
     println!(
         "chaos: {kills} kills, {} requests to the server; report {}",
         report.requests,
