@@ -189,7 +189,8 @@ fn tight_budget(
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
-    let cap_text = format!("{}", cap.as_f64());
+    // Exact decimal digits (an f64 printed may carry more places than a pico-dollar).
+    let cap_text = cap.to_string().trim_start_matches('$').to_string();
     let args: Vec<String> = eval
         .args
         .iter()
@@ -372,7 +373,7 @@ pub fn run(root: &Path, hieramas: &Path, xtask: &Path, o: &Options) -> Result<Re
     ) {
         (Some(eval), Some(r)) => {
             // 40% of what one round of the eval case charged: it cannot finish.
-            let cap = Usd::from_f64(r.max_round_spent_usd * 0.4)?;
+            let cap = Usd::from_pico((r.max_round_spent_usd * 0.4 * 1e12) as u64);
             Some(tight_budget(root, eval, cap, &server, &mut rng, &o.out)?)
         }
         _ => None,
