@@ -81,7 +81,7 @@ enum Task {
         faithful: bool,
         /// Like --faithful with only these official behaviours restored (comma-separated:
         /// config-order, whole-text-consensus, loss, decision-cost, width, checkpoints,
-        /// skip-metadata): an ablation of our fixes.
+        /// skip-metadata, joint-input): an ablation of our fixes.
         #[arg(long, value_name = "SWITCHES", conflicts_with = "faithful")]
         official: Option<String>,
     },

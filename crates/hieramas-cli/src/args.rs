@@ -87,11 +87,11 @@ pub struct SystemArgs {
 pub struct OfficialArgs {
     /// Restore every official behaviour that we fix (= --official all): config-order
     /// execution, whole-text consensus, the official loss and clamp, decision-only label cost,
-    /// W per stage, and the zero-metadata skip decision.
+    /// W per stage, the zero-metadata skip decision and the joint task+role selector input.
     #[arg(long)]
     pub faithful: bool,
     /// Restore some official behaviours, comma-separated: config-order, whole-text-consensus,
-    /// loss, decision-cost, width, checkpoints, skip-metadata (or all).
+    /// loss, decision-cost, width, checkpoints, skip-metadata, joint-input (or all).
     #[arg(long, value_name = "SWITCHES")]
     pub official: Option<String>,
 }

@@ -68,8 +68,9 @@ enum TrainStage {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Experiment {
-    /// Credit assignment on a SIMULATED pool with a known optimum per role (system-only vs
-    /// multi-level, official vs fixed loss, over seeds): table + SVG.
+    /// Credit assignment on a SIMULATED pool with a known optimum per role (official vs
+    /// role-aware selector, system-only vs multi-level, official vs fixed loss, over seeds):
+    /// table + SVG.
     Credit(args::CreditArgs),
     /// Topology choice on held-out tasks: the stage-2 classifier (holistic, per task) against
     /// edge-wise REINFORCE (per edge, one graph), a random candidate, the best one and the full

@@ -342,10 +342,12 @@ async fn stage1_on_a_simulated_pool_is_labelled_and_the_experiment_reports() {
     assert!(stdout.starts_with("# SIMULATED"), "{stdout}");
     let md = std::fs::read_to_string(report.join("REPORT.md")).unwrap();
     for arm in [
-        "system-only, official loss",
-        "multi-level, official loss",
-        "system-only, fixed loss",
-        "multi-level, fixed loss",
+        "official selector, system-only, official loss",
+        "official selector, multi-level, official loss",
+        "official selector, system-only, fixed loss",
+        "official selector, multi-level, fixed loss",
+        "role-aware selector, system-only, fixed loss",
+        "role-aware selector, multi-level, fixed loss",
     ] {
         assert!(md.contains(&format!("| {arm} |")), "{md}");
     }
@@ -360,7 +362,7 @@ async fn stage1_on_a_simulated_pool_is_labelled_and_the_experiment_reports() {
     let results: Value =
         serde_json::from_str(&std::fs::read_to_string(report.join("results.json")).unwrap())
             .unwrap();
-    assert_eq!(results["runs"].as_array().unwrap().len(), 4);
+    assert_eq!(results["runs"].as_array().unwrap().len(), 6, "6 estimators x 1 seed");
 }
 
 /// Stage 2 end to end on the SIMULATED credit pool: a stage-1 selector; `experiment topology`
@@ -410,6 +412,44 @@ async fn stage2_end_to_end_on_a_simulated_pool() {
     ]);
     run(args).await;
     let stage1 = s1.join("selector.safetensors");
+    // The default selector is the role-aware one, and its checkpoint says so; a system asked for
+    // the official joint input refuses it with both names, instead of reading the wrong width.
+    let (_, selector) = hieramas_reward::selector::load(
+        &stage1,
+        &candle_core::Device::Cpu,
+        candle_core::DType::F32,
+    )
+    .unwrap();
+    assert_eq!(
+        selector.config.input,
+        hieramas_reward::selector::SelectorInput::Separate
+    );
+    let mut args = vec![s("eval"), s("--method"), s("hieramas")];
+    common(&mut args);
+    args.extend([
+        s("--stage1"),
+        p(&stage1),
+        s("--ablation"),
+        s("random-graph"),
+        s("--official"),
+        s("joint-input"),
+        s("--limit"),
+        s("1"),
+        s("--out"),
+        p(&dir.path().join("refused.jsonl")),
+    ]);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hieramas"));
+    cmd.args(args).env("RUST_LOG", "warn");
+    let output = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("separate task/role input") && stderr.contains("gives the joint one"),
+        "{stderr}"
+    );
 
     let topo = dir.path().join("topo");
     let mut args = vec![s("experiment"), s("topology")];

@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! row_p  = Linear([posemb(p) ‖ t_role ‖ t_meta])          (no activation)
+//!          t_role = E(role ‖ task)        official (SelectorInput::Joint)
+//!          t_role = E(task) ‖ E(role)     role-aware (SelectorInput::Separate)
 //! col_k  = Linear(E_llm[k])
 //! logit[p,k] = Linear(ReLU(Linear([row_p ‖ col_k])))
 //! ```
@@ -39,6 +41,39 @@ impl From<hieramas_checkpoint::CheckpointError> for SelectorError {
 /// Results of the selector and training code.
 pub type Result<T> = std::result::Result<T, SelectorError>;
 
+/// What the selector reads for a (task, role) pair.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelectorInput {
+    /// The official architecture: one embedding of the role and the task as one text. The task
+    /// dominates it, so two roles on one task get nearly the same input (and policy).
+    #[default]
+    Joint,
+    /// Role-aware: the task and the role description embedded apart and concatenated
+    /// (`2 × embed_dim`), so the role is a separate, always-present part of the input. The
+    /// task's embedding is shared by every role of a query (one embedding per task, not per
+    /// role).
+    Separate,
+}
+
+impl SelectorInput {
+    /// How many embeddings wide the (task, role) input is.
+    pub fn embeddings(self) -> usize {
+        match self {
+            SelectorInput::Joint => 1,
+            SelectorInput::Separate => 2,
+        }
+    }
+
+    /// The name used in configurations and reports (`joint`, `separate`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SelectorInput::Joint => "joint",
+            SelectorInput::Separate => "separate",
+        }
+    }
+}
+
 /// Sizes of the selector (official: 1024-d gte embeddings, hidden 256, 20 × 128 positions).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SelectorConfig {
@@ -46,6 +81,9 @@ pub struct SelectorConfig {
     pub hidden: usize,
     pub pos_dim: usize,
     pub max_positions: usize,
+    /// The (task, role) input; checkpoints written before it existed hold `joint`.
+    #[serde(default)]
+    pub input: SelectorInput,
 }
 
 impl SelectorConfig {
@@ -56,7 +94,18 @@ impl SelectorConfig {
             hidden: 256,
             pos_dim: 128,
             max_positions: 20,
+            input: SelectorInput::Joint,
         }
+    }
+
+    /// These sizes with the (task, role) input `input`.
+    pub fn with_input(self, input: SelectorInput) -> SelectorConfig {
+        SelectorConfig { input, ..self }
+    }
+
+    /// The width of the (task, role) input [`Selector::logits`] takes.
+    pub fn task_role_dim(&self) -> usize {
+        self.input.embeddings() * self.embed_dim
     }
 }
 
@@ -77,7 +126,11 @@ impl Selector {
         let c = &config;
         Ok(Selector {
             pos: candle_nn::embedding(c.max_positions, c.pos_dim, vb.pp("pos"))?,
-            row: candle_nn::linear(c.pos_dim + 2 * c.embed_dim, c.hidden, vb.pp("row"))?,
+            row: candle_nn::linear(
+                c.pos_dim + c.task_role_dim() + c.embed_dim,
+                c.hidden,
+                vb.pp("row"),
+            )?,
             col: candle_nn::linear(c.embed_dim, c.hidden, vb.pp("col"))?,
             mlp1: candle_nn::linear(2 * c.hidden, c.hidden, vb.pp("mlp1"))?,
             mlp2: candle_nn::linear(c.hidden, 1, vb.pp("mlp2"))?,
@@ -86,7 +139,8 @@ impl Selector {
     }
 
     /// Raw logits `[positions, options]`: `llm` holds one profile embedding per option
-    /// (`[options, embed_dim]`, `skip` last), `task_role` and `meta` are `[embed_dim]`.
+    /// (`[options, embed_dim]`, `skip` last), `task_role` is
+    /// `[`[`SelectorConfig::task_role_dim`]`]` and `meta` is `[embed_dim]`.
     pub fn logits(
         &self,
         llm: &Tensor,
@@ -98,9 +152,10 @@ impl Selector {
         let dev = llm.device();
         let idx = Tensor::arange(0u32, positions as u32, dev)?;
         let pe = self.pos.forward(&idx)?;
+        let width = self.config.task_role_dim() + self.config.embed_dim;
         let ctx = Tensor::cat(&[task_role, meta], 0)?
             .unsqueeze(0)?
-            .broadcast_as((positions, 2 * self.config.embed_dim))?;
+            .broadcast_as((positions, width))?;
         let rows = self.row.forward(&Tensor::cat(&[&pe, &ctx], 1)?)?;
         let cols = self.col.forward(llm)?;
         let h = self.config.hidden;
@@ -311,6 +366,7 @@ mod tests {
             hidden: 3,
             pos_dim: 2,
             max_positions: 5,
+            input: SelectorInput::Joint,
         };
         let s = Selector::new(cfg, VarBuilder::from_varmap(&varmap, DType::F64, &dev)).unwrap();
         let llm = Tensor::from_vec(
@@ -473,6 +529,61 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("are not the model's"), "{e}");
+    }
+
+    /// The role-aware selector reads the task and the role apart: two roles on one task get
+    /// different logits, its checkpoint says which input it reads, and a sidecar written before
+    /// the field existed loads as the official (joint) selector.
+    #[test]
+    fn the_separate_input_tells_roles_apart_and_is_recorded() {
+        let dev = Device::Cpu;
+        let varmap = VarMap::new();
+        let cfg = SelectorConfig {
+            embed_dim: 4,
+            hidden: 3,
+            pos_dim: 2,
+            max_positions: 5,
+            input: SelectorInput::Separate,
+        };
+        assert_eq!(cfg.task_role_dim(), 8);
+        let s = Selector::new(cfg, VarBuilder::from_varmap(&varmap, DType::F64, &dev)).unwrap();
+        init_seeded(&varmap, 7).unwrap();
+        let (_, _, llm, task, m) = tiny();
+        let role_a = Tensor::new(&[1.0f64, 0.0, 0.0, 0.0], &dev).unwrap();
+        let role_b = Tensor::new(&[0.0f64, 0.0, 1.0, 0.0], &dev).unwrap();
+        let input = |r: &Tensor| Tensor::cat(&[&task, r], 0).unwrap();
+        let la: Vec<Vec<f64>> = s
+            .logits(&llm, &input(&role_a), &m, 3)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        let lb: Vec<Vec<f64>> = s
+            .logits(&llm, &input(&role_b), &m, 3)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        assert_ne!(la, lb);
+        // The joint input's width is refused by a separate selector.
+        assert!(s.logits(&llm, &task, &m, 3).is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sel.safetensors");
+        save(&varmap, &s.config, &path).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(sidecar(&path)).unwrap()).unwrap();
+        assert_eq!(json["config"]["input"], "separate", "{json}");
+        let (_, back) = load(&path, &dev, DType::F64).unwrap();
+        assert_eq!(back.config.input, SelectorInput::Separate);
+        let lc: Vec<Vec<f64>> = back
+            .logits(&llm, &input(&role_a), &m, 3)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        assert_eq!(la, lc);
+
+        let old = r#"{"embed_dim":4,"hidden":3,"pos_dim":2,"max_positions":5}"#;
+        let c: SelectorConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(c.input, SelectorInput::Joint);
     }
 
     /// Why the fixed training variant drops the official clamp: a logit past +10 gets no

@@ -16,6 +16,15 @@ const METADATA: &str = include_str!("../texts/metadata.toml");
 /// How much of the task the task+role text keeps (characters).
 pub const TASK_CHARS: usize = 1500;
 
+/// How much of the task its own embedding reads (characters; the classifier's task feature,
+/// method §4.3, and the role-aware selector's task input share this text and its embedding).
+pub const TASK_EMBED_CHARS: usize = 2000;
+
+/// The text embedded for a task on its own: its first [`TASK_EMBED_CHARS`] characters.
+pub fn task_text(task: &str) -> String {
+    task.chars().take(TASK_EMBED_CHARS).collect()
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProfilesFile {
@@ -82,12 +91,17 @@ impl Texts {
     /// an embedder drops is the tail of the task.
     pub fn task_role(&self, task: &str, role: &str) -> String {
         let head: String = task.chars().take(TASK_CHARS).collect();
+        format!("{}\n\nTask: {head}", self.role(role))
+    }
+
+    /// The role's name and description alone (the role-aware selector's role input).
+    pub fn role(&self, role: &str) -> String {
         let description = self
             .roles
             .get(role)
             .or_else(|| self.roles.get("default"))
             .map_or("", String::as_str);
-        format!("Role: {role}\n{description}\n\nTask: {head}")
+        format!("Role: {role}\n{description}")
     }
 }
 

@@ -231,6 +231,7 @@ mod tests {
                 hidden: 8,
                 pos_dim: 2,
                 max_positions: 2,
+                input: crate::selector::SelectorInput::Joint,
             };
             let s = Selector::new(cfg, VarBuilder::from_varmap(&varmap, DType::F64, &dev)).unwrap();
             // candle's own initialisers are unseeded: without this the test was flaky.

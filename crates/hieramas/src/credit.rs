@@ -2,9 +2,11 @@
 //! pool whose best model per role is known by construction (`pools/sim-credit.toml`: the
 //! strongest model overall is the worst Inspector).
 //!
-//! Stage 1 is trained over several seeds with four estimators — the system reward alone and the
-//! multi-level credit, each with the official loss (no baseline, temperature mismatch) and with
-//! our fixed loss — and each trained selector is validated (argmax over the full graph). The
+//! Stage 1 is trained over several seeds with six estimators — the official selector (task and
+//! role embedded as one text) with the system reward alone and with the multi-level credit, each
+//! with the official loss (no baseline, temperature mismatch) and with our fixed loss; and the
+//! role-aware selector (task and role embedded apart) with either reward and the fixed loss —
+//! and each trained selector is validated (argmax over the full graph). The
 //! report gives, per role, the probability the selector gives the optimal model at proposer
 //! positions, how many seeds pick it (argmax on most validation queries), final accuracy and
 //! cost; an SVG chart; all of it labelled SIMULATED. Runs resume like `train stage1`.
@@ -79,37 +81,59 @@ struct Arm {
     slug: &'static str,
     credit: CreditMode,
     faithful: bool,
+    /// The official selector input (task and role embedded as one text); else role-aware.
+    joint: bool,
     color: &'static str,
 }
 
-const ARMS: [Arm; 4] = [
+const ARMS: [Arm; 6] = [
     Arm {
-        name: "system-only, official loss",
+        name: "official selector, system-only, official loss",
         slug: "system-official",
         credit: CreditMode::System,
         faithful: true,
+        joint: true,
         color: "#9e9e9e",
     },
     Arm {
-        name: "multi-level, official loss",
+        name: "official selector, multi-level, official loss",
         slug: "multi-official",
         credit: CreditMode::Multi,
         faithful: true,
+        joint: true,
         color: "#1f77b4",
     },
     Arm {
-        name: "system-only, fixed loss",
+        name: "official selector, system-only, fixed loss",
         slug: "system-fixed",
         credit: CreditMode::System,
         faithful: false,
+        joint: true,
         color: "#ff7f0e",
     },
     Arm {
-        name: "multi-level, fixed loss",
+        name: "official selector, multi-level, fixed loss",
         slug: "multi-fixed",
         credit: CreditMode::Multi,
         faithful: false,
+        joint: true,
         color: "#2ca02c",
+    },
+    Arm {
+        name: "role-aware selector, system-only, fixed loss",
+        slug: "aware-system-fixed",
+        credit: CreditMode::System,
+        faithful: false,
+        joint: false,
+        color: "#d62728",
+    },
+    Arm {
+        name: "role-aware selector, multi-level, fixed loss",
+        slug: "aware-multi-fixed",
+        credit: CreditMode::Multi,
+        faithful: false,
+        joint: false,
+        color: "#9467bd",
     },
 ];
 
@@ -220,6 +244,7 @@ pub async fn run(a: &CreditConfig, progress: &mut dyn Progress) -> Result<Credit
                     cache: None,
                     official: crate::official::Official {
                         loss: arm.faithful,
+                        joint_input: arm.joint,
                         ..Default::default()
                     },
                 },

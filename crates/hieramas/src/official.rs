@@ -51,6 +51,12 @@ pub struct Official {
     /// (fixed: the task's metadata embedding, as in training).
     #[serde(skip_serializing_if = "is_false")]
     pub skip_metadata: bool,
+    /// §5.2: the selector reads one embedding of the task and the role as one text, which the
+    /// task dominates, so every role of a query gets nearly the same choice (fixed: the
+    /// role-aware selector, the task and the role description embedded apart and concatenated;
+    /// one embedding per task instead of one per task and role).
+    #[serde(skip_serializing_if = "is_false")]
+    pub joint_input: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -64,7 +70,7 @@ pub struct UnknownSwitch(pub String);
 
 impl Official {
     /// The switch names, in the order [`Official`]'s `Display` writes them.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "config-order",
         "whole-text-consensus",
         "loss",
@@ -72,6 +78,7 @@ impl Official {
         "width",
         "checkpoints",
         "skip-metadata",
+        "joint-input",
     ];
 
     /// Every official behaviour (`--faithful`).
@@ -103,6 +110,7 @@ impl Official {
             "width" => &mut self.width,
             "checkpoints" => &mut self.checkpoints,
             "skip-metadata" => &mut self.skip_metadata,
+            "joint-input" => &mut self.joint_input,
             _ => return None,
         })
     }
@@ -168,7 +176,7 @@ mod tests {
     fn every_name_is_one_switch_and_all_sets_every_one() {
         let all = Official::all();
         assert!(all.config_order && all.whole_text_consensus && all.loss && all.decision_cost);
-        assert!(all.width && all.checkpoints && all.skip_metadata);
+        assert!(all.width && all.checkpoints && all.skip_metadata && all.joint_input);
         for (i, name) in Official::NAMES.iter().enumerate() {
             let o: Official = name.parse().expect("a known name");
             assert_eq!(o.names(), [*name], "{name} turns on exactly itself");

@@ -29,7 +29,9 @@ use hieramas_local::pool::LocalModels;
 use hieramas_reward::config::Stage1Config as Settings;
 use hieramas_reward::reward::{NodeResult, credit, system_only};
 use hieramas_reward::schedule::{learning_rate, temperature};
-use hieramas_reward::selector::{self, Masks, Selector, SelectorConfig, argmax, mask_logits};
+use hieramas_reward::selector::{
+    self, Masks, Selector, SelectorConfig, SelectorInput, argmax, mask_logits,
+};
 use hieramas_reward::texts::{EmbeddingCache, MetadataCache, TaskMeta, Texts};
 use hieramas_reward::train::{NodeTerm, Trainer, Variant, batch_loss, draw};
 use hieramas_supernode::{Members, Sampling, Slot};
@@ -306,6 +308,9 @@ pub struct Stage {
     pub dim: usize,
     /// The official behaviours restored in every run of this system.
     pub official: Official,
+    /// The role-aware selector's role inputs, one per role in `names` order (empty for the
+    /// official joint input).
+    pub role_embeddings: Vec<Tensor>,
 }
 
 impl Stage {
@@ -376,6 +381,17 @@ impl Stage {
         let dim = profiles[0].len();
         let dev = Device::Cpu;
         let e_llm = Tensor::from_vec(profiles.concat(), (profiles.len(), dim), &dev)?;
+        let role_embeddings = if sys.official.joint_input {
+            Vec::new()
+        } else {
+            let role_texts: Vec<String> = names.iter().map(|r| texts.role(r)).collect();
+            cache
+                .embed(embedder.as_ref(), &role_texts)
+                .await?
+                .iter()
+                .map(|e| Tensor::new(e.as_slice(), &dev))
+                .collect::<candle_core::Result<Vec<_>>>()?
+        };
         Ok(Stage {
             benchmark,
             roles,
@@ -409,7 +425,36 @@ impl Stage {
             pool_name,
             dim,
             official: sys.official,
+            role_embeddings,
         })
+    }
+
+    /// What the selector reads for a (task, role) pair in this system: the official joint text
+    /// or the role-aware separate embeddings.
+    pub fn selector_input(&self) -> SelectorInput {
+        if self.official.joint_input {
+            SelectorInput::Joint
+        } else {
+            SelectorInput::Separate
+        }
+    }
+
+    /// Refuses a selector made for another input than this system gives it.
+    pub fn check_selector(&self, sel: &SelectorConfig, path: &Path) -> Result<()> {
+        if sel.input != self.selector_input() {
+            bail!(
+                "stage-1 checkpoint {} holds a selector with the {} task/role input, but this system gives the {} one ({}): run with the setting it was trained with",
+                path.display(),
+                sel.input.name(),
+                self.selector_input().name(),
+                if self.official.joint_input {
+                    "--official joint-input / --faithful"
+                } else {
+                    "without --official joint-input"
+                }
+            );
+        }
+        Ok(())
     }
 
     /// The pool's selectable model ids (the options without `skip`).
@@ -473,14 +518,18 @@ impl Stage {
             .collect()
     }
 
-    /// The task+role embedding of every role, the metadata embedding, and what the metadata
-    /// call cost (pico-USD; zero for the heuristic or a cached answer).
+    /// The selector's (task, role) input for every role — the task+role embedding (official),
+    /// or the task's embedding followed by the role's (role-aware) — the metadata embedding,
+    /// and what the metadata call cost (pico-USD; zero for the heuristic or a cached answer).
     pub async fn inputs(&self, q: &Query) -> Result<(Vec<Tensor>, Tensor, u64)> {
-        let mut inputs: Vec<String> = self
-            .names
-            .iter()
-            .map(|r| self.texts.task_role(&q.task, r))
-            .collect();
+        let mut inputs: Vec<String> = if self.official.joint_input {
+            self.names
+                .iter()
+                .map(|r| self.texts.task_role(&q.task, r))
+                .collect()
+        } else {
+            vec![hieramas_reward::texts::task_text(&q.task)]
+        };
         let (meta, meta_cost) = match &self.metadata {
             Some((model, cache)) => {
                 let f = cache.get(model.as_ref(), &q.task).await?;
@@ -489,12 +538,25 @@ impl Stage {
             None => (TaskMeta::heuristic(&q.task), 0),
         };
         inputs.push(meta.summary());
-        let emb = self.cache.embed(self.embedder.as_ref(), &inputs).await?;
-        let meta = Tensor::new(emb[self.names.len()].as_slice(), &self.dev)?;
-        let roles = emb[..self.names.len()]
-            .iter()
-            .map(|e| Tensor::new(e.as_slice(), &self.dev))
-            .collect::<candle_core::Result<Vec<_>>>()?;
+        let mut emb = self.cache.embed(self.embedder.as_ref(), &inputs).await?;
+        let meta = emb.pop().context("the embedder returned nothing")?;
+        let meta = Tensor::new(meta.as_slice(), &self.dev)?;
+        let roles = if self.official.joint_input {
+            emb.iter()
+                .map(|e| Tensor::new(e.as_slice(), &self.dev))
+                .collect::<candle_core::Result<Vec<_>>>()?
+        } else {
+            let task = Tensor::new(
+                emb.first()
+                    .context("the embedder returned nothing")?
+                    .as_slice(),
+                &self.dev,
+            )?;
+            self.role_embeddings
+                .iter()
+                .map(|r| Tensor::cat(&[&task, r], 0))
+                .collect::<candle_core::Result<Vec<_>>>()?
+        };
         Ok((roles, meta, meta_cost))
     }
 
@@ -857,7 +919,7 @@ pub async fn train(cfg: &Stage1Config, progress: &mut dyn Progress) -> Result<St
     let (varmap, sel, mut trainer) = selector_and_trainer(
         resume_files.as_ref().map(|f| (out.as_path(), f)),
         &settings,
-        dim,
+        SelectorConfig::official(dim).with_input(stage.selector_input()),
         &dev,
         sys.seed,
     )?;
@@ -1106,6 +1168,10 @@ fn fingerprint(
     if sys.metadata != "heuristic" {
         fingerprint["metadata"] = sys.metadata.clone().into();
     }
+    // Written only for the role-aware selector, so an official run's fingerprint is unchanged.
+    if stage.selector_input() != SelectorInput::Joint {
+        fingerprint["selector_input"] = stage.selector_input().name().into();
+    }
     Ok(fingerprint)
 }
 
@@ -1113,7 +1179,7 @@ fn fingerprint(
 fn selector_and_trainer(
     resume_from: Option<(&std::path::Path, &StateFiles)>,
     settings: &Settings,
-    dim: usize,
+    config: SelectorConfig,
     dev: &Device,
     seed: u64,
 ) -> Result<(VarMap, Selector, Trainer)> {
@@ -1132,14 +1198,20 @@ fn selector_and_trainer(
                     files.weights_sha256
                 );
             }
-            selector::load(&path, dev, DType::F32)?
+            let (varmap, sel) = selector::load(&path, dev, DType::F32)?;
+            if sel.config != config {
+                bail!(
+                    "{}: the saved selector's configuration {:?} is not this run's {:?}",
+                    path.display(),
+                    sel.config,
+                    config
+                );
+            }
+            (varmap, sel)
         }
         None => {
             let varmap = VarMap::new();
-            let sel = Selector::new(
-                SelectorConfig::official(dim),
-                VarBuilder::from_varmap(&varmap, DType::F32, dev),
-            )?;
+            let sel = Selector::new(config, VarBuilder::from_varmap(&varmap, DType::F32, dev))?;
             selector::init_seeded(&varmap, seed)?;
             (varmap, sel)
         }

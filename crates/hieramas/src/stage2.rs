@@ -118,6 +118,7 @@ impl TrainedSelector {
                 stage.dim
             );
         }
+        stage.check_selector(&selector.config, stage1)?;
         if selector.config.max_positions < width + 1 {
             bail!(
                 "stage-1 checkpoint {} has {} positions; W = {width} needs {}",
@@ -131,7 +132,7 @@ impl TrainedSelector {
 
     /// The classifier's task embedding: the task's first 2000 characters (method §4.3).
     pub async fn task_embedding(&self, q: &Query) -> Result<Vec<f32>> {
-        let head: String = q.task.chars().take(2000).collect();
+        let head = hieramas_reward::texts::task_text(&q.task);
         let mut e = self
             .stage
             .cache
