@@ -362,7 +362,11 @@ async fn stage1_on_a_simulated_pool_is_labelled_and_the_experiment_reports() {
     let results: Value =
         serde_json::from_str(&std::fs::read_to_string(report.join("results.json")).unwrap())
             .unwrap();
-    assert_eq!(results["runs"].as_array().unwrap().len(), 6, "6 estimators x 1 seed");
+    assert_eq!(
+        results["runs"].as_array().unwrap().len(),
+        6,
+        "6 estimators x 1 seed"
+    );
 }
 
 /// Stage 2 end to end on the SIMULATED credit pool: a stage-1 selector; `experiment topology`
