@@ -511,7 +511,7 @@ fn part_intro(o: &Options, part: &Part) -> String {
     let mut md = format!("## Part `{}` — {}\n\n", part.name, part.title);
     if part.simulated {
         md.push_str(
-            "**Everything in this part is SIMULATED** (`hieramas-sim`: calibrated stand-ins for the paper's pool that look up the gold answer and are right with a calibrated probability; costs exact for the simulated token counts). It exercises the method at scale; it is not a result of real LLMs. What the simulator cannot show: its models have no content-dependent skill (a task's difficulty is a hash, not its text), so the classifier can learn only structure and unseen MMLU subjects are no harder than seen ones; how answers flow along edges is assumed, not fitted (`benchmarks/simulator.md`).\n\n",
+            "**Everything in this part is SIMULATED** (`hieramas-sim`: calibrated stand-ins for the paper's pool that look up the gold answer and are right with a calibrated probability; costs exact for the simulated token counts). It exercises the method at scale; it is not a result of real LLMs. How much a system gains over its models (the correlation of their errors, how synthesisers treat agreeing candidates) and how much harder held-out MMLU subjects are were fitted to the paper's HieraMAS accuracies on a reference system (residuals within 2 points there); a task's content enters only through its MATH level, its length and whether its MMLU subject was held out; how answers flow along edges (uptake, misled) is assumed, not fitted (`benchmarks/simulator.md`).\n\n",
         );
     } else {
         md.push_str("Every number in this part comes from real model calls and real graders.\n\n");

@@ -169,6 +169,9 @@ pub struct TrainArgs {
     /// Stop after this many iterations as if interrupted (for tests of resuming).
     #[arg(long, hide = true)]
     pub stop_after: Option<usize>,
+    /// Mask the `skip` option (official: the selector may skip proposers and supernodes).
+    #[arg(long)]
+    pub no_skip: bool,
 }
 
 impl TrainArgs {
@@ -187,6 +190,7 @@ impl TrainArgs {
             out: self.out.clone(),
             fresh: self.fresh,
             stop_after: self.stop_after,
+            no_skip: self.no_skip,
         })
     }
 }
@@ -314,6 +318,15 @@ pub struct CreditArgs {
     /// Start every run over.
     #[arg(long)]
     fresh: bool,
+    /// Only these estimators, comma-separated (system-official, multi-official, system-fixed,
+    /// multi-fixed, aware-system-fixed, aware-multi-fixed); default: all.
+    #[arg(long, value_delimiter = ',')]
+    arms: Vec<String>,
+    /// Let the selector choose `skip` as the official stage 1 does (default: masked, so the
+    /// experiment measures the choice of models; a skipped supernode earns node reward 0, more
+    /// than a failure).
+    #[arg(long)]
+    skip: bool,
 }
 
 impl CreditArgs {
@@ -330,7 +343,55 @@ impl CreditArgs {
             out: self.out.clone(),
             data_dir: self.data_dir.clone(),
             fresh: self.fresh,
+            arms: self.arms.clone(),
+            skip: self.skip,
         }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct FitSimArgs {
+    /// math, mmlu or humaneval-plus.
+    #[arg(long)]
+    benchmark: String,
+    /// A SIMULATED pool.
+    #[arg(long, default_value = "pools/sim-paper.toml")]
+    pool: PathBuf,
+    /// The reference system's decision model.
+    #[arg(long, default_value = "gpt-5-mini")]
+    decision: String,
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Queries of the split (and of test_unseen).
+    #[arg(long, default_value_t = 500)]
+    limit: usize,
+    /// Runs per query (default: 4 for HumanEval+, whose test split is small; else 1).
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// The accuracy to fit (%; default: the paper's, as fit.toml records it).
+    #[arg(long)]
+    target: Option<f64>,
+    #[arg(long, default_value = "results/fit-sim")]
+    pub out: PathBuf,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl FitSimArgs {
+    pub fn config(&self) -> Result<hieramas::simfit::SimFitConfig> {
+        let mut c = hieramas::simfit::SimFitConfig::new(benchmark(&self.benchmark)?)?;
+        c.pool = self.pool.clone();
+        c.decision = self.decision.clone();
+        c.split = self.split.clone();
+        c.limit = Some(self.limit);
+        if let Some(r) = self.repeats {
+            c.repeats = r;
+        }
+        if let Some(t) = self.target {
+            c.target = t;
+        }
+        c.data_dir = self.data_dir.clone();
+        Ok(c)
     }
 }
 

@@ -76,6 +76,11 @@ enum Experiment {
     /// edge-wise REINFORCE (per edge, one graph), a random candidate, the best one and the full
     /// graph, with the same budget of runs.
     Topology(args::TopologyArgs),
+    /// Fit the SIMULATED world to the paper's system-level accuracies: the correlation between
+    /// models and the synthesisers' agreement (and, for MMLU, the held-out subjects' hardness)
+    /// on a grid; report with residuals and the single models' calibration.
+    #[command(name = "fit-sim")]
+    FitSim(args::FitSimArgs),
 }
 
 #[derive(Subcommand)]
@@ -565,6 +570,22 @@ async fn run(command: Command) -> Result<()> {
                     out.report_path.display()
                 );
             }
+        }
+        Command::Experiment {
+            what: Experiment::FitSim(args),
+        } => {
+            let cfg = args.config()?;
+            let fit = hieramas::simfit::fit(&cfg, &mut bar::Bar::new(false)).await?;
+            std::fs::create_dir_all(&args.out)
+                .with_context(|| format!("creating {}", args.out.display()))?;
+            let report = fit.report();
+            let md = args.out.join("REPORT.md");
+            std::fs::write(&md, &report).with_context(|| format!("writing {}", md.display()))?;
+            let json = args.out.join("fit.json");
+            std::fs::write(&json, serde_json::to_string_pretty(&fit)?)
+                .with_context(|| format!("writing {}", json.display()))?;
+            println!("{report}");
+            eprintln!("SIMULATED report: {}", md.display());
         }
         Command::Experiment {
             what: Experiment::Credit(args),

@@ -53,6 +53,24 @@ pub struct Metrics {
     pub top1_random: Option<f64>,
     /// Tasks with at least one positive.
     pub hit_tasks: usize,
+    /// Standard error of `task_auc` (the sd of the per-task ROC-AUCs over √tasks).
+    #[serde(default)]
+    pub task_auc_se: Option<f64>,
+    /// Standard error of `top1_hit − top1_random`, paired per task (the sd of each task's hit
+    /// minus its share of positives, over √tasks).
+    #[serde(default)]
+    pub top1_gain_se: Option<f64>,
+}
+
+/// The standard error of the mean of `v` (sample sd over √n); `None` below two values.
+pub fn standard_error(v: &[f64]) -> Option<f64> {
+    let n = v.len();
+    if n < 2 {
+        return None;
+    }
+    let m = v.iter().sum::<f64>() / n as f64;
+    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64;
+    Some((var / n as f64).sqrt())
 }
 
 /// Metrics of `groups`; ties for the best score are broken by the earlier candidate.
@@ -61,6 +79,7 @@ pub fn evaluate(groups: &[Group]) -> Metrics {
     let (mut all_s, mut all_l) = (Vec::new(), Vec::new());
     let (mut right, mut samples) = (0usize, 0usize);
     let (mut hits, mut random, mut hit_tasks) = (0.0, 0.0, 0usize);
+    let mut gains = Vec::new();
     for g in groups {
         if let Some(a) = roc_auc(&g.scores, &g.labels) {
             aucs.push(a);
@@ -74,10 +93,11 @@ pub fn evaluate(groups: &[Group]) -> Metrics {
         let pos = g.labels.iter().filter(|&&l| l).count();
         if pos > 0 {
             hit_tasks += 1;
-            random += pos as f64 / g.labels.len() as f64;
-            if let Some(best) = top1(&g.scores) {
-                hits += f64::from(u8::from(g.labels[best]));
-            }
+            let share = pos as f64 / g.labels.len() as f64;
+            random += share;
+            let hit = top1(&g.scores).map_or(0.0, |best| f64::from(u8::from(g.labels[best])));
+            hits += hit;
+            gains.push(hit - share);
         }
     }
     let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
@@ -95,6 +115,8 @@ pub fn evaluate(groups: &[Group]) -> Metrics {
         top1_hit: (hit_tasks > 0).then(|| hits / hit_tasks as f64),
         top1_random: (hit_tasks > 0).then(|| random / hit_tasks as f64),
         hit_tasks,
+        task_auc_se: standard_error(&aucs),
+        top1_gain_se: standard_error(&gains),
     }
 }
 
@@ -167,6 +189,11 @@ mod tests {
         // Task 1: positives 0.9 and 0.3 against 0.1, 0.2, 0.0: all six won.
         // Task 2: positive 0.1 against 0.9, 0.3, 0.2 (lost) and 0.0 (won): 1/4.
         assert!((m.task_auc.unwrap() - (1.0 + 0.25) / 2.0).abs() < 1e-12);
+        // Standard errors: AUCs 1 and 0.25 (sd 0.530, /√2 = 0.375); gains 1 − 0.4 and
+        // 0 − 0.2 (sd 0.566, /√2 = 0.4).
+        assert!((m.task_auc_se.unwrap() - 0.375).abs() < 1e-12);
+        assert!((m.top1_gain_se.unwrap() - 0.4).abs() < 1e-12);
+        assert_eq!(standard_error(&[1.0]), None);
     }
 
     proptest! {

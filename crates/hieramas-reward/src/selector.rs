@@ -27,6 +27,8 @@ pub enum SelectorError {
     Candle(#[from] candle_core::Error),
     #[error("checkpoint {}: {detail}", path.display())]
     Checkpoint { path: PathBuf, detail: String },
+    #[error("the selector has a head for each of {roles} roles; asked for role {role:?}")]
+    Role { role: Option<usize>, roles: usize },
 }
 
 impl From<hieramas_checkpoint::CheckpointError> for SelectorError {
@@ -84,6 +86,15 @@ pub struct SelectorConfig {
     /// The (task, role) input; checkpoints written before it existed hold `joint`.
     #[serde(default)]
     pub input: SelectorInput,
+    /// One head (position embeddings, row, column and MLP layers) per role of the role set,
+    /// for this many roles; 0: one head shared by every role (official). With one shared head
+    /// the signal of the roles that agree reaches every role through the shared column and MLP
+    /// layers: in the credit experiment the Inspector's proposers followed the other roles to
+    /// `model-a` while its own credit favoured `model-b` (+0.2 per sample), whatever its input
+    /// (its description embedded apart, a learned per-role embedding). A head per role learns
+    /// from that role's credit only. Checkpoints written before it existed hold 0.
+    #[serde(default)]
+    pub roles: usize,
 }
 
 impl SelectorConfig {
@@ -95,7 +106,13 @@ impl SelectorConfig {
             pos_dim: 128,
             max_positions: 20,
             input: SelectorInput::Joint,
+            roles: 0,
         }
+    }
+
+    /// These sizes with a head for each of `roles` roles (0: one shared head).
+    pub fn with_roles(self, roles: usize) -> SelectorConfig {
+        SelectorConfig { roles, ..self }
     }
 
     /// These sizes with the (task, role) input `input`.
@@ -112,6 +129,12 @@ impl SelectorConfig {
 /// The selector's layers; its parameters live in the `VarMap` it was built from.
 pub struct Selector {
     pub config: SelectorConfig,
+    /// One head (official), or one per role ([`SelectorConfig::roles`]).
+    heads: Vec<Head>,
+}
+
+/// The layers that score every (position, option) pair of a supernode.
+struct Head {
     pos: Embedding,
     row: Linear,
     col: Linear,
@@ -119,12 +142,9 @@ pub struct Selector {
     mlp2: Linear,
 }
 
-impl Selector {
-    /// New layers under `vb` (initialised by candle-nn's defaults when `vb` is a fresh
-    /// `VarMap`).
-    pub fn new(config: SelectorConfig, vb: VarBuilder) -> Result<Selector> {
-        let c = &config;
-        Ok(Selector {
+impl Head {
+    fn new(c: &SelectorConfig, vb: VarBuilder) -> Result<Head> {
+        Ok(Head {
             pos: candle_nn::embedding(c.max_positions, c.pos_dim, vb.pp("pos"))?,
             row: candle_nn::linear(
                 c.pos_dim + c.task_role_dim() + c.embed_dim,
@@ -134,8 +154,22 @@ impl Selector {
             col: candle_nn::linear(c.embed_dim, c.hidden, vb.pp("col"))?,
             mlp1: candle_nn::linear(2 * c.hidden, c.hidden, vb.pp("mlp1"))?,
             mlp2: candle_nn::linear(c.hidden, 1, vb.pp("mlp2"))?,
-            config,
         })
+    }
+}
+
+impl Selector {
+    /// New layers under `vb` (initialised by candle-nn's defaults when `vb` is a fresh
+    /// `VarMap`).
+    pub fn new(config: SelectorConfig, vb: VarBuilder) -> Result<Selector> {
+        let heads = if config.roles == 0 {
+            vec![Head::new(&config, vb)?]
+        } else {
+            (0..config.roles)
+                .map(|r| Head::new(&config, vb.pp(format!("role{r}"))))
+                .collect::<Result<_>>()?
+        };
+        Ok(Selector { heads, config })
     }
 
     /// Raw logits `[positions, options]`: `llm` holds one profile embedding per option
@@ -148,22 +182,42 @@ impl Selector {
         meta: &Tensor,
         positions: usize,
     ) -> Result<Tensor> {
+        self.role_logits(llm, task_role, meta, positions, None)
+    }
+
+    /// [`Selector::logits`] for the role at index `role` of the role set: with a head per role
+    /// ([`SelectorConfig::roles`]) that role's head; a selector with one head ignores `role`.
+    pub fn role_logits(
+        &self,
+        llm: &Tensor,
+        task_role: &Tensor,
+        meta: &Tensor,
+        positions: usize,
+        role: Option<usize>,
+    ) -> Result<Tensor> {
+        let head = match self.heads.as_slice() {
+            [one] => one,
+            heads => role.and_then(|r| heads.get(r)).ok_or(SelectorError::Role {
+                role,
+                roles: heads.len(),
+            })?,
+        };
         let (options, _) = llm.dims2()?;
         let dev = llm.device();
         let idx = Tensor::arange(0u32, positions as u32, dev)?;
-        let pe = self.pos.forward(&idx)?;
+        let pe = head.pos.forward(&idx)?;
         let width = self.config.task_role_dim() + self.config.embed_dim;
         let ctx = Tensor::cat(&[task_role, meta], 0)?
             .unsqueeze(0)?
             .broadcast_as((positions, width))?;
-        let rows = self.row.forward(&Tensor::cat(&[&pe, &ctx], 1)?)?;
-        let cols = self.col.forward(llm)?;
+        let rows = head.row.forward(&Tensor::cat(&[&pe, &ctx], 1)?)?;
+        let cols = head.col.forward(llm)?;
         let h = self.config.hidden;
         let r = rows.unsqueeze(1)?.broadcast_as((positions, options, h))?;
         let c = cols.unsqueeze(0)?.broadcast_as((positions, options, h))?;
         let pair = Tensor::cat(&[&r, &c], 2)?;
-        let hidden = self.mlp1.forward(&pair)?.relu()?;
-        Ok(self.mlp2.forward(&hidden)?.squeeze(2)?)
+        let hidden = head.mlp1.forward(&pair)?.relu()?;
+        Ok(head.mlp2.forward(&hidden)?.squeeze(2)?)
     }
 }
 
@@ -183,7 +237,7 @@ pub fn init_seeded(varmap: &VarMap, seed: u64) -> Result<()> {
         let var = &data[name];
         let (prefix, kind) = name.rsplit_once('.').unwrap_or(("", name.as_str()));
         let n = var.elem_count();
-        let values: Vec<f64> = if prefix == "pos" {
+        let values: Vec<f64> = if prefix == "pos" || prefix.ends_with(".pos") {
             (0..n)
                 .map(|_| {
                     // Box-Muller.
@@ -367,6 +421,7 @@ mod tests {
             pos_dim: 2,
             max_positions: 5,
             input: SelectorInput::Joint,
+            roles: 0,
         };
         let s = Selector::new(cfg, VarBuilder::from_varmap(&varmap, DType::F64, &dev)).unwrap();
         let llm = Tensor::from_vec(
@@ -544,6 +599,7 @@ mod tests {
             pos_dim: 2,
             max_positions: 5,
             input: SelectorInput::Separate,
+            roles: 2,
         };
         assert_eq!(cfg.task_role_dim(), 8);
         let s = Selector::new(cfg, VarBuilder::from_varmap(&varmap, DType::F64, &dev)).unwrap();
@@ -553,18 +609,35 @@ mod tests {
         let role_b = Tensor::new(&[0.0f64, 0.0, 1.0, 0.0], &dev).unwrap();
         let input = |r: &Tensor| Tensor::cat(&[&task, r], 0).unwrap();
         let la: Vec<Vec<f64>> = s
-            .logits(&llm, &input(&role_a), &m, 3)
+            .role_logits(&llm, &input(&role_a), &m, 3, Some(0))
             .unwrap()
             .to_vec2()
             .unwrap();
         let lb: Vec<Vec<f64>> = s
-            .logits(&llm, &input(&role_b), &m, 3)
+            .role_logits(&llm, &input(&role_b), &m, 3, Some(0))
             .unwrap()
             .to_vec2()
             .unwrap();
         assert_ne!(la, lb);
+        // A head per role: the same input gives each role its own logits; a role index past
+        // the heads, or none, is refused.
+        let same = input(&role_a);
+        let r0: Vec<Vec<f64>> = s
+            .role_logits(&llm, &same, &m, 3, Some(0))
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        let r1: Vec<Vec<f64>> = s
+            .role_logits(&llm, &same, &m, 3, Some(1))
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        assert_ne!(r0, r1);
+        assert!(s.role_logits(&llm, &same, &m, 3, Some(2)).is_err());
         // The joint input's width is refused by a separate selector.
-        assert!(s.logits(&llm, &task, &m, 3).is_err());
+        assert!(s.role_logits(&llm, &task, &m, 3, Some(0)).is_err());
+        // A selector with a head per role needs the role.
+        assert!(s.logits(&llm, &input(&role_a), &m, 3).is_err());
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sel.safetensors");
@@ -573,9 +646,12 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(sidecar(&path)).unwrap()).unwrap();
         assert_eq!(json["config"]["input"], "separate", "{json}");
         let (_, back) = load(&path, &dev, DType::F64).unwrap();
-        assert_eq!(back.config.input, SelectorInput::Separate);
+        assert_eq!(
+            (back.config.input, back.config.roles),
+            (SelectorInput::Separate, 2)
+        );
         let lc: Vec<Vec<f64>> = back
-            .logits(&llm, &input(&role_a), &m, 3)
+            .role_logits(&llm, &input(&role_a), &m, 3, Some(0))
             .unwrap()
             .to_vec2()
             .unwrap();
@@ -583,7 +659,7 @@ mod tests {
 
         let old = r#"{"embed_dim":4,"hidden":3,"pos_dim":2,"max_positions":5}"#;
         let c: SelectorConfig = serde_json::from_str(old).unwrap();
-        assert_eq!(c.input, SelectorInput::Joint);
+        assert_eq!((c.input, c.roles), (SelectorInput::Joint, 0));
     }
 
     /// Why the fixed training variant drops the official clamp: a logit past +10 gets no

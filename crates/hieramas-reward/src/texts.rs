@@ -329,7 +329,8 @@ impl MetadataCache {
         if let Some(d) = p.parent() {
             std::fs::create_dir_all(d).map_err(|e| io(d, e.to_string()))?;
         }
-        let tmp = p.with_extension("tmp");
+        // This process's own temporary file (see `EmbeddingCache::embed`).
+        let tmp = p.with_extension(format!("tmp{}", std::process::id()));
         let json = serde_json::to_string(&meta).map_err(|e| io(&p, e.to_string()))?;
         std::fs::write(&tmp, json).map_err(|e| io(&tmp, e.to_string()))?;
         std::fs::rename(&tmp, &p).map_err(|e| io(&p, e.to_string()))?;
@@ -389,8 +390,10 @@ impl EmbeddingCache {
                     std::fs::create_dir_all(d).map_err(|e| io(d, e))?;
                 }
                 let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                // Written whole to a temporary name, then renamed: a crash leaves no torn file.
-                let tmp = p.with_extension("tmp");
+                // Written whole to a temporary name of this process, then renamed: a crash
+                // leaves no torn file, and two processes sharing the cache do not write into
+                // each other's temporary file.
+                let tmp = p.with_extension(format!("tmp{}", std::process::id()));
                 std::fs::write(&tmp, &bytes).map_err(|e| io(&tmp, e))?;
                 std::fs::rename(&tmp, &p).map_err(|e| io(&p, e))?;
                 out[i] = Some(v);

@@ -232,6 +232,7 @@ mod tests {
                 pos_dim: 2,
                 max_positions: 2,
                 input: crate::selector::SelectorInput::Joint,
+                roles: 0,
             };
             let s = Selector::new(cfg, VarBuilder::from_varmap(&varmap, DType::F64, &dev)).unwrap();
             // candle's own initialisers are unseeded: without this the test was flaky.

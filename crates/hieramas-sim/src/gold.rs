@@ -22,6 +22,9 @@ pub struct GoldTask {
     pub kind: Kind,
     pub task: String,
     pub answer: Answer,
+    /// How much harder its content makes it (standard-normal units, [`crate::fit::Hardness`];
+    /// 0: average).
+    pub hardness: f64,
 }
 
 /// Tasks by the text that identifies them in a prompt.
@@ -85,6 +88,7 @@ mod tests {
             kind: Kind::Math,
             task: text.into(),
             answer: Answer::Math("1".into()),
+            hardness: 0.0,
         }
     }
 

@@ -8,13 +8,19 @@
 //! - Proposers succeed with the model's published accuracy on the benchmark
 //!   (`models/paper.toml`, sources cited there) plus its fitness for the role; correctness is
 //!   correlated across calls on the same task through a per-task difficulty (Gaussian copula,
-//!   exact marginals).
+//!   exact marginals at average content). A task's content shifts it: its *hardness* (MATH
+//!   level, length, an MMLU subject held out of training; [`fit::Hardness`]).
 //! - Synthesisers and the decision node read the candidate answers quoted in their prompt and
-//!   keep a correct one with their judging skill; with none they solve it with probability
-//!   `rescue × accuracy`, else repeat the most common wrong candidate.
+//!   keep a correct one with their judging skill, raised by the share of candidates that agree
+//!   on it (`agreement`); with none they solve it themselves with probability
+//!   `rescue × accuracy` (correlated and as hard as the task, like a proposer), else repeat the
+//!   most common wrong candidate.
 //! - Proposers read their predecessors' answers quoted in the prompt: a correct one is taken up
-//!   (`p → p + uptake·(1 − p)`), only wrong ones mislead (`p → p·(1 − misled)`); both rates are
-//!   assumptions (0.5, 0.3), not fitted. This is what makes the topology matter.
+//!   (`p → p + uptake·(1 − p)`), only wrong ones mislead (`p → p·(1 − misled)`). This is what
+//!   makes the topology matter.
+//! - Per benchmark the settings come from `fit.toml` ([`fit::fitted`]): the correlation and the
+//!   agreement fitted to the paper's system-level accuracies, the rest assumed
+//!   (`benchmarks/simulator.md` has the fit and its residuals).
 //! - Token counts: prompt tokens from the real prompt (4 bytes per token) plus, for every
 //!   simulated output quoted in it, the tokens that output was billed for (its marker says
 //!   how many); completion tokens from the model's typical length; costs with the pool's real
@@ -34,6 +40,7 @@
 //!     kind: Kind::Math,
 //!     task: "What is 7*8?".into(),
 //!     answer: Answer::Math("56".into()),
+//!     hardness: 0.0,
 //! }]));
 //! let catalogue = Catalogue::builtin().unwrap();
 //! let spec = catalogue.get("paper/gpt-4o-mini").unwrap().clone();
@@ -45,10 +52,12 @@
 //! # });
 //! ```
 
+pub mod fit;
 pub mod gold;
 pub mod model;
 pub mod spec;
 
+pub use fit::{Features, Fitted, Hardness};
 pub use gold::{Answer, GoldBook, GoldTask};
 pub use model::{Settings, SimModel};
 pub use spec::{Catalogue, Kind, SimSpec};

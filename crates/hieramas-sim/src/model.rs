@@ -34,6 +34,15 @@ pub struct Settings {
     /// `p·(1 − misled)`. Assumed, not fitted.
     #[serde(default = "misled")]
     pub misled: f64,
+    /// A synthesiser (or the decision node) keeps a correct candidate with probability
+    /// `judge + agreement·(1 − judge)·share`, `share` the fraction of its candidates that are
+    /// correct: unanimous correct candidates are rarely thrown away. 0: the judge alone.
+    #[serde(default)]
+    pub agreement: f64,
+    /// The spread of task hardness on the set the accuracies were published on
+    /// ([`crate::fit::Hardness::spread`]); 0 without content hardness.
+    #[serde(default)]
+    pub spread: f64,
     /// Seed of every random choice (with the model, the prompt and the sample index).
     pub seed: u64,
 }
@@ -45,6 +54,8 @@ impl Default for Settings {
             rescue: 0.5,
             uptake: uptake(),
             misled: misled(),
+            agreement: 0.0,
+            spread: 0.0,
             seed: 0,
         }
     }
@@ -158,12 +169,15 @@ impl SimModel {
         box_muller(u1, u2)
     }
 
-    /// Whether a call with success probability `p` succeeds, correlated through the task.
-    fn succeeds(&self, p: f64, task: &str, rng: &mut ChaCha8Rng) -> bool {
+    /// Whether a call with success probability `p` succeeds, correlated through the task;
+    /// `hardness` (the task's content) lowers the chance.
+    fn succeeds(&self, p: f64, task: &str, hardness: f64, rng: &mut ChaCha8Rng) -> bool {
         let rho = self.settings.correlation.clamp(0.0, 1.0);
         let own = box_muller(rng.random::<f64>(), rng.random::<f64>());
-        let z = rho.sqrt() * self.difficulty(task) + (1.0 - rho).sqrt() * own;
-        // Hard tasks (high difficulty) fail first.
+        let z = (rho.sqrt() * self.difficulty(task) + (1.0 - rho).sqrt() * own - hardness)
+            / (1.0 + self.settings.spread.powi(2)).sqrt();
+        // Low z (a hard task, a hard draw) fails first; over tasks whose hardness has sd
+        // `spread`, z is standard normal, so the accuracy there is `p`.
         1.0 - phi(z) < p
     }
 }
@@ -381,7 +395,7 @@ impl ChatModel for SimModel {
                 } else {
                     p * (1.0 - self.settings.misled.clamp(0.0, 1.0))
                 };
-                let a = if self.succeeds(p, &gold.task, &mut rng) {
+                let a = if self.succeeds(p, &gold.task, gold.hardness, &mut rng) {
                     right.clone()
                 } else {
                     wrong(&mut rng)
@@ -390,7 +404,7 @@ impl ChatModel for SimModel {
             }
             None => {
                 let p = self.spec.accuracy(kind);
-                let a = if self.succeeds(p, &gold.task, &mut rng) {
+                let a = if self.succeeds(p, &gold.task, gold.hardness, &mut rng) {
                     right.clone()
                 } else {
                     wrong(&mut rng)
@@ -399,13 +413,18 @@ impl ChatModel for SimModel {
             }
             Some(c @ (Call::Combine { .. } | Call::Decide)) => {
                 let seen = candidates(kind, &user);
-                let has_right = seen.iter().any(|c| c == &right);
-                let p = if has_right {
-                    self.spec.judge(kind)
+                let right_count = seen.iter().filter(|c| *c == &right).count();
+                let right_now = if right_count > 0 {
+                    let judge = self.spec.judge(kind);
+                    let share = right_count as f64 / seen.len() as f64;
+                    let p = judge + self.settings.agreement.clamp(0.0, 1.0) * (1.0 - judge) * share;
+                    rng.random::<f64>() < p
                 } else {
-                    self.settings.rescue * self.spec.accuracy(kind)
+                    // Solving it anew is a model's own attempt: as hard as the task is.
+                    let p = self.settings.rescue * self.spec.accuracy(kind);
+                    self.succeeds(p, &gold.task, gold.hardness, &mut rng)
                 };
-                let a = if rng.random::<f64>() < p {
+                let a = if right_now {
                     right.clone()
                 } else {
                     // The most frequent wrong candidate, else a wrong answer of its own.

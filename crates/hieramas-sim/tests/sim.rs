@@ -16,6 +16,7 @@ fn math_book(n: usize) -> Arc<GoldBook> {
                 kind: Kind::Math,
                 task: format!("Task {i}: compute {i} + {i}."),
                 answer: Answer::Math((2 * i).to_string()),
+                hardness: 0.0,
             })
             .collect(),
     ))
@@ -263,4 +264,105 @@ fn shipped_pools_name_catalogue_models_and_say_simulated() {
     let ids =
         |p: &hieramas_llm::pool::Pool| p.models.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(&qwen), ids(&paper));
+}
+
+/// A task's content hardness lowers every model's chance on it: `p → Φ(Φ⁻¹(p) − h)` (no
+/// spread: `Settings::default()`).
+#[tokio::test]
+async fn hard_content_lowers_the_chance_as_the_copula_says() {
+    let n = 3000;
+    let hard: Vec<GoldTask> = (0..n)
+        .map(|i| GoldTask {
+            kind: Kind::Math,
+            task: format!("Task {i}: compute {i} + {i}."),
+            answer: Answer::Math((2 * i).to_string()),
+            hardness: 1.0,
+        })
+        .collect();
+    let book = Arc::new(GoldBook::new(hard));
+    let m = model("credit/strong", book.clone()); // 0.75
+    let mut right = 0;
+    for i in 0..n {
+        let r = m
+            .chat(&ask("x", format!("Q: {}", book.task(i).task)))
+            .await
+            .unwrap();
+        right += usize::from(solved(&r.text, &(2 * i).to_string()));
+    }
+    let acc = right as f64 / n as f64;
+    // Φ(0.6745 − 1) = 0.372.
+    assert!((acc - 0.372).abs() < 0.03, "accuracy on hard tasks {acc}");
+
+    // Hardness spread ±0.8 around 0 with `spread` 0.8: the accuracy over them stays about p
+    // (0.738 for this two-point spread; exactly p for a normal one).
+    let mixed: Vec<GoldTask> = (0..n)
+        .map(|i| GoldTask {
+            kind: Kind::Math,
+            task: format!("Task {i}: compute {i} + {i}."),
+            answer: Answer::Math((2 * i).to_string()),
+            hardness: if i % 2 == 0 { 0.8 } else { -0.8 },
+        })
+        .collect();
+    let book = Arc::new(GoldBook::new(mixed));
+    let spec = Catalogue::builtin()
+        .unwrap()
+        .get("credit/strong")
+        .unwrap()
+        .clone();
+    let settings = Settings {
+        spread: 0.8,
+        ..Settings::default()
+    };
+    let price = Price::per_million("1", "2").unwrap();
+    let m = SimModel::new("s", "credit/strong", spec, price, book.clone(), settings).unwrap();
+    let mut right = 0;
+    for i in 0..n {
+        let r = m
+            .chat(&ask("x", format!("Q: {}", book.task(i).task)))
+            .await
+            .unwrap();
+        right += usize::from(solved(&r.text, &(2 * i).to_string()));
+    }
+    let acc = right as f64 / n as f64;
+    assert!(
+        (acc - 0.738).abs() < 0.03,
+        "accuracy over spread tasks {acc}"
+    );
+}
+
+/// With `agreement`, a synthesiser keeps a correct candidate more often the more of its
+/// candidates agree on it: `judge + agreement·(1 − judge)·share`.
+#[tokio::test]
+async fn agreeing_candidates_are_kept_more_often() {
+    let n = 2000;
+    let book = math_book(n);
+    let roles = RoleSet::builtin("math").unwrap();
+    let synth = &roles.roles[0].synth_system;
+    let spec = Catalogue::builtin()
+        .unwrap()
+        .get("credit/weak")
+        .unwrap()
+        .clone(); // judge 0.30
+    let settings = Settings {
+        agreement: 0.8,
+        ..Settings::default()
+    };
+    let price = Price::per_million("1", "2").unwrap();
+    let m = SimModel::new("w", "credit/weak", spec, price, book.clone(), settings).unwrap();
+    let (mut half, mut all) = (0, 0);
+    for i in 0..n {
+        let t = &book.task(i).task;
+        let gold = Answer::Math((2 * i).to_string());
+        let good = render(Kind::Math, Some(&right_answer(&gold)), "x", "m", 300);
+        let bad = render(Kind::Math, Some(&wrong_answer(&gold, t, 0)), "x", "m", 300);
+        let ask_with = |a: &str, b: &str| ask(synth, format!("{t}\n\n1:\n{a}\n\n2:\n{b}"));
+        let r = m.chat(&ask_with(&bad, &good)).await.unwrap();
+        half += usize::from(solved(&r.text, &right_answer(&gold)));
+        let r = m.chat(&ask_with(&good, &good)).await.unwrap();
+        all += usize::from(solved(&r.text, &right_answer(&gold)));
+    }
+    let (half, all) = (half as f64 / n as f64, all as f64 / n as f64);
+    // 0.30 + 0.8 · 0.70 · 0.5 = 0.58; with both right 0.30 + 0.8 · 0.70 = 0.86.
+    assert!((half - 0.58).abs() < 0.035, "one of two right: kept {half}");
+    assert!((all - 0.86).abs() < 0.03, "both right: kept {all}");
 }

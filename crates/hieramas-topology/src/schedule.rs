@@ -248,14 +248,12 @@ pub async fn run_query(plan: &Plan<'_>, task: &str) -> Result<Trace, ScheduleErr
             .shared();
             futs[j] = Some(fut);
         }
-        let all = join_all(futs.into_iter().flatten()).await;
-        // `futs` was filled in topological order; put the outputs back in role order.
-        let order = plan.topology.topological_order();
-        let mut by_role: Vec<Option<Arc<Output>>> = vec![None; n];
-        for (j, r) in order.into_iter().zip(all) {
-            by_role[j] = Some(r?);
-        }
-        by_role.into_iter().flatten().collect()
+        // `futs` is indexed by role (filled in topological order): the outputs come back in
+        // role order.
+        join_all(futs.into_iter().flatten())
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?
     };
 
     let finished: Vec<(&str, &str)> = outputs

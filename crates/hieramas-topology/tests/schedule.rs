@@ -263,6 +263,43 @@ async fn consensus_overrides_the_decision_only_when_every_prediction_agrees() {
     assert_eq!(trace.answer, trace.decision_answer);
 }
 
+/// A DAG whose topological order is not the role order (c and b before a): every role's output
+/// reaches the decision node under its own name, and only answer roles vote.
+#[tokio::test]
+async fn outputs_stay_with_their_roles_when_the_order_is_not_the_role_order() {
+    let server = fresh().await;
+    let set = roles(&["a", "b", "c"], 1);
+    let t = Topology::from_names(set.names(), &[("c", "a"), ("b", "a")]).unwrap();
+    assert_eq!(t.topological_order(), vec![1, 2, 0]);
+    let trace = run(&server, &t, &set, 1, false).await;
+    let decision = &user_prompts(&server, "D: ")[0];
+    for r in ["a", "b", "c"] {
+        // "\n\n<r>:\necho: <r> asks: …" — the name followed by its own output.
+        assert!(
+            decision.contains(&format!("\n\n{r}:\necho: {r} asks")),
+            "{r}'s output is not under its name:\n{decision}"
+        );
+    }
+    let ids: Vec<&str> = trace.nodes.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+    // Only a (the sink) gives an answer: b and c predict something else but do not vote.
+    let mut only_a = set.clone();
+    only_a.roles[1].answer = false;
+    only_a.roles[2].answer = false;
+    let split: Extractor = |t| {
+        Some(
+            if t.contains("echo: a asks") {
+                "42"
+            } else {
+                "7"
+            }
+            .to_string(),
+        )
+    };
+    let plan_trace = run_with(&server, &t, &only_a, 1, false, Some(split)).await;
+    assert_eq!(plan_trace.consensus.as_deref(), Some("42"));
+}
+
 #[tokio::test]
 async fn the_trace_has_the_documented_shape() {
     let server = fresh().await;

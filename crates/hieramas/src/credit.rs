@@ -49,6 +49,12 @@ pub struct CreditConfig {
     pub data_dir: Option<PathBuf>,
     /// Start every run over.
     pub fresh: bool,
+    /// Only these estimators (their slugs, e.g. `aware-multi-fixed`); empty: all six.
+    pub arms: Vec<String>,
+    /// Let the selector choose `skip` (official). Masked by default: a skipped supernode's node
+    /// reward is 0, above a failure's −1, so with per-role heads the multi-level credit learns
+    /// to skip the supernodes that fail often, which is not the question here.
+    pub skip: bool,
 }
 
 impl Default for CreditConfig {
@@ -65,8 +71,30 @@ impl Default for CreditConfig {
             out: PathBuf::from("results/credit-experiment"),
             data_dir: None,
             fresh: false,
+            arms: Vec::new(),
+            skip: false,
         }
     }
+}
+
+/// The slugs `CreditConfig::arms` may name.
+pub fn arm_slugs() -> Vec<&'static str> {
+    ARMS.iter().map(|a| a.slug).collect()
+}
+
+/// The estimators `a` asks for, in the report's order.
+fn chosen(a: &CreditConfig) -> Result<Vec<&'static Arm>> {
+    for slug in &a.arms {
+        ensure!(
+            ARMS.iter().any(|arm| arm.slug == slug),
+            "no estimator {slug:?} (known: {})",
+            arm_slugs().join(", ")
+        );
+    }
+    Ok(ARMS
+        .iter()
+        .filter(|arm| a.arms.is_empty() || a.arms.iter().any(|s| s == arm.slug))
+        .collect())
 }
 
 /// What the experiment leaves: the report (also `<out>/REPORT.md`).
@@ -171,6 +199,7 @@ fn mean_sd(xs: &[f64]) -> (f64, f64) {
 /// Runs the credit experiment (every run resumes like stage 1), reporting each run to
 /// `progress`; writes `REPORT.md`, `credit.svg` and `results.json` under `a.out`.
 pub async fn run(a: &CreditConfig, progress: &mut dyn Progress) -> Result<CreditOutcome> {
+    let arms = chosen(a)?;
     let roles = RoleSet::builtin("math")?;
     let names = roles.names();
     let pool = crate::models::load_pool(&a.pool)?;
@@ -207,7 +236,7 @@ pub async fn run(a: &CreditConfig, progress: &mut dyn Progress) -> Result<Credit
     progress.note(crate::sim::BANNER);
     progress.note(&format!(
         "credit experiment: {} estimators x {} seeds, {} iterations each; optimum: {}",
-        ARMS.len(),
+        arms.len(),
         a.seeds,
         a.iterations,
         names
@@ -218,9 +247,9 @@ pub async fn run(a: &CreditConfig, progress: &mut dyn Progress) -> Result<Credit
             .join(", ")
     ));
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    progress.start((ARMS.len() * a.seeds) as u64, 0, "runs");
+    progress.start((arms.len() * a.seeds) as u64, 0, "runs");
     let mut results: Vec<RunResult> = Vec::new();
-    for arm in &ARMS {
+    for arm in &arms {
         for seed in 0..a.seeds as u64 {
             progress.message(&format!(
                 "SIMULATED credit experiment: {} seed {seed}",
@@ -260,6 +289,7 @@ pub async fn run(a: &CreditConfig, progress: &mut dyn Progress) -> Result<Credit
                 out: Some(a.out.join(arm.slug).join(format!("seed{seed}"))),
                 fresh: a.fresh,
                 stop_after: None,
+                no_skip: !a.skip,
             };
             let outcome = crate::stage1::train(&cfg, &mut Silent)
                 .await
@@ -299,9 +329,9 @@ pub async fn run(a: &CreditConfig, progress: &mut dyn Progress) -> Result<Credit
         }
     }
     progress.finish();
-    let options = ids.len() + 1;
-    let (md, summary) = report(a, &names, &ids, &optimum, best_judge, &results)?;
-    let svg = chart(&names, &summary, 1.0 / options as f64);
+    let options = ids.len() + usize::from(a.skip);
+    let (md, summary) = report(a, &arms, &names, &ids, &optimum, best_judge, &results)?;
+    let svg = chart(&arms, &names, &summary, 1.0 / options as f64);
     std::fs::write(a.out.join("credit.svg"), svg).context("writing credit.svg")?;
     std::fs::write(a.out.join("REPORT.md"), &md).context("writing REPORT.md")?;
     std::fs::write(
@@ -326,13 +356,14 @@ type MeanSd = Vec<(f64, f64)>;
 /// The report's markdown, and per arm and role the mean ± sd probability of the optimum.
 fn report(
     a: &CreditConfig,
+    arms: &[&Arm],
     names: &[String],
     ids: &[&hieramas_llm::pool::ModelSpec],
     optimum: &[(usize, f64)],
     best_judge: usize,
     results: &[RunResult],
 ) -> Result<(String, Vec<MeanSd>)> {
-    let options = ids.len() + 1;
+    let options = ids.len() + usize::from(a.skip);
     let mut md = String::new();
     writeln!(
         md,
@@ -349,7 +380,7 @@ fn report(
          (official MATH settings otherwise: W = 2, T 10 -> 0.8, alpha 0.5, kappa 300, max_tokens 2048; decision: the pool's first \
          model); training on the first {} MATH train \
          queries; validation = argmax choices over the full graph on the first {} MATH valid queries. \
-         Chance for one option: 1/{options} = {:.2}.\n",
+         Options: the pool's models{}. Chance for one option: 1/{options} = {:.2}.\n",
         a.seeds,
         a.iterations,
         a.batch_size.unwrap_or(6),
@@ -362,6 +393,11 @@ fn report(
             )),
         a.train_limit,
         a.val_limit,
+        if a.skip {
+            " and `skip` (official)"
+        } else {
+            "; `skip` masked (`--skip` allows it, as the official stage 1 does)"
+        },
         1.0 / options as f64
     )?;
     let mut command = format!(
@@ -380,6 +416,12 @@ fn report(
     }
     if let Some(c) = a.entropy_coef {
         command.push_str(&format!(" --entropy-coef {c}"));
+    }
+    if !a.arms.is_empty() {
+        command.push_str(&format!(" --arms {}", a.arms.join(",")));
+    }
+    if a.skip {
+        command.push_str(" --skip");
     }
     writeln!(md, "Command (reruns resume from `--out`): `{command}`\n")?;
     writeln!(
@@ -405,7 +447,7 @@ fn report(
     rule.push_str("---|---|---|");
     writeln!(md, "{header}\n{rule}")?;
     let mut summary = Vec::new();
-    for arm in &ARMS {
+    for arm in arms {
         let runs: Vec<&RunResult> = results.iter().filter(|r| r.arm == arm.name).collect();
         let mut row = format!("| {} |", arm.name);
         let mut per_role = Vec::new();
@@ -441,7 +483,7 @@ fn report(
         md,
         "| estimator | synthesiser skipped | best synthesiser |\n|---|---|---|"
     )?;
-    for arm in &ARMS {
+    for arm in arms {
         let runs: Vec<&RunResult> = results.iter().filter(|r| r.arm == arm.name).collect();
         let (skip, _) = mean_sd(&runs.iter().map(|r| r.synth_skip).collect::<Vec<_>>());
         let (best, _) = mean_sd(&runs.iter().map(|r| r.synth_best).collect::<Vec<_>>());
@@ -462,7 +504,7 @@ fn report(
 }
 
 /// Grouped bars: per role, one bar per estimator (mean P(optimal), ± sd), chance dashed.
-fn chart(roles: &[String], summary: &[Vec<(f64, f64)>], chance: f64) -> String {
+fn chart(arms: &[&Arm], roles: &[String], summary: &[Vec<(f64, f64)>], chance: f64) -> String {
     let (w, h) = (760.0, 420.0);
     let (left, right, top, bottom) = (60.0, 20.0, 50.0, 110.0);
     let plot_w = w - left - right;
@@ -486,10 +528,10 @@ fn chart(roles: &[String], summary: &[Vec<(f64, f64)>], chance: f64) -> String {
         ));
     }
     let group = plot_w / roles.len().max(1) as f64;
-    let bar = group * 0.8 / ARMS.len() as f64;
+    let bar = group * 0.8 / arms.len().max(1) as f64;
     for (i, role) in roles.iter().enumerate() {
         let gx = left + group * i as f64 + group * 0.1;
-        for (j, arm) in ARMS.iter().enumerate() {
+        for (j, arm) in arms.iter().enumerate() {
             let Some(&(m, sd)) = summary.get(j).and_then(|r| r.get(i)) else {
                 continue;
             };
@@ -529,7 +571,7 @@ fn chart(roles: &[String], summary: &[Vec<(f64, f64)>], chance: f64) -> String {
         top + plot_h / 2.0,
         top + plot_h / 2.0
     ));
-    for (j, arm) in ARMS.iter().enumerate() {
+    for (j, arm) in arms.iter().enumerate() {
         let lx = left + (j % 2) as f64 * 330.0;
         let ly = h - 50.0 + (j / 2) as f64 * 20.0;
         s.push_str(&format!(
@@ -542,4 +584,27 @@ fn chart(roles: &[String], summary: &[Vec<(f64, f64)>], chance: f64) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arms_are_chosen_by_slug_and_unknown_ones_refused() {
+        let all = chosen(&CreditConfig::default()).unwrap();
+        assert_eq!(all.len(), 6);
+        let two = CreditConfig {
+            arms: vec!["aware-multi-fixed".into(), "multi-fixed".into()],
+            ..CreditConfig::default()
+        };
+        let slugs: Vec<&str> = chosen(&two).unwrap().iter().map(|a| a.slug).collect();
+        assert_eq!(slugs, ["multi-fixed", "aware-multi-fixed"]);
+        let bad = CreditConfig {
+            arms: vec!["nope".into()],
+            ..CreditConfig::default()
+        };
+        let e = chosen(&bad).err().unwrap().to_string();
+        assert!(e.contains("nope") && e.contains("aware-multi-fixed"), "{e}");
+    }
 }

@@ -59,6 +59,8 @@ pub mod models;
 #[cfg(feature = "engine")]
 pub mod sim;
 #[cfg(feature = "engine")]
+pub mod simfit;
+#[cfg(feature = "engine")]
 pub mod stage1;
 #[cfg(feature = "engine")]
 pub mod stage2;

@@ -127,10 +127,7 @@ impl Models {
         }
         self.simulate(
             crate::sim::book(data, benchmark, queries)?,
-            hieramas_sim::Settings {
-                seed,
-                ..hieramas_sim::Settings::default()
-            },
+            hieramas_sim::fit::fitted(crate::sim::kind(benchmark))?.settings(seed),
         );
         Ok(true)
     }

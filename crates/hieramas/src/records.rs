@@ -123,6 +123,10 @@ pub struct Validation {
 pub struct Choice {
     pub tasks: usize,
     pub accuracy: f64,
+    /// The standard error of `accuracy` over the tasks (sd of the per-task solved share
+    /// over √tasks).
+    #[serde(default)]
+    pub stderr: f64,
     /// Mean cost per query, USD.
     pub cost_usd: f64,
 }
@@ -139,6 +143,10 @@ pub struct HeldOut {
     pub random: Choice,
     /// The best candidate by reward (what a perfect classifier would run).
     pub oracle: Choice,
+    /// Classifier minus random candidate, accuracy paired per task: the mean difference and
+    /// its standard error.
+    #[serde(default)]
+    pub classifier_vs_random: Option<(f64, f64)>,
 }
 
 /// What fitting the stage-2 classifier writes to `report.json`.

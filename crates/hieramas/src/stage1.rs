@@ -170,6 +170,11 @@ pub struct Stage1Config {
     pub fresh: bool,
     /// Stop after this many iterations as if interrupted (for tests of resuming).
     pub stop_after: Option<usize>,
+    /// Mask the `skip` option at every position. The official stage 1 lets the selector skip
+    /// proposers and whole supernodes; a skipped supernode's node reward is 0, above a
+    /// failure's −1, so multi-level credit learns to skip the supernodes that fail often. The
+    /// credit experiment masks it to measure the choice of models alone.
+    pub no_skip: bool,
 }
 
 impl Default for Stage1Config {
@@ -188,6 +193,7 @@ impl Default for Stage1Config {
             out: None,
             fresh: false,
             stop_after: None,
+            no_skip: false,
         }
     }
 }
@@ -439,8 +445,31 @@ impl Stage {
         }
     }
 
-    /// Refuses a selector made for another input than this system gives it.
+    /// The selector this system trains: the official sizes for its embeddings, its input, and
+    /// for the role-aware input a learned embedding per role.
+    pub fn selector_config(&self) -> SelectorConfig {
+        let input = self.selector_input();
+        let roles = match input {
+            SelectorInput::Joint => 0,
+            SelectorInput::Separate => self.names.len(),
+        };
+        SelectorConfig::official(self.dim)
+            .with_input(input)
+            .with_roles(roles)
+    }
+
+    /// Refuses a selector made for another input than this system gives it, or for another
+    /// number of roles.
     pub fn check_selector(&self, sel: &SelectorConfig, path: &Path) -> Result<()> {
+        if sel.roles != 0 && sel.roles != self.names.len() {
+            bail!(
+                "stage-1 checkpoint {} holds a selector for {} roles, but this system has {} ({})",
+                path.display(),
+                sel.roles,
+                self.names.len(),
+                self.names.join(", ")
+            );
+        }
         if sel.input != self.selector_input() {
             bail!(
                 "stage-1 checkpoint {} holds a selector with the {} task/role input, but this system gives the {} one ({}): run with the setting it was trained with",
@@ -495,7 +524,8 @@ impl Stage {
         let meta = if zero_meta { meta.zeros_like()? } else { meta };
         let logits = roles
             .iter()
-            .map(|r| sel.logits(&self.e_llm, r, &meta, self.width + 1))
+            .enumerate()
+            .map(|(i, r)| sel.role_logits(&self.e_llm, r, &meta, self.width + 1, Some(i)))
             .collect::<Result<Vec<_>, _>>()?;
         Ok((logits, meta_cost))
     }
@@ -695,9 +725,9 @@ impl Stage {
         let mut logits = Vec::with_capacity(self.names.len());
         let mut actions = Vec::with_capacity(self.names.len());
         let mut members = Vec::with_capacity(self.names.len());
-        for role in &role_inputs {
+        for (i, role) in role_inputs.iter().enumerate() {
             let l = mask_logits(
-                &sel.logits(&self.e_llm, role, &meta, settings.width + 1)?,
+                &sel.role_logits(&self.e_llm, role, &meta, settings.width + 1, Some(i))?,
                 &self.masks,
             )?;
             let act = draw(&l, t, variant, rng)?;
@@ -758,7 +788,7 @@ impl Stage {
             let mut members = Vec::with_capacity(roles.len());
             for (i, role) in roles.iter().enumerate() {
                 let l = mask_logits(
-                    &sel.logits(&self.e_llm, role, &meta, self.width + 1)?,
+                    &sel.role_logits(&self.e_llm, role, &meta, self.width + 1, Some(i))?,
                     masks,
                 )?;
                 let act = argmax(&l)?;
@@ -891,8 +921,12 @@ pub async fn train(cfg: &Stage1Config, progress: &mut dyn Progress) -> Result<St
     } else {
         Variant::Fixed
     };
-    let (queries, val, out, stage) = prepare(cfg, &settings, variant).await?;
-    let (simulated, dim, dev) = (stage.simulated, stage.dim, stage.dev.clone());
+    let (queries, val, out, mut stage) = prepare(cfg, &settings, variant).await?;
+    if cfg.no_skip {
+        stage.masks.excluded.push(stage.skip);
+        stage.masks.synth_may_skip = false;
+    }
+    let (simulated, dev) = (stage.simulated, stage.dev.clone());
     if simulated {
         progress.note(crate::sim::BANNER);
     }
@@ -919,7 +953,7 @@ pub async fn train(cfg: &Stage1Config, progress: &mut dyn Progress) -> Result<St
     let (varmap, sel, mut trainer) = selector_and_trainer(
         resume_files.as_ref().map(|f| (out.as_path(), f)),
         &settings,
-        SelectorConfig::official(dim).with_input(stage.selector_input()),
+        stage.selector_config(),
         &dev,
         sys.seed,
     )?;
@@ -1167,6 +1201,9 @@ fn fingerprint(
     });
     if sys.metadata != "heuristic" {
         fingerprint["metadata"] = sys.metadata.clone().into();
+    }
+    if cfg.no_skip {
+        fingerprint["no_skip"] = true.into();
     }
     // Written only for the role-aware selector, so an official run's fingerprint is unchanged.
     if stage.selector_input() != SelectorInput::Joint {

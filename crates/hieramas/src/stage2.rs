@@ -437,31 +437,43 @@ pub fn choice(
     records: &[TaskRecord],
     pick: impl Fn(usize, &TaskRecord) -> Option<usize>,
 ) -> Choice {
-    let (mut acc, mut cost) = (0.0, 0.0);
-    for (i, t) in records.iter().enumerate() {
-        let n = t.runs.len().max(1) as f64;
-        match pick(i, t) {
-            Some(k) => {
-                acc += f64::from(u8::from(t.runs[k].solved));
-                cost += t.runs[k].cost_pico as f64 / 1e12;
-            }
-            None => {
-                acc += t.runs.iter().filter(|r| r.solved).count() as f64 / n;
-                cost += t
-                    .runs
-                    .iter()
-                    .map(|r| r.cost_pico as f64 / 1e12)
-                    .sum::<f64>()
-                    / n;
-            }
-        }
-    }
+    let (solved, cost) = per_task(records, pick);
     let n = records.len().max(1) as f64;
     Choice {
         tasks: records.len(),
-        accuracy: acc / n,
-        cost_usd: cost / n,
+        accuracy: solved.iter().sum::<f64>() / n,
+        stderr: hieramas_gnn::metrics::standard_error(&solved).unwrap_or(0.0),
+        cost_usd: cost.iter().sum::<f64>() / n,
     }
+}
+
+/// Per task, the solved share and the cost (USD) of running the candidate `pick` gives (all of
+/// them on average for `None`).
+fn per_task(
+    records: &[TaskRecord],
+    pick: impl Fn(usize, &TaskRecord) -> Option<usize>,
+) -> (Vec<f64>, Vec<f64>) {
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let n = t.runs.len().max(1) as f64;
+            match pick(i, t) {
+                Some(k) => (
+                    f64::from(u8::from(t.runs[k].solved)),
+                    t.runs[k].cost_pico as f64 / 1e12,
+                ),
+                None => (
+                    t.runs.iter().filter(|r| r.solved).count() as f64 / n,
+                    t.runs
+                        .iter()
+                        .map(|r| r.cost_pico as f64 / 1e12)
+                        .sum::<f64>()
+                        / n,
+                ),
+            }
+        })
+        .unzip()
 }
 
 /// Scores of every held-out task's candidates and how the choices fare.
@@ -486,9 +498,15 @@ pub fn held_out(cls: &Classifier, records: &[TaskRecord], seed: u64) -> Result<H
         .collect();
     let random_task_auc =
         (!draws.is_empty()).then(|| draws.iter().sum::<f64>() / draws.len() as f64);
+    let (chosen, _) = per_task(records, |i, _| top1(&g[i].scores));
+    let (random, _) = per_task(records, |_, _| None);
+    let gains: Vec<f64> = chosen.iter().zip(&random).map(|(c, r)| c - r).collect();
+    let classifier_vs_random = hieramas_gnn::metrics::standard_error(&gains)
+        .map(|se| (gains.iter().sum::<f64>() / gains.len() as f64, se));
     Ok(HeldOut {
         metrics,
         random_task_auc,
+        classifier_vs_random,
         classifier: choice(records, |i, _| top1(&g[i].scores)),
         random: choice(records, |_, _| None),
         oracle: choice(records, |_, t| {

@@ -89,6 +89,8 @@ struct EdgeRun {
 struct Row {
     method: String,
     accuracy: f64,
+    /// Standard error of `accuracy` over the held-out tasks.
+    stderr: f64,
     cost_usd: f64,
     top1_hit: Option<f64>,
     task_auc: Option<f64>,
@@ -192,6 +194,7 @@ pub async fn run(a: &TopologyConfig, progress: &mut dyn Progress) -> Result<Topo
     let row = |method: &str, c: &Choice, hit: Option<f64>, auc: Option<f64>| Row {
         method: method.into(),
         accuracy: c.accuracy,
+        stderr: c.stderr,
         cost_usd: c.cost_usd,
         top1_hit: hit,
         task_auc: auc,
@@ -400,12 +403,13 @@ fn report(r: &Results, held: &HeldOut, graphs: usize) -> String {
         "Train tasks {} ({} runs = the edge-wise budget); held-out tasks {}, each with {graphs} distinct candidate DAGs run once.\n\n",
         r.train_tasks, r.budget_runs, r.test_tasks
     ));
-    s.push_str("| method | accuracy | cost / query (USD) | top-1 hit | task ROC-AUC |\n|---|---:|---:|---:|---:|\n");
+    s.push_str("| method | accuracy ± s.e. | cost / query (USD) | top-1 hit | task ROC-AUC |\n|---|---:|---:|---:|---:|\n");
     for row in &r.rows {
         s.push_str(&format!(
-            "| {} | {:.1}% | {:.6} | {} | {} |\n",
+            "| {} | {:.1}% ± {:.1} | {:.6} | {} | {} |\n",
             row.method,
             100.0 * row.accuracy,
+            100.0 * row.stderr,
             row.cost_usd,
             fmt(row.top1_hit),
             fmt(row.task_auc)
@@ -432,6 +436,65 @@ fn report(r: &Results, held: &HeldOut, graphs: usize) -> String {
                 .join(", ")
         }
     ));
+    s.push_str(&significance(r, held));
     s.push_str("\nTop-1 hit: share of held-out tasks with a positive candidate whose chosen candidate is positive (random: the mean share of positives). Task ROC-AUC: mean over held-out tasks with both labels (random: seeded random scores).\n");
+    s
+}
+
+/// The differences that decide, each with its standard error and z = difference / s.e.
+/// (|z| ≥ 1.96: significant at the 5% level, two-sided, normal approximation).
+fn significance(r: &Results, held: &HeldOut) -> String {
+    let m = &held.metrics;
+    let z = |d: f64, se: f64| if se > 0.0 { d / se } else { f64::NAN };
+    let verdict = |z: f64| {
+        if z.abs() >= 1.96 {
+            "significant at 5%"
+        } else {
+            "not significant at 5%"
+        }
+    };
+    let mut s =
+        String::from("\nSignificance (held-out tasks; z = difference / standard error):\n\n");
+    if let (Some(auc), Some(se)) = (m.task_auc, m.task_auc_se) {
+        let zz = z(auc - 0.5, se);
+        s.push_str(&format!(
+            "- Classifier task ROC-AUC {auc:.3} ± {se:.3} vs 0.5 (chance), over {} tasks: z = {zz:.2}, {}.\n",
+            m.auc_tasks,
+            verdict(zz)
+        ));
+    }
+    if let (Some(hit), Some(random), Some(se)) = (m.top1_hit, m.top1_random, m.top1_gain_se) {
+        let zz = z(hit - random, se);
+        s.push_str(&format!(
+            "- Top-1 hit {hit:.3} vs a random pick {random:.3} (paired over {} tasks with a positive): {:+.3} ± {se:.3}, z = {zz:.2}, {}.\n",
+            m.hit_tasks,
+            hit - random,
+            verdict(zz)
+        ));
+    }
+    if let Some((d, se)) = held.classifier_vs_random {
+        let zz = z(d, se);
+        s.push_str(&format!(
+            "- Accuracy, classifier's top-1 vs a random candidate (paired per task): {:+.1} ± {:.1} points, z = {zz:.2}, {}.\n",
+            100.0 * d,
+            100.0 * se,
+            verdict(zz)
+        ));
+    }
+    let classifier = r.rows.first();
+    for other in r.rows.iter().skip(3) {
+        if let Some(c) = classifier {
+            let d = c.accuracy - other.accuracy;
+            let se = (c.stderr.powi(2) + other.stderr.powi(2)).sqrt();
+            let zz = z(d, se);
+            s.push_str(&format!(
+                "- Accuracy, classifier vs {} (unpaired): {:+.1} ± {:.1} points, z = {zz:.2}, {}.\n",
+                other.method,
+                100.0 * d,
+                100.0 * se,
+                verdict(zz)
+            ));
+        }
+    }
     s
 }
