@@ -576,15 +576,8 @@ async fn run(command: Command) -> Result<()> {
         } => {
             let cfg = args.config()?;
             let fit = hieramas::simfit::fit(&cfg, &mut bar::Bar::new(false)).await?;
-            std::fs::create_dir_all(&args.out)
-                .with_context(|| format!("creating {}", args.out.display()))?;
-            let report = fit.report();
-            let md = args.out.join("REPORT.md");
-            std::fs::write(&md, &report).with_context(|| format!("writing {}", md.display()))?;
-            let json = args.out.join("fit.json");
-            std::fs::write(&json, serde_json::to_string_pretty(&fit)?)
-                .with_context(|| format!("writing {}", json.display()))?;
-            println!("{report}");
+            let md = fit.write(&args.out)?;
+            println!("{}", fit.report());
             eprintln!("SIMULATED report: {}", md.display());
         }
         Command::Experiment {

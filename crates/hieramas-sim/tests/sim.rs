@@ -10,22 +10,44 @@ use hieramas_topology::roleset::RoleSet;
 use proptest::prelude::*;
 
 fn math_book(n: usize) -> Arc<GoldBook> {
+    math_book_with(n, |_| 0.0)
+}
+
+/// `n` tasks "compute i + i", task `i` with content hardness `hardness(i)`.
+fn math_book_with(n: usize, hardness: impl Fn(usize) -> f64) -> Arc<GoldBook> {
     Arc::new(GoldBook::new(
         (0..n)
             .map(|i| GoldTask {
                 kind: Kind::Math,
                 task: format!("Task {i}: compute {i} + {i}."),
                 answer: Answer::Math((2 * i).to_string()),
-                hardness: 0.0,
+                hardness: hardness(i),
             })
             .collect(),
     ))
 }
 
 fn model(name: &str, book: Arc<GoldBook>) -> SimModel {
+    model_with(name, book, Settings::default())
+}
+
+fn model_with(name: &str, book: Arc<GoldBook>, settings: Settings) -> SimModel {
     let spec = Catalogue::builtin().unwrap().get(name).unwrap().clone();
     let price = Price::per_million("1", "2").unwrap();
-    SimModel::new(name, name, spec, price, book, Settings::default()).unwrap()
+    SimModel::new(name, name, spec, price, book, settings).unwrap()
+}
+
+/// The share of `book`'s tasks (made by [`math_book_with`]) that `m` solves alone.
+async fn accuracy_alone(m: &SimModel, book: &GoldBook) -> f64 {
+    let mut right = 0;
+    for i in 0..book.len() {
+        let r = m
+            .chat(&ask("x", format!("Q: {}", book.task(i).task)))
+            .await
+            .unwrap();
+        right += usize::from(solved(&r.text, &(2 * i).to_string()));
+    }
+    right as f64 / book.len() as f64
 }
 
 fn ask(system: &str, user: String) -> ChatRequest {
@@ -271,59 +293,19 @@ fn shipped_pools_name_catalogue_models_and_say_simulated() {
 #[tokio::test]
 async fn hard_content_lowers_the_chance_as_the_copula_says() {
     let n = 3000;
-    let hard: Vec<GoldTask> = (0..n)
-        .map(|i| GoldTask {
-            kind: Kind::Math,
-            task: format!("Task {i}: compute {i} + {i}."),
-            answer: Answer::Math((2 * i).to_string()),
-            hardness: 1.0,
-        })
-        .collect();
-    let book = Arc::new(GoldBook::new(hard));
-    let m = model("credit/strong", book.clone()); // 0.75
-    let mut right = 0;
-    for i in 0..n {
-        let r = m
-            .chat(&ask("x", format!("Q: {}", book.task(i).task)))
-            .await
-            .unwrap();
-        right += usize::from(solved(&r.text, &(2 * i).to_string()));
-    }
-    let acc = right as f64 / n as f64;
+    let book = math_book_with(n, |_| 1.0);
+    let acc = accuracy_alone(&model("credit/strong", book.clone()), &book).await; // p = 0.75
     // Φ(0.6745 − 1) = 0.372.
     assert!((acc - 0.372).abs() < 0.03, "accuracy on hard tasks {acc}");
 
     // Hardness spread ±0.8 around 0 with `spread` 0.8: the accuracy over them stays about p
     // (0.738 for this two-point spread; exactly p for a normal one).
-    let mixed: Vec<GoldTask> = (0..n)
-        .map(|i| GoldTask {
-            kind: Kind::Math,
-            task: format!("Task {i}: compute {i} + {i}."),
-            answer: Answer::Math((2 * i).to_string()),
-            hardness: if i % 2 == 0 { 0.8 } else { -0.8 },
-        })
-        .collect();
-    let book = Arc::new(GoldBook::new(mixed));
-    let spec = Catalogue::builtin()
-        .unwrap()
-        .get("credit/strong")
-        .unwrap()
-        .clone();
+    let book = math_book_with(n, |i| if i % 2 == 0 { 0.8 } else { -0.8 });
     let settings = Settings {
         spread: 0.8,
         ..Settings::default()
     };
-    let price = Price::per_million("1", "2").unwrap();
-    let m = SimModel::new("s", "credit/strong", spec, price, book.clone(), settings).unwrap();
-    let mut right = 0;
-    for i in 0..n {
-        let r = m
-            .chat(&ask("x", format!("Q: {}", book.task(i).task)))
-            .await
-            .unwrap();
-        right += usize::from(solved(&r.text, &(2 * i).to_string()));
-    }
-    let acc = right as f64 / n as f64;
+    let acc = accuracy_alone(&model_with("credit/strong", book.clone(), settings), &book).await;
     assert!(
         (acc - 0.738).abs() < 0.03,
         "accuracy over spread tasks {acc}"
@@ -338,17 +320,11 @@ async fn agreeing_candidates_are_kept_more_often() {
     let book = math_book(n);
     let roles = RoleSet::builtin("math").unwrap();
     let synth = &roles.roles[0].synth_system;
-    let spec = Catalogue::builtin()
-        .unwrap()
-        .get("credit/weak")
-        .unwrap()
-        .clone(); // judge 0.30
     let settings = Settings {
         agreement: 0.8,
         ..Settings::default()
     };
-    let price = Price::per_million("1", "2").unwrap();
-    let m = SimModel::new("w", "credit/weak", spec, price, book.clone(), settings).unwrap();
+    let m = model_with("credit/weak", book.clone(), settings); // judge 0.30
     let (mut half, mut all) = (0, 0);
     for i in 0..n {
         let t = &book.task(i).task;

@@ -432,6 +432,16 @@ fn closest(
 }
 
 impl SimFit {
+    /// Writes `REPORT.md` ([`SimFit::report`]) and `fit.json` (this value) under `dir`;
+    /// returns the report's path.
+    pub fn write(&self, dir: &std::path::Path) -> Result<PathBuf> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let md = dir.join("REPORT.md");
+        std::fs::write(&md, self.report()).with_context(|| format!("writing {}", md.display()))?;
+        crate::records::write_json_atomic(&dir.join("fit.json"), self)?;
+        Ok(md)
+    }
+
     /// The fit as Markdown: the chosen settings, residuals, the grid, the single models.
     pub fn report(&self) -> String {
         let c = &self.config;
